@@ -1,0 +1,196 @@
+/*
+ * conn.c - a connection that moves its data through kTLS where the
+ * kernel took it and through OpenSSL elsewhere.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <linux/tls.h>
+
+#include <openssl/err.h>
+
+#include "conn.h"
+#include "ktls_diag.h"
+#include "mtls.h"
+
+/* How long close waits for the peer's close_notify. */
+#define CLOSE_LINGER_SECS 2
+
+static void
+set_timeout(int fd, int secs)
+{
+	struct timeval tv = { .tv_sec = secs, .tv_usec = 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+}
+
+int
+conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout)
+{
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	set_timeout(fd, timeout);
+	if ((c->ssl = SSL_new(ctx)) == NULL || (c->k = ktls_new(c->ssl)) == NULL ||
+	    !SSL_set_fd(c->ssl, fd)) {
+		snprintf(c->err, sizeof(c->err), "cannot set up TLS: %s",
+		    mtls_err_reason("out of memory"));
+		return -1;
+	}
+	return 0;
+}
+
+int
+conn_handshake(struct conn *c)
+{
+	int ret;
+
+	ERR_clear_error();
+	ret = SSL_is_server(c->ssl) ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
+	if (ret == 1)
+		return 0;
+	mtls_ssl_error(c->ssl, ret, c->err, sizeof(c->err));
+	c->failed = 1;
+	return -1;
+}
+
+/* Ask the kernel whether the NIC took a direction (see ktls_diag.c). */
+static void
+note_hardware(struct conn *c)
+{
+	struct ktls_diag d;
+	char err[128];
+
+	if (ktls_diag_query(c->fd, &d, err, sizeof(err)) < 0)
+		return;
+	if (d.txconf == TLS_CONF_HW || d.txconf == TLS_CONF_HW_RECORD)
+		ktls_set_hardware(c->k, KTLS_TX);
+	if (d.rxconf == TLS_CONF_HW || d.rxconf == TLS_CONF_HW_RECORD)
+		ktls_set_hardware(c->k, KTLS_RX);
+}
+
+int
+conn_offload(struct conn *c, enum hk_ktls_mode mode)
+{
+	int d;
+
+	if (mode == HK_KTLS_OFF) {
+		ktls_disable(c->k, "disabled with --ktls off");
+		return 0;
+	}
+	if (ktls_offload(c->k, c->fd) == 0) {
+		note_hardware(c);
+		return 0;
+	}
+	if (mode != HK_KTLS_REQUIRE)
+		return 0;
+	d = ktls_active(c->k, KTLS_RX) ? KTLS_TX : KTLS_RX;
+	snprintf(c->err, sizeof(c->err), "kTLS required but %s stayed in "
+	    "userspace: %s", d == KTLS_TX ? "TX" : "RX", ktls_reason(c->k, d));
+	return -1;
+}
+
+ssize_t
+conn_read(struct conn *c, void *buf, size_t len)
+{
+	int n;
+	ssize_t r;
+
+	if (ktls_active(c->k, KTLS_RX)) {
+		if ((r = ktls_read(c->k, buf, len)) < 0) {
+			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+			c->failed = 1;
+		}
+		return r;
+	}
+	ERR_clear_error();
+	n = SSL_read(c->ssl, buf, len > 0x40000000 ? 0x40000000 : (int)len);
+	if (n > 0)
+		return n;
+	if (SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
+	c->failed = 1;
+	return -1;
+}
+
+int
+conn_write(struct conn *c, const void *buf, size_t len)
+{
+	size_t done = 0;
+	int n;
+
+	if (ktls_active(c->k, KTLS_TX)) {
+		if (ktls_write(c->k, buf, len) < 0) {
+			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+			c->failed = 1;
+			return -1;
+		}
+		return 0;
+	}
+	while (done < len) {
+		ERR_clear_error();
+		n = SSL_write(c->ssl, (const char *)buf + done,
+		    len - done > 0x40000000 ? 0x40000000 : (int)(len - done));
+		if (n <= 0) {
+			mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
+			c->failed = 1;
+			return -1;
+		}
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+static int
+send_close_notify(struct conn *c)
+{
+	if (ktls_active(c->k, KTLS_TX)) {
+		if (ktls_close_notify(c->k) == 0)
+			return 0;
+		snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+		return -1;
+	}
+	ERR_clear_error();
+	if (SSL_shutdown(c->ssl) >= 0)
+		return 0;
+	snprintf(c->err, sizeof(c->err), "sending close_notify: %s",
+	    mtls_err_reason("connection lost"));
+	return -1;
+}
+
+int
+conn_close(struct conn *c)
+{
+	char buf[4096];
+	ssize_t n;
+
+	if (c->failed || c->ssl == NULL || !SSL_is_init_finished(c->ssl))
+		return -1;
+	if (send_close_notify(c) < 0)
+		return -1;
+	shutdown(c->fd, SHUT_WR);
+	/* Wait for the peer's close_notify; it is not an error if it is late. */
+	set_timeout(c->fd, CLOSE_LINGER_SECS);
+	do
+		n = conn_read(c, buf, sizeof(buf));
+	while (n > 0);
+	c->err[0] = '\0';
+	return 0;
+}
+
+void
+conn_free(struct conn *c)
+{
+	ktls_free(c->k);
+	SSL_free(c->ssl);
+	if (c->fd >= 0)
+		close(c->fd);
+	memset(c, 0, sizeof(*c));
+	c->fd = -1;
+}

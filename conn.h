@@ -1,0 +1,54 @@
+/*
+ * conn.h - one mTLS connection, owned in one place: its socket, its SSL
+ * and its kTLS state. Reads and writes go through the kernel for each
+ * direction kTLS took, through OpenSSL for the others.
+ */
+#ifndef CONN_H
+#define CONN_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+#include "hk_config.h"
+#include "ktls_keys.h"
+
+struct conn {
+	int fd;
+	SSL *ssl;
+	struct ktls *k;
+	int failed; /* a fatal error: no close_notify on close */
+	char err[320];
+};
+
+/*
+ * Take ownership of the connected socket fd (it is closed by
+ * conn_free even on failure). timeout bounds every network wait.
+ */
+int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout);
+
+/* The TLS handshake, in the role of the SSL_CTX. */
+int conn_handshake(struct conn *c);
+
+/*
+ * Offload to kTLS as mode says. Returns -1 only when mode is require
+ * and a direction stayed in userspace.
+ */
+int conn_offload(struct conn *c, enum hk_ktls_mode mode);
+
+/* >0 bytes read, 0 at the peer's close_notify, -1 on error. */
+ssize_t conn_read(struct conn *c, void *buf, size_t len);
+
+/* Write all of buf; 0 or -1. */
+int conn_write(struct conn *c, const void *buf, size_t len);
+
+/*
+ * Send close_notify, stop writing, and wait briefly for the peer's
+ * close so that nothing in flight is lost to a TCP reset.
+ */
+int conn_close(struct conn *c);
+
+void conn_free(struct conn *c);
+
+#endif

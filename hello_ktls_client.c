@@ -1,0 +1,235 @@
+/*
+ * hello_ktls_client - an mTLS client that hands its connection's record
+ * encryption to the kernel (kTLS) after the handshake.
+ *
+ * It connects, verifies the server's certificate and name, presents its
+ * own certificate, offloads TLS to the kernel, sends its message and
+ * prints the reply. With --send-file it streams a file to an --echo
+ * server and checks that every byte comes back unchanged.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "conn.h"
+#include "hk_config.h"
+#include "hk_print.h"
+#include "ktls_keys.h"
+#include "mtls.h"
+
+/* Echo chunks stay well inside socket buffers, so lock-step can't deadlock. */
+#define CHUNK (64 * 1024)
+
+static int
+connect_to(const char *host, const char *port, int timeout, char *err,
+    size_t errlen)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res, *ai;
+	struct timeval tv = { .tv_sec = timeout };
+	int fd = -1, rc, saved = 0;
+
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+		if (fd < 0)
+			continue;
+		/* Linux bounds connect() by the send timeout. */
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(fd, ai->ai_addr, ai->ai_addrlen) == 0)
+			break;
+		saved = errno;
+		close(fd);
+		fd = -1;
+	}
+	freeaddrinfo(res);
+	if (fd < 0)
+		snprintf(err, errlen, "cannot connect to %s port %s: %s", host,
+		    port, saved == EINPROGRESS || saved == EAGAIN ? "timed out" :
+		    strerror(saved));
+	return fd;
+}
+
+static int
+exchange_hello(struct conn *c, const struct hk_config *cfg)
+{
+	char buf[16384];
+	ssize_t n;
+
+	printf("Sending message to server: %s\n", cfg->message);
+	if (conn_write(c, cfg->message, strlen(cfg->message)) < 0)
+		return -1;
+	printf("Sent %zu bytes\n", strlen(cfg->message));
+	if ((n = conn_read(c, buf, sizeof(buf))) <= 0) {
+		if (n == 0)
+			snprintf(c->err, sizeof(c->err), "server closed the "
+			    "connection without replying");
+		return -1;
+	}
+	hk_print_text("Received from server: ", buf, (size_t)n);
+	return 0;
+}
+
+/* Read exactly len bytes of echo and compare them with what was sent. */
+static int
+echo_back(struct conn *c, const char *sent, char *got, size_t len)
+{
+	size_t have = 0;
+	ssize_t n;
+
+	while (have < len) {
+		if ((n = conn_read(c, got + have, len - have)) <= 0) {
+			if (n == 0)
+				snprintf(c->err, sizeof(c->err), "server closed "
+				    "the connection in the middle of the echo");
+			return -1;
+		}
+		have += (size_t)n;
+	}
+	if (memcmp(sent, got, len) != 0) {
+		snprintf(c->err, sizeof(c->err), "echoed data differs from "
+		    "what was sent");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+exchange_file(struct conn *c, const struct hk_config *cfg)
+{
+	FILE *in, *out = NULL;
+	char *sent = malloc(CHUNK), *got = malloc(CHUNK);
+	unsigned long long total = 0;
+	size_t n;
+	int ret = -1;
+
+	if ((in = fopen(cfg->send_file, "rb")) == NULL ||
+	    (cfg->output != NULL && (out = fopen(cfg->output, "wb")) == NULL)) {
+		snprintf(c->err, sizeof(c->err), "cannot open %s: %s",
+		    in == NULL ? cfg->send_file : cfg->output, strerror(errno));
+		goto out;
+	}
+	if (sent == NULL || got == NULL) {
+		snprintf(c->err, sizeof(c->err), "out of memory");
+		goto out;
+	}
+	printf("Sending %s to server\n", cfg->send_file);
+	while ((n = fread(sent, 1, CHUNK, in)) > 0) {
+		if (conn_write(c, sent, n) < 0 || echo_back(c, sent, got, n) < 0)
+			goto out;
+		if (out != NULL && fwrite(got, 1, n, out) != n) {
+			snprintf(c->err, sizeof(c->err), "cannot write %s: %s",
+			    cfg->output, strerror(errno));
+			goto out;
+		}
+		total += n;
+	}
+	if (ferror(in)) {
+		snprintf(c->err, sizeof(c->err), "cannot read %s", cfg->send_file);
+		goto out;
+	}
+	printf("Echo verified: %llu bytes sent and received intact\n", total);
+	ret = 0;
+out:
+	if (in != NULL)
+		fclose(in);
+	if (out != NULL && fclose(out) != 0 && ret == 0) {
+		snprintf(c->err, sizeof(c->err), "cannot write %s", cfg->output);
+		ret = -1;
+	}
+	free(sent);
+	free(got);
+	return ret;
+}
+
+static int
+run(SSL_CTX *ctx, const struct hk_config *cfg)
+{
+	struct conn c = { .fd = -1 };
+	char err[512];
+	int fd, ret = 1;
+
+	printf("Connecting to %s%s%s:%s...\n", strchr(cfg->host, ':') ? "[" : "",
+	    cfg->host, strchr(cfg->host, ':') ? "]" : "", cfg->port);
+	if ((fd = connect_to(cfg->host, cfg->port, cfg->timeout, err,
+	    sizeof(err))) < 0) {
+		hk_warn("%s", err);
+		return 1;
+	}
+	printf("TCP connection established\n");
+	if (conn_init(&c, ctx, fd, cfg->timeout) < 0)
+		goto out;
+	if (mtls_set_peer_host(c.ssl, cfg->host) < 0) {
+		snprintf(c.err, sizeof(c.err), "cannot check the server's "
+		    "certificate against '%s'", cfg->host);
+		goto out;
+	}
+	printf("Performing TLS handshake...\n");
+	if (conn_handshake(&c) < 0)
+		goto out;
+	printf("TLS handshake completed successfully\n");
+	hk_print_session(&c, "Server");
+	if (conn_offload(&c, cfg->ktls) < 0)
+		goto out;
+	hk_print_ktls(&c);
+	if ((cfg->send_file ? exchange_file(&c, cfg) : exchange_hello(&c, cfg)) < 0)
+		goto out;
+	conn_close(&c);
+	ret = 0;
+out:
+	if (ret != 0)
+		hk_warn("%s:%s: %s", cfg->host, cfg->port, c.err);
+	conn_free(&c);
+	return ret;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct hk_config cfg;
+	SSL_CTX *ctx;
+	char err[512];
+	int ret;
+
+	hk_print_init("hello_ktls_client");
+	switch (hk_config_parse(&cfg, HK_CLIENT, argc, argv, err, sizeof(err))) {
+	case HK_PARSE_HELP:
+		fputs(hk_config_usage(HK_CLIENT), stdout);
+		return 0;
+	case HK_PARSE_VERSION:
+		printf("hello_ktls_client %s (%s)\n", HK_VERSION,
+		    OpenSSL_version(OPENSSL_VERSION));
+		return 0;
+	case HK_PARSE_ERROR:
+		hk_warn("%s", err);
+		fputs(hk_config_usage(HK_CLIENT), stderr);
+		return 2;
+	case HK_PARSE_OK:
+		break;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	printf("=== kTLS mTLS Client ===\n");
+	printf("Loading client certificate: %s\n", cfg.cert);
+	printf("Loading client private key: %s\n", cfg.key);
+	printf("Loading CA certificate: %s\n", cfg.ca);
+	if ((ctx = mtls_ctx_new(&cfg, err, sizeof(err))) == NULL) {
+		hk_warn("%s", err);
+		return 1;
+	}
+	if (ktls_keylog_file_active())
+		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
+		    "written to %s", getenv("SSLKEYLOGFILE"));
+	ret = run(ctx, &cfg);
+	SSL_CTX_free(ctx);
+	return ret;
+}

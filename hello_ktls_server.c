@@ -1,0 +1,327 @@
+/*
+ * hello_ktls_server - an mTLS server that hands its connections' record
+ * encryption to the kernel (kTLS) after the handshake.
+ *
+ * It listens on all IPv4 and IPv6 addresses, requires and verifies a
+ * client certificate, offloads TLS to the kernel, reads the client's
+ * message and answers it (or echoes everything with --echo). Each client
+ * is served by its own process, so a slow or broken client never holds
+ * up or takes down the others; --once serves a single client in-process.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "conn.h"
+#include "hk_config.h"
+#include "hk_print.h"
+#include "ktls_keys.h"
+#include "mtls.h"
+
+#define BUF_SIZE (64 * 1024)
+
+static volatile sig_atomic_t stopping;
+
+static void
+on_stop(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* The wildcard listener: dual-stack IPv6, or IPv4 alone where the kernel has no IPv6. */
+static int
+listen_any(unsigned short port)
+{
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	struct sockaddr_in a4 = { .sin_family = AF_INET };
+	int fd, off = 0, on = 1;
+
+	a6.sin6_port = a4.sin_port = htons(port);
+	if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0) {
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
+		if (bind(fd, (struct sockaddr *)&a6, sizeof(a6)) == 0)
+			return fd;
+		close(fd);
+		if (errno != EADDRNOTAVAIL && errno != EAFNOSUPPORT)
+			return -1;
+	} else if (errno != EAFNOSUPPORT)
+		return -1;
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (bind(fd, (struct sockaddr *)&a4, sizeof(a4)) == 0)
+		return fd;
+	close(fd);
+	return -1;
+}
+
+static int
+listen_on(const char *bind_addr, const char *port, char *err, size_t errlen)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo *res, *ai;
+	int fd = -1, on = 1, rc;
+
+	if (bind_addr == NULL) {
+		fd = listen_any((unsigned short)atoi(port));
+	} else if ((rc = getaddrinfo(bind_addr, port, &hints, &res)) != 0) {
+		snprintf(err, errlen, "--bind %s: %s", bind_addr, gai_strerror(rc));
+		return -1;
+	} else {
+		for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
+			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+			if (fd < 0)
+				continue;
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+			if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+				close(fd);
+				fd = -1;
+			}
+		}
+		freeaddrinfo(res);
+	}
+	if (fd < 0 || listen(fd, 128) < 0) {
+		snprintf(err, errlen, "cannot listen on %s port %s: %s",
+		    bind_addr ? bind_addr : "all addresses", port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static unsigned
+local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ?
+	    ((struct sockaddr_in6 *)&ss)->sin6_port :
+	    ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* "127.0.0.1:PORT" or "[::1]:PORT"; IPv4-mapped addresses as IPv4. */
+static void
+peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+
+	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+		inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(s6->sin6_port));
+	} else if (ss->ss_family == AF_INET6) {
+		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
+		snprintf(buf, len, "[%s]:%u", host, ntohs(s6->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &s4->sin_addr, host, sizeof(host));
+		snprintf(buf, len, "%s:%u", host, ntohs(s4->sin_port));
+	}
+}
+
+/* The seed's exchange: one message in, one reply out. */
+static int
+exchange_hello(struct conn *c, const struct hk_config *cfg, char *buf)
+{
+	ssize_t n = conn_read(c, buf, BUF_SIZE);
+
+	if (n <= 0) {
+		if (n == 0)
+			snprintf(c->err, sizeof(c->err), "client closed before "
+			    "sending a message");
+		return -1;
+	}
+	hk_print_text("Received from client: ", buf, (size_t)n);
+	printf("Sending response to client: %s\n", cfg->message);
+	if (conn_write(c, cfg->message, strlen(cfg->message)) < 0)
+		return -1;
+	printf("Sent %zu bytes\n", strlen(cfg->message));
+	return 0;
+}
+
+/* --echo: send back every byte until the client's close_notify. */
+static int
+exchange_echo(struct conn *c, char *buf)
+{
+	unsigned long long total = 0;
+	ssize_t n;
+
+	while ((n = conn_read(c, buf, BUF_SIZE)) > 0) {
+		if (conn_write(c, buf, (size_t)n) < 0)
+			return -1;
+		total += (unsigned long long)n;
+	}
+	if (n < 0)
+		return -1;
+	printf("Echoed %llu bytes\n", total);
+	return 0;
+}
+
+static int
+serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
+{
+	struct conn c;
+	char *buf = NULL;
+	int ret = -1;
+
+	printf("Client connected from %s\n", peer);
+	if (conn_init(&c, ctx, fd, cfg->timeout) < 0)
+		goto out;
+	printf("Performing TLS handshake...\n");
+	if (conn_handshake(&c) < 0)
+		goto out;
+	printf("TLS handshake completed successfully\n");
+	hk_print_session(&c, "Client");
+	if (conn_offload(&c, cfg->ktls) < 0)
+		goto out;
+	hk_print_ktls(&c);
+	if ((buf = malloc(BUF_SIZE)) == NULL) {
+		snprintf(c.err, sizeof(c.err), "out of memory");
+		goto out;
+	}
+	if ((cfg->echo ? exchange_echo(&c, buf) : exchange_hello(&c, cfg, buf)) < 0)
+		goto out;
+	conn_close(&c);
+	printf("Connection with %s closed\n", peer);
+	ret = 0;
+out:
+	if (ret < 0)
+		hk_warn("client %s: %s", peer, c.err);
+	free(buf);
+	conn_free(&c);
+	return ret;
+}
+
+/* Only interrupts accept() so that finished children are reaped. */
+static void
+on_child(int sig)
+{
+	(void)sig;
+}
+
+static void
+reap(void)
+{
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		;
+}
+
+/* Serve until SIGINT/SIGTERM, a process per client. */
+static int
+serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int lfd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	char peer[INET6_ADDRSTRLEN + 16];
+	pid_t pid;
+	int fd;
+
+	while (!stopping) {
+		reap();
+		len = sizeof(ss);
+		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EINTR && errno != ECONNABORTED)
+				hk_warn("accept: %s", strerror(errno));
+			continue;
+		}
+		peer_name(&ss, peer, sizeof(peer));
+		if (cfg->once) {
+			close(lfd);
+			return serve(ctx, cfg, fd, peer) == 0 ? 0 : 1;
+		}
+		fflush(stdout);
+		if ((pid = fork()) == 0) {
+			close(lfd);
+			_exit(serve(ctx, cfg, fd, peer) == 0 ? 0 : 1);
+		}
+		if (pid < 0)
+			hk_warn("client %s: cannot fork: %s", peer, strerror(errno));
+		close(fd);
+	}
+	printf("Shutting down\n");
+	return 0;
+}
+
+static void
+signals(void)
+{
+	struct sigaction sa;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = SIG_IGN;
+	sigaction(SIGPIPE, &sa, NULL);
+	/* No SA_RESTART: a signal must interrupt accept(). */
+	sa.sa_handler = on_stop;
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sa.sa_handler = on_child;
+	sa.sa_flags = SA_NOCLDSTOP;
+	sigaction(SIGCHLD, &sa, NULL);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct hk_config cfg;
+	SSL_CTX *ctx;
+	char err[512];
+	int lfd, ret;
+
+	hk_print_init("hello_ktls_server");
+	switch (hk_config_parse(&cfg, HK_SERVER, argc, argv, err, sizeof(err))) {
+	case HK_PARSE_HELP:
+		fputs(hk_config_usage(HK_SERVER), stdout);
+		return 0;
+	case HK_PARSE_VERSION:
+		printf("hello_ktls_server %s (%s)\n", HK_VERSION,
+		    OpenSSL_version(OPENSSL_VERSION));
+		return 0;
+	case HK_PARSE_ERROR:
+		hk_warn("%s", err);
+		fputs(hk_config_usage(HK_SERVER), stderr);
+		return 2;
+	case HK_PARSE_OK:
+		break;
+	}
+	signals();
+	printf("=== kTLS mTLS Server ===\n");
+	printf("Loading server certificate: %s\n", cfg.cert);
+	printf("Loading server private key: %s\n", cfg.key);
+	printf("Loading CA certificate: %s\n", cfg.ca);
+	if ((ctx = mtls_ctx_new(&cfg, err, sizeof(err))) == NULL) {
+		hk_warn("%s", err);
+		return 1;
+	}
+	if (ktls_keylog_file_active())
+		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
+		    "written to %s", getenv("SSLKEYLOGFILE"));
+	if ((lfd = listen_on(cfg.bind, cfg.port, err, sizeof(err))) < 0) {
+		hk_warn("%s", err);
+		SSL_CTX_free(ctx);
+		return 1;
+	}
+	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
+	printf("Server listening on port %u\n", local_port(lfd));
+	printf("Waiting for client connections...\n");
+	ret = serve_forever(ctx, &cfg, lfd);
+	if (!cfg.once)
+		close(lfd);
+	SSL_CTX_free(ctx);
+	return ret;
+}

@@ -1,0 +1,261 @@
+/*
+ * hk_config.c - command-line parsing for both programs. One table says
+ * which option belongs to which program; getopt_long does the rest.
+ */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/ssl.h>
+
+#include "hk_config.h"
+
+enum opt_id {
+	OPT_PORT = 'p', OPT_HOST = 'H', OPT_BIND = 'b', OPT_HELP = 'h',
+	OPT_OUTPUT = 'o', OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_TLS_VERSION,
+	OPT_CIPHERS, OPT_CIPHERSUITES, OPT_KTLS, OPT_MESSAGE, OPT_TIMEOUT,
+	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION,
+};
+
+#define FOR_CLIENT 1
+#define FOR_SERVER 2
+#define FOR_BOTH (FOR_CLIENT | FOR_SERVER)
+
+static const struct {
+	struct option opt;
+	int roles;
+} table[] = {
+	{ { "port", required_argument, NULL, OPT_PORT }, FOR_BOTH },
+	{ { "cert", required_argument, NULL, OPT_CERT }, FOR_BOTH },
+	{ { "key", required_argument, NULL, OPT_KEY }, FOR_BOTH },
+	{ { "ca", required_argument, NULL, OPT_CA }, FOR_BOTH },
+	{ { "tls-version", required_argument, NULL, OPT_TLS_VERSION }, FOR_BOTH },
+	{ { "ciphers", required_argument, NULL, OPT_CIPHERS }, FOR_BOTH },
+	{ { "ciphersuites", required_argument, NULL, OPT_CIPHERSUITES }, FOR_BOTH },
+	{ { "ktls", required_argument, NULL, OPT_KTLS }, FOR_BOTH },
+	{ { "message", required_argument, NULL, OPT_MESSAGE }, FOR_BOTH },
+	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, FOR_BOTH },
+	{ { "help", no_argument, NULL, OPT_HELP }, FOR_BOTH },
+	{ { "version", no_argument, NULL, OPT_VERSION }, FOR_BOTH },
+	{ { "host", required_argument, NULL, OPT_HOST }, FOR_CLIENT },
+	{ { "send-file", required_argument, NULL, OPT_SEND_FILE }, FOR_CLIENT },
+	{ { "output", required_argument, NULL, OPT_OUTPUT }, FOR_CLIENT },
+	{ { "bind", required_argument, NULL, OPT_BIND }, FOR_SERVER },
+	{ { "once", no_argument, NULL, OPT_ONCE }, FOR_SERVER },
+	{ { "echo", no_argument, NULL, OPT_ECHO }, FOR_SERVER },
+};
+#define NOPTS (sizeof(table) / sizeof(table[0]))
+
+static const char client_usage[] =
+    "usage: hello_ktls_client [options]\n"
+    "  -H, --host HOST          server name or address (127.0.0.1)\n"
+    "  -p, --port PORT          server port (8443)\n"
+    "      --cert FILE          client certificate (client-cert.pem)\n"
+    "      --key FILE           client private key (client-key.pem)\n"
+    "      --ca FILE            CA that signs the server (ca-cert.pem)\n"
+    "      --tls-version V      pin 1.2 or 1.3 (default: negotiate)\n"
+    "      --ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax\n"
+    "      --ciphersuites LIST  TLS 1.3 cipher suites\n"
+    "      --ktls MODE          auto (default), require or off\n"
+    "      --message TEXT       message to send\n"
+    "      --send-file FILE     send FILE to an --echo server and check\n"
+    "                           that every byte comes back\n"
+    "  -o, --output FILE        with --send-file: write what came back\n"
+    "      --timeout SECS       give up on a silent server (10)\n"
+    "  -h, --help               this help\n"
+    "      --version            print the version\n";
+
+static const char server_usage[] =
+    "usage: hello_ktls_server [options]\n"
+    "  -p, --port PORT          port to listen on (8443; 0 = any free)\n"
+    "  -b, --bind ADDR          address to listen on (all IPv4 and IPv6)\n"
+    "      --cert FILE          server certificate (server-cert.pem)\n"
+    "      --key FILE           server private key (server-key.pem)\n"
+    "      --ca FILE            CA that signs the clients (ca-cert.pem)\n"
+    "      --tls-version V      pin 1.2 or 1.3 (default: negotiate)\n"
+    "      --ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax\n"
+    "      --ciphersuites LIST  TLS 1.3 cipher suites\n"
+    "      --ktls MODE          auto (default), require or off\n"
+    "      --message TEXT       reply to send\n"
+    "      --echo               send back everything a client sends\n"
+    "      --once               serve one client, then exit\n"
+    "      --timeout SECS       drop a client silent this long (10)\n"
+    "  -h, --help               this help\n"
+    "      --version            print the version\n";
+
+const char *
+hk_config_usage(enum hk_role role)
+{
+	return role == HK_SERVER ? server_usage : client_usage;
+}
+
+const char *
+hk_ktls_mode_name(enum hk_ktls_mode m)
+{
+	return m == HK_KTLS_REQUIRE ? "require" : m == HK_KTLS_OFF ? "off" :
+	    "auto";
+}
+
+static void
+defaults(struct hk_config *c, enum hk_role role)
+{
+	memset(c, 0, sizeof(*c));
+	c->role = role;
+	c->port = "8443";
+	c->ktls = HK_KTLS_AUTO;
+	c->timeout = 10;
+	c->host = "127.0.0.1";
+	c->ca = "ca-cert.pem";
+	if (role == HK_SERVER) {
+		c->cert = "server-cert.pem";
+		c->key = "server-key.pem";
+		c->message = "Hello from kTLS server! Your certificate was validated.";
+	} else {
+		c->cert = "client-cert.pem";
+		c->key = "client-key.pem";
+		c->message = "Hello from kTLS client! I have a valid certificate.";
+	}
+}
+
+static int
+parse_number(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	if (*s == '\0')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Values checked here so that a typo is a usage error, not a late failure. */
+static int
+set_value(struct hk_config *c, int id, const char *arg, char *err,
+    size_t errlen)
+{
+	long n;
+
+	switch (id) {
+	case OPT_PORT:
+		if (parse_number(arg, 0, 65535, &n) < 0)
+			goto bad;
+		c->port = arg;
+		return 0;
+	case OPT_TIMEOUT:
+		if (parse_number(arg, 1, 86400, &n) < 0)
+			goto bad;
+		c->timeout = (int)n;
+		return 0;
+	case OPT_TLS_VERSION:
+		if (strcmp(arg, "1.2") == 0)
+			c->tls_version = TLS1_2_VERSION;
+		else if (strcmp(arg, "1.3") == 0)
+			c->tls_version = TLS1_3_VERSION;
+		else
+			goto bad;
+		return 0;
+	case OPT_KTLS:
+		if (strcmp(arg, "auto") == 0)
+			c->ktls = HK_KTLS_AUTO;
+		else if (strcmp(arg, "require") == 0)
+			c->ktls = HK_KTLS_REQUIRE;
+		else if (strcmp(arg, "off") == 0)
+			c->ktls = HK_KTLS_OFF;
+		else
+			goto bad;
+		return 0;
+	}
+	return 1;
+bad:
+	snprintf(err, errlen, "invalid value for %s: '%s'",
+	    id == OPT_PORT ? "--port (0-65535)" :
+	    id == OPT_TIMEOUT ? "--timeout (1-86400 seconds)" :
+	    id == OPT_TLS_VERSION ? "--tls-version (1.2 or 1.3)" :
+	    "--ktls (auto, require or off)", arg);
+	return -1;
+}
+
+static void
+set_string(struct hk_config *c, int id, const char *arg)
+{
+	const char **slot[] = {
+		[OPT_CERT - OPT_CERT] = &c->cert,
+		[OPT_KEY - OPT_CERT] = &c->key,
+		[OPT_CA - OPT_CERT] = &c->ca,
+		[OPT_CIPHERS - OPT_CERT] = &c->ciphers,
+		[OPT_CIPHERSUITES - OPT_CERT] = &c->ciphersuites,
+		[OPT_MESSAGE - OPT_CERT] = &c->message,
+		[OPT_SEND_FILE - OPT_CERT] = &c->send_file,
+	};
+
+	if (id == OPT_HOST)
+		c->host = arg;
+	else if (id == OPT_BIND)
+		c->bind = arg;
+	else if (id == OPT_OUTPUT)
+		c->output = arg;
+	else if (id >= OPT_CERT && id <= OPT_SEND_FILE &&
+	    slot[id - OPT_CERT] != NULL)
+		*slot[id - OPT_CERT] = arg;
+}
+
+enum hk_parse
+hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
+    char **argv, char *err, size_t errlen)
+{
+	struct option longopts[NOPTS + 1];
+	const char *shortopts = role == HK_SERVER ? ":p:b:h" : ":p:H:o:h";
+	int mask = role == HK_SERVER ? FOR_SERVER : FOR_CLIENT, id;
+	size_t i, n = 0;
+
+	defaults(c, role);
+	for (i = 0; i < NOPTS; i++)
+		if (table[i].roles & mask)
+			longopts[n++] = table[i].opt;
+	memset(&longopts[n], 0, sizeof(longopts[n]));
+	opterr = 0;
+	optind = 1;
+	while ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+		switch (id) {
+		case OPT_HELP:
+			return HK_PARSE_HELP;
+		case OPT_VERSION:
+			return HK_PARSE_VERSION;
+		case OPT_ONCE:
+			c->once = 1;
+			continue;
+		case OPT_ECHO:
+			c->echo = 1;
+			continue;
+		case ':':
+			snprintf(err, errlen, "option %s needs a value",
+			    argv[optind - 1]);
+			return HK_PARSE_ERROR;
+		case '?':
+			snprintf(err, errlen, "unknown option '%s'",
+			    argv[optind - 1]);
+			return HK_PARSE_ERROR;
+		}
+		switch (set_value(c, id, optarg, err, errlen)) {
+		case -1:
+			return HK_PARSE_ERROR;
+		case 1:
+			set_string(c, id, optarg);
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
+		return HK_PARSE_ERROR;
+	}
+	if (c->output != NULL && c->send_file == NULL) {
+		snprintf(err, errlen, "--output needs --send-file");
+		return HK_PARSE_ERROR;
+	}
+	return HK_PARSE_OK;
+}

@@ -1,0 +1,48 @@
+/*
+ * hk_config.h - command-line settings shared by hello_ktls_server and
+ * hello_ktls_client.
+ */
+#ifndef HK_CONFIG_H
+#define HK_CONFIG_H
+
+#include <stddef.h>
+
+#define HK_VERSION "1.0.0"
+
+enum hk_role { HK_CLIENT, HK_SERVER };
+enum hk_ktls_mode { HK_KTLS_AUTO, HK_KTLS_REQUIRE, HK_KTLS_OFF };
+enum hk_parse { HK_PARSE_OK, HK_PARSE_HELP, HK_PARSE_VERSION, HK_PARSE_ERROR };
+
+struct hk_config {
+	enum hk_role role;
+	const char *port;
+	const char *cert, *key, *ca;
+	int tls_version;          /* 0 = negotiate 1.2 or 1.3 */
+	const char *ciphers;      /* TLS 1.2 list, OpenSSL syntax */
+	const char *ciphersuites; /* TLS 1.3 list */
+	enum hk_ktls_mode ktls;
+	const char *message;
+	int timeout;              /* seconds for any single network wait */
+
+	/* client */
+	const char *host;
+	const char *send_file, *output;
+
+	/* server */
+	const char *bind;
+	int once, echo;
+};
+
+/*
+ * Fill c from argv for the given role. On HK_PARSE_ERROR, err holds one
+ * line naming the bad option.
+ */
+enum hk_parse hk_config_parse(struct hk_config *c, enum hk_role role,
+    int argc, char **argv, char *err, size_t errlen);
+
+/* The --help text for a role. */
+const char *hk_config_usage(enum hk_role role);
+
+const char *hk_ktls_mode_name(enum hk_ktls_mode m);
+
+#endif

@@ -1,0 +1,27 @@
+/*
+ * hk_print.h - what both programs say on stdout and stderr. The modules
+ * below them never print; these helpers are the edge.
+ */
+#ifndef HK_PRINT_H
+#define HK_PRINT_H
+
+#include <stddef.h>
+
+#include "conn.h"
+
+/* "prog: message" on stderr. */
+void hk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/* Set the name used by hk_warn and make stdout line-buffered. */
+void hk_print_init(const char *prog);
+
+/* Protocol, cipher and the peer's certificate ("Client" or "Server"). */
+void hk_print_session(struct conn *c, const char *peer_title);
+
+/* The two kTLS status lines. */
+void hk_print_ktls(const struct conn *c);
+
+/* prefix + received bytes, control characters shown as '.'. */
+void hk_print_text(const char *prefix, const void *buf, size_t len);
+
+#endif

@@ -1,0 +1,668 @@
+/*
+ * ktls_keys.c - pull TLS 1.2/1.3 record keys out of OpenSSL through its
+ * public API and install them as kernel TLS (TLS_RX, TLS_TX).
+ *
+ * Secrets: TLS 1.3 traffic secrets come from the keylog callback; TLS
+ * 1.2 keys from the master secret and the randoms. Sequence numbers:
+ * OpenSSL has no API for them, so a message callback counts records per
+ * direction since each key change (see ktls_msg_cb).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
+#include <linux/tls.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/kdf.h>
+
+#include "ktls_internal.h"
+
+#ifndef SOL_TLS
+#define SOL_TLS 282
+#endif
+#ifndef TCP_ULP
+#define TCP_ULP 31
+#endif
+
+#define TLS13_IV_LEN 12
+
+static const struct ktls_cipher ciphers[] = {
+	{ "AES-128-GCM", NID_aes_128_gcm, TLS_CIPHER_AES_GCM_128,
+	    TLS_CIPHER_AES_GCM_128_KEY_SIZE, TLS_CIPHER_AES_GCM_128_SALT_SIZE,
+	    TLS_CIPHER_AES_GCM_128_IV_SIZE,
+	    sizeof(struct tls12_crypto_info_aes_gcm_128) },
+	{ "AES-256-GCM", NID_aes_256_gcm, TLS_CIPHER_AES_GCM_256,
+	    TLS_CIPHER_AES_GCM_256_KEY_SIZE, TLS_CIPHER_AES_GCM_256_SALT_SIZE,
+	    TLS_CIPHER_AES_GCM_256_IV_SIZE,
+	    sizeof(struct tls12_crypto_info_aes_gcm_256) },
+	{ "CHACHA20-POLY1305", NID_chacha20_poly1305,
+	    TLS_CIPHER_CHACHA20_POLY1305, TLS_CIPHER_CHACHA20_POLY1305_KEY_SIZE,
+	    TLS_CIPHER_CHACHA20_POLY1305_SALT_SIZE,
+	    TLS_CIPHER_CHACHA20_POLY1305_IV_SIZE,
+	    sizeof(struct tls12_crypto_info_chacha20_poly1305) },
+	{ "AES-128-CCM", NID_aes_128_ccm, TLS_CIPHER_AES_CCM_128,
+	    TLS_CIPHER_AES_CCM_128_KEY_SIZE, TLS_CIPHER_AES_CCM_128_SALT_SIZE,
+	    TLS_CIPHER_AES_CCM_128_IV_SIZE,
+	    sizeof(struct tls12_crypto_info_aes_ccm_128) },
+};
+
+static int ssl_idx = -1, ctx_idx = -1;
+static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
+static FILE *keylog_file;
+
+static void
+ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
+    long argl, void *argp)
+{
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	OPENSSL_free(ptr);
+}
+
+static void
+idx_init(void)
+{
+	ssl_idx = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	ctx_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, ctx_data_free);
+}
+
+static int
+idx_ready(void)
+{
+	return CRYPTO_THREAD_run_once(&idx_once, idx_init) && ssl_idx >= 0 &&
+	    ctx_idx >= 0;
+}
+
+void
+ktls_seterr(struct ktls *k, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(k->err, sizeof(k->err), fmt, ap);
+	va_end(ap);
+}
+
+const struct ktls_cipher *
+ktls_cipher_find(const SSL_CIPHER *c)
+{
+	const char *name;
+	int nid;
+	size_t i;
+
+	if (c == NULL)
+		return NULL;
+	/* The kernel's CCM takes a 16-byte tag only; CCM_8 suites share the NID. */
+	name = SSL_CIPHER_get_name(c);
+	if (strstr(name, "CCM8") != NULL || strstr(name, "CCM_8") != NULL)
+		return NULL;
+	nid = SSL_CIPHER_get_cipher_nid(c);
+	for (i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
+		if (ciphers[i].nid == nid)
+			return &ciphers[i];
+	return NULL;
+}
+
+const struct ktls_cipher *
+ktls_cipher_by_kernel_id(uint16_t kernel)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
+		if (ciphers[i].kernel == kernel)
+			return &ciphers[i];
+	return NULL;
+}
+
+/*
+ * Every kernel crypto_info struct is { info, iv, key, salt, rec_seq }
+ * with no padding, so one layout routine serves all ciphers; the sizes
+ * come from the table. The unit tests check this against each struct.
+ */
+size_t
+ktls_crypto_info_fill(union ktls_crypto_info *ci, uint16_t version,
+    const struct ktls_cipher *c, const unsigned char *key,
+    const unsigned char *iv, uint64_t seq)
+{
+	struct tls_crypto_info hdr;
+	unsigned char *p, *ivp, rec_seq[8];
+	int i;
+
+	if (c == NULL || (version != TLS_1_2_VERSION &&
+	    version != TLS_1_3_VERSION) || c->info_len > sizeof(ci->bytes))
+		return 0;
+	for (i = 7; i >= 0; i--, seq >>= 8)
+		rec_seq[i] = (unsigned char)(seq & 0xff);
+	memset(ci, 0, sizeof(*ci));
+	hdr.version = version;
+	hdr.cipher_type = c->kernel;
+	memcpy(ci->bytes, &hdr, sizeof(hdr));
+	ivp = ci->bytes + sizeof(hdr);
+	p = ivp + c->iv_len;
+	memcpy(p, key, c->key_len);
+	p += c->key_len;
+	memcpy(p, iv, c->salt_len); /* implicit nonce part, if any */
+	p += c->salt_len;
+	memcpy(p, rec_seq, sizeof(rec_seq));
+	if (version == TLS_1_2_VERSION && c->salt_len > 0) {
+		/*
+		 * TLS 1.2 GCM/CCM: iv[] is the first explicit nonce the kernel
+		 * sends, then increments per record. Starting at the sequence
+		 * number keeps nonces unique under this key (RFC 5288 sec. 3).
+		 */
+		memcpy(ivp, rec_seq, c->iv_len);
+	} else {
+		/* TLS 1.3 and ChaCha20: the rest of the per-connection IV. */
+		memcpy(ivp, iv + c->salt_len, c->iv_len);
+	}
+	OPENSSL_cleanse(rec_seq, sizeof(rec_seq));
+	return c->info_len;
+}
+
+int
+ktls_tls13_expand_label(const EVP_MD *md, const unsigned char *secret,
+    size_t secret_len, const char *label, unsigned char *out, size_t out_len)
+{
+	unsigned char info[2 + 1 + 255 + 1];
+	size_t label_len = strlen(label), info_len;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
+	OSSL_PARAM params[5], *p = params;
+	EVP_KDF *kdf;
+	EVP_KDF_CTX *kctx = NULL;
+
+	if (md == NULL || label_len + 6 > 255 || out_len > 0xffff)
+		return -1;
+	/* HkdfLabel: uint16 length, opaque label<7..255>, opaque context<0..255> */
+	info[0] = (unsigned char)(out_len >> 8);
+	info[1] = (unsigned char)out_len;
+	info[2] = (unsigned char)(6 + label_len);
+	memcpy(info + 3, "tls13 ", 6);
+	memcpy(info + 9, label, label_len);
+	info[9 + label_len] = 0;
+	info_len = 10 + label_len;
+
+	*p++ = OSSL_PARAM_construct_int(OSSL_KDF_PARAM_MODE, &mode);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+	    (char *)EVP_MD_get0_name(md), 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY,
+	    (void *)secret, secret_len);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info,
+	    info_len);
+	*p = OSSL_PARAM_construct_end();
+	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
+	if (kdf != NULL)
+		kctx = EVP_KDF_CTX_new(kdf);
+	ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) > 0;
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : -1;
+}
+
+int
+ktls_tls12_key_block(const EVP_MD *md, const unsigned char *master,
+    size_t master_len, const unsigned char client_random[32],
+    const unsigned char server_random[32], unsigned char *out, size_t out_len)
+{
+	static const char label[] = "key expansion";
+	unsigned char seed[sizeof(label) - 1 + 64];
+	OSSL_PARAM params[4], *p = params;
+	EVP_KDF *kdf;
+	EVP_KDF_CTX *kctx = NULL;
+	int ok;
+
+	if (md == NULL)
+		return -1;
+	/* RFC 5246 6.3: the server's random comes first here. */
+	memcpy(seed, label, sizeof(label) - 1);
+	memcpy(seed + sizeof(label) - 1, server_random, 32);
+	memcpy(seed + sizeof(label) - 1 + 32, client_random, 32);
+	*p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST,
+	    (char *)EVP_MD_get0_name(md), 0);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET,
+	    (void *)master, master_len);
+	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed,
+	    sizeof(seed));
+	*p = OSSL_PARAM_construct_end();
+	kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
+	if (kdf != NULL)
+		kctx = EVP_KDF_CTX_new(kdf);
+	ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) > 0;
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : -1;
+}
+
+/* ---- capturing secrets and counting records during the handshake ---- */
+
+static int
+hex_decode(const char *s, size_t n, unsigned char *out, size_t max)
+{
+	size_t i;
+	int hi, lo;
+
+	if (n % 2 != 0 || n / 2 > max)
+		return -1;
+	for (i = 0; i < n / 2; i++) {
+		hi = OPENSSL_hexchar2int((unsigned char)s[2 * i]);
+		lo = OPENSSL_hexchar2int((unsigned char)s[2 * i + 1]);
+		if (hi < 0 || lo < 0)
+			return -1;
+		out[i] = (unsigned char)(hi << 4 | lo);
+	}
+	return (int)(n / 2);
+}
+
+/*
+ * A keylog line is "LABEL <client_random hex> <secret hex>". Keep the
+ * application traffic secrets; TX is ours, RX is the peer's.
+ */
+static void
+keylog_capture(struct ktls *k, const char *line)
+{
+	const char *sp1, *sp2;
+	struct ktls_secret *s;
+	int n, ours_is_client = !SSL_is_server(k->ssl);
+
+	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
+		s = &k->secret[ours_is_client ? KTLS_TX : KTLS_RX];
+	else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0)
+		s = &k->secret[ours_is_client ? KTLS_RX : KTLS_TX];
+	else
+		return;
+	sp1 = strchr(line, ' ');
+	sp2 = sp1 != NULL ? strchr(sp1 + 1, ' ') : NULL;
+	if (sp2 == NULL)
+		return;
+	n = hex_decode(sp2 + 1, strlen(sp2 + 1), s->b, sizeof(s->b));
+	s->len = n > 0 ? (size_t)n : 0;
+}
+
+static void
+keylog_cb(const SSL *ssl, const char *line)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	SSL_CTX_keylog_cb_func prev, *box;
+	struct ktls *k;
+
+	k = SSL_get_ex_data(ssl, ssl_idx);
+	if (k != NULL)
+		keylog_capture(k, line);
+	if (keylog_file != NULL) {
+		fprintf(keylog_file, "%s\n", line);
+		fflush(keylog_file);
+	}
+	/* Boxed: C has no portable function-pointer-to-void cast. */
+	box = ctx != NULL ? SSL_CTX_get_ex_data(ctx, ctx_idx) : NULL;
+	prev = box != NULL ? *box : NULL;
+	if (prev != NULL)
+		prev(ssl, line);
+}
+
+static void
+keylog_file_open(void)
+{
+	const char *path = getenv("SSLKEYLOGFILE");
+	int fd;
+
+	if (keylog_file != NULL || path == NULL || *path == '\0')
+		return;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd >= 0 && (keylog_file = fdopen(fd, "a")) == NULL)
+		close(fd);
+}
+
+int
+ktls_keylog_file_active(void)
+{
+	return keylog_file != NULL;
+}
+
+int
+ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen)
+{
+	SSL_CTX_keylog_cb_func *prev;
+
+	if (!idx_ready()) {
+		snprintf(err, errlen, "cannot allocate OpenSSL ex_data index");
+		return -1;
+	}
+	if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb)
+		return 0;
+	if ((prev = OPENSSL_zalloc(sizeof(*prev))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	*prev = SSL_CTX_get_keylog_callback(ctx);
+	if (!SSL_CTX_set_ex_data(ctx, ctx_idx, prev)) {
+		OPENSSL_free(prev);
+		snprintf(err, errlen, "cannot attach kTLS state to SSL_CTX");
+		return -1;
+	}
+	keylog_file_open();
+	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
+	return 0;
+}
+
+/*
+ * Sequence numbers: every record OpenSSL reads or writes passes here as
+ * an SSL3_RT_HEADER call, before the message it carries, so counting
+ * them and restarting the count at each key change gives the sequence
+ * number of the next record in each direction. The key changes we see
+ * are Finished messages: in TLS 1.2 a Finished is the first record under
+ * the new keys (RFC 5246 7.1), so the count restarts at 1; in TLS 1.3
+ * it is the last record under the handshake keys (RFC 8446 5.3), so at
+ * 0, as after a KeyUpdate. NewSessionTickets a TLS 1.3 server sends
+ * after its handshake are counted like any record.
+ */
+static void
+ktls_msg_cb(int write_p, int version, int content_type, const void *buf,
+    size_t len, SSL *ssl, void *arg)
+{
+	struct ktls *k = SSL_get_ex_data(ssl, ssl_idx);
+	int dir = write_p ? KTLS_TX : KTLS_RX, tls13;
+	const unsigned char *msg = buf;
+
+	(void)version, (void)arg;
+	if (k == NULL)
+		return;
+	if (content_type == SSL3_RT_HEADER) {
+		k->records[dir]++;
+		return;
+	}
+	if (content_type != SSL3_RT_HANDSHAKE || len == 0)
+		return;
+	tls13 = SSL_version(ssl) == TLS1_3_VERSION;
+	if (msg[0] == SSL3_MT_FINISHED)
+		k->records[dir] = tls13 ? 0 : 1;
+	else if (msg[0] == SSL3_MT_KEY_UPDATE && tls13)
+		k->records[dir] = 0;
+}
+
+struct ktls *
+ktls_new(SSL *ssl)
+{
+	struct ktls *k;
+
+	if (!idx_ready() || (k = OPENSSL_zalloc(sizeof(*k))) == NULL)
+		return NULL;
+	k->ssl = ssl;
+	k->fd = -1;
+	if (!SSL_set_ex_data(ssl, ssl_idx, k)) {
+		OPENSSL_free(k);
+		return NULL;
+	}
+	SSL_set_msg_callback(ssl, ktls_msg_cb);
+	return k;
+}
+
+void
+ktls_free(struct ktls *k)
+{
+	if (k == NULL)
+		return;
+	if (k->ssl != NULL && SSL_get_ex_data(k->ssl, ssl_idx) == k) {
+		SSL_set_ex_data(k->ssl, ssl_idx, NULL);
+		SSL_set_msg_callback(k->ssl, NULL);
+	}
+	OPENSSL_clear_free(k, sizeof(*k));
+}
+
+/* ---- installing keys in the kernel ---- */
+
+enum ktls_step { STEP_ULP, STEP_KEY };
+
+/* setsockopt's errno, by step, as a plain diagnosis. */
+static const struct {
+	enum ktls_step step;
+	int err;
+	const char *why;
+} diagnoses[] = {
+	{ STEP_ULP, ENOENT, "kernel has no TLS ULP (CONFIG_TLS / tls module)" },
+	{ STEP_ULP, ENOPROTOOPT, "kernel has no TCP ULP support (too old)" },
+	{ STEP_ULP, EEXIST, "socket already has a different ULP" },
+	{ STEP_ULP, ENOTCONN, "socket is not connected" },
+	{ STEP_ULP, EPERM, "not permitted to load the tls module" },
+	{ STEP_KEY, ENOENT, "kernel lacks the crypto for %s (module not loaded)" },
+	{ STEP_KEY, EINVAL, "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, ENOPROTOOPT, "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, EOPNOTSUPP, "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, EBUSY, "a key is already installed and this kernel cannot rekey" },
+	{ STEP_KEY, EEXIST, "a key is already installed and this kernel cannot rekey" },
+	{ STEP_KEY, ENOMEM, "kernel is out of memory" },
+};
+
+static void
+diagnose(char *buf, size_t len, enum ktls_step step, int err,
+    const char *cipher)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(diagnoses) / sizeof(diagnoses[0]); i++) {
+		if (diagnoses[i].step == step && diagnoses[i].err == err) {
+			/* Only STEP_KEY entries have a %s; extra args are ignored. */
+			snprintf(buf, len, diagnoses[i].why, cipher);
+			return;
+		}
+	}
+	snprintf(buf, len, "%s failed: %s",
+	    step == STEP_ULP ? "TCP_ULP tls" : "installing the key",
+	    strerror(err));
+}
+
+static void
+set_reason(struct ktls *k, enum ktls_dir dir, const char *fmt, const char *arg)
+{
+	k->state[dir] = KTLS_STATE_UNAVAILABLE;
+	snprintf(k->reason[dir], sizeof(k->reason[dir]), fmt, arg);
+}
+
+/*
+ * Derive the crypto_info for each direction. TLS 1.3: key and IV from
+ * each traffic secret. TLS 1.2: the key block is client key, server key,
+ * client IV, server IV (RFC 5246 6.3; AEAD suites have no MAC keys).
+ */
+static int
+derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
+{
+	const struct ktls_cipher *c = k->cipher;
+	const EVP_MD *md = SSL_CIPHER_get_handshake_digest(
+	    SSL_get_current_cipher(k->ssl));
+	unsigned char key[2][32], iv[2][TLS13_IV_LEN], block[2 * 32 + 2 * 12];
+	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
+	size_t mlen, ivl = c->salt_len > 0 ? c->salt_len : c->iv_len;
+	int d, ret = -1, tx_is_client = !SSL_is_server(k->ssl);
+
+	if (k->version == TLS1_3_VERSION) {
+		for (d = 0; d < 2; d++)
+			if (ktls_tls13_expand_label(md, k->secret[d].b,
+			    k->secret[d].len, "key", key[d], c->key_len) < 0 ||
+			    ktls_tls13_expand_label(md, k->secret[d].b,
+			    k->secret[d].len, "iv", iv[d], TLS13_IV_LEN) < 0)
+				goto out;
+	} else {
+		mlen = SSL_SESSION_get_master_key(SSL_get_session(k->ssl),
+		    master, sizeof(master));
+		SSL_get_client_random(k->ssl, cr, sizeof(cr));
+		SSL_get_server_random(k->ssl, sr, sizeof(sr));
+		if (mlen == 0 || ktls_tls12_key_block(md, master, mlen, cr, sr,
+		    block, 2 * c->key_len + 2 * ivl) < 0)
+			goto out;
+		/* Client's material first: map it onto our TX or RX. */
+		memcpy(key[tx_is_client ? KTLS_TX : KTLS_RX], block, c->key_len);
+		memcpy(key[tx_is_client ? KTLS_RX : KTLS_TX],
+		    block + c->key_len, c->key_len);
+		memcpy(iv[tx_is_client ? KTLS_TX : KTLS_RX],
+		    block + 2 * c->key_len, ivl);
+		memcpy(iv[tx_is_client ? KTLS_RX : KTLS_TX],
+		    block + 2 * c->key_len + ivl, ivl);
+	}
+	for (d = 0; d < 2; d++)
+		*info_len = ktls_crypto_info_fill(&ci[d], k->version, c, key[d],
+		    iv[d], k->records[d]);
+	ret = *info_len > 0 ? 0 : -1;
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	OPENSSL_cleanse(block, sizeof(block));
+	OPENSSL_cleanse(master, sizeof(master));
+	return ret;
+}
+
+/* Everything that can be checked before the socket is touched. */
+static int
+preconditions(struct ktls *k)
+{
+	int v = SSL_version(k->ssl);
+
+	if (!SSL_is_init_finished(k->ssl)) {
+		set_reason(k, KTLS_RX, "%s", "the TLS handshake is not complete");
+		return -1;
+	}
+	if (v != TLS1_2_VERSION && v != TLS1_3_VERSION) {
+		set_reason(k, KTLS_RX, "%s is not TLS 1.2 or 1.3",
+		    SSL_get_version(k->ssl));
+		return -1;
+	}
+	k->version = (uint16_t)v;
+	k->cipher = ktls_cipher_find(SSL_get_current_cipher(k->ssl));
+	if (k->cipher == NULL) {
+		set_reason(k, KTLS_RX, "kernel TLS has no cipher for %s",
+		    SSL_CIPHER_get_name(SSL_get_current_cipher(k->ssl)));
+		return -1;
+	}
+	if (v == TLS1_3_VERSION &&
+	    (k->secret[KTLS_TX].len == 0 || k->secret[KTLS_RX].len == 0)) {
+		set_reason(k, KTLS_RX, "%s", "TLS 1.3 traffic secrets were not "
+		    "captured (ktls_ctx_prepare() not called before the handshake?)");
+		return -1;
+	}
+	/* Bytes OpenSSL already pulled off the socket would be lost. */
+	if (SSL_has_pending(k->ssl)) {
+		set_reason(k, KTLS_RX, "%s", "OpenSSL still holds unread record data");
+		return -1;
+	}
+	return 0;
+}
+
+static int
+install(struct ktls *k, enum ktls_dir dir, const union ktls_crypto_info *ci,
+    size_t len)
+{
+	char why[sizeof(k->reason[0])];
+
+	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, ci,
+	    (socklen_t)len) == 0) {
+		k->state[dir] = KTLS_STATE_SOFTWARE;
+		return 0;
+	}
+	diagnose(why, sizeof(why), STEP_KEY, errno, k->cipher->name);
+	set_reason(k, dir, "%s", why);
+	return -1;
+}
+
+int
+ktls_offload(struct ktls *k, int fd)
+{
+	union ktls_crypto_info ci[2];
+	size_t len = 0;
+	char why[sizeof(k->reason[0])];
+	int ret = -1;
+
+	k->fd = fd;
+	if (preconditions(k) < 0)
+		goto rx_failed;
+	if (derive(k, ci, &len) < 0) {
+		set_reason(k, KTLS_RX, "%s", "deriving the record keys failed");
+		goto rx_failed;
+	}
+	/* Point of no return for the socket starts here. */
+	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) < 0) {
+		diagnose(why, sizeof(why), STEP_ULP, errno, "");
+		set_reason(k, KTLS_RX, "%s", why);
+		set_reason(k, KTLS_TX, "%s", why);
+		goto out;
+	}
+	if (install(k, KTLS_RX, &ci[KTLS_RX], len) < 0)
+		goto rx_failed;
+	ret = install(k, KTLS_TX, &ci[KTLS_TX], len);
+	goto out;
+rx_failed:
+	if (k->state[KTLS_TX] == KTLS_STATE_OFF)
+		set_reason(k, KTLS_TX, "%s", "kept in userspace with RX");
+out:
+	OPENSSL_cleanse(ci, sizeof(ci));
+	/* The traffic secrets are not needed again until rekeying exists. */
+	OPENSSL_cleanse(k->secret, sizeof(k->secret));
+	return ret;
+}
+
+void
+ktls_disable(struct ktls *k, const char *why)
+{
+	int d;
+
+	for (d = 0; d < 2; d++) {
+		k->state[d] = KTLS_STATE_OFF;
+		snprintf(k->reason[d], sizeof(k->reason[d]), "%s", why);
+	}
+	OPENSSL_cleanse(k->secret, sizeof(k->secret));
+}
+
+enum ktls_state
+ktls_state(const struct ktls *k, enum ktls_dir dir)
+{
+	return k->state[dir];
+}
+
+int
+ktls_active(const struct ktls *k, enum ktls_dir dir)
+{
+	return k != NULL && (k->state[dir] == KTLS_STATE_SOFTWARE ||
+	    k->state[dir] == KTLS_STATE_HARDWARE);
+}
+
+const char *
+ktls_reason(const struct ktls *k, enum ktls_dir dir)
+{
+	return k->reason[dir];
+}
+
+void
+ktls_set_hardware(struct ktls *k, enum ktls_dir dir)
+{
+	if (ktls_active(k, dir))
+		k->state[dir] = KTLS_STATE_HARDWARE;
+}
+
+void
+ktls_status_line(const struct ktls *k, enum ktls_dir dir, char *buf,
+    size_t len)
+{
+	static const char *const what[] = {
+		[KTLS_STATE_OFF] = "off",
+		[KTLS_STATE_SOFTWARE] = "active (software)",
+		[KTLS_STATE_HARDWARE] = "active (hardware)",
+		[KTLS_STATE_UNAVAILABLE] = "unavailable",
+	};
+	const char *name = dir == KTLS_TX ? "TX" : "RX";
+
+	if (k->reason[dir][0] != '\0' && !ktls_active(k, dir))
+		snprintf(buf, len, "kTLS %s: %s (%s)", name,
+		    what[k->state[dir]], k->reason[dir]);
+	else
+		snprintf(buf, len, "kTLS %s: %s", name, what[k->state[dir]]);
+}
+
+const char *
+ktls_error(const struct ktls *k)
+{
+	return k->err[0] != '\0' ? k->err : "unknown kTLS error";
+}

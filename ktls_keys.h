@@ -1,0 +1,153 @@
+/*
+ * ktls_keys.h - hand an OpenSSL TLS 1.2/1.3 connection to Linux kernel TLS.
+ *
+ * Use:
+ *   ktls_ctx_prepare(ctx)           once per SSL_CTX, before any handshake
+ *   k = ktls_new(ssl)               per connection, before its handshake
+ *   ... SSL_connect / SSL_accept ...
+ *   ktls_offload(k, fd)             extract secrets, install TLS_RX, TLS_TX
+ *   ktls_read / ktls_write          record-aware I/O on the kTLS socket
+ *   ktls_close_notify(k)            send close_notify through kTLS TX
+ *   ktls_free(k)                    wipe every secret
+ *
+ * The module never prints and never exits: functions return -1 and leave
+ * a message readable with ktls_error().
+ */
+#ifndef KTLS_KEYS_H
+#define KTLS_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <openssl/ssl.h>
+
+enum ktls_dir { KTLS_TX = 0, KTLS_RX = 1 };
+
+/* Outcome of offloading one direction. */
+enum ktls_state {
+	KTLS_STATE_OFF = 0,     /* not attempted */
+	KTLS_STATE_SOFTWARE,    /* kernel does the record crypto */
+	KTLS_STATE_HARDWARE,    /* the NIC does it (kernel-reported) */
+	KTLS_STATE_UNAVAILABLE, /* attempted and refused; see reason */
+};
+
+struct ktls;
+
+/*
+ * Hook the keylog callback of ctx so that TLS 1.3 traffic secrets reach
+ * this module. An application callback already set is kept and called
+ * too; with SSLKEYLOGFILE set, lines are appended there (for Wireshark;
+ * this writes secrets to disk and is meant for debugging only).
+ * Returns 0, or -1 with a message in err.
+ */
+int ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen);
+
+/* True when SSLKEYLOGFILE made ktls_ctx_prepare() log secrets. */
+int ktls_keylog_file_active(void);
+
+/*
+ * Attach per-connection state to ssl; call before the handshake so the
+ * record counters see every record. Returns NULL on allocation failure.
+ * The state is freed with ktls_free(), not by SSL_free().
+ */
+struct ktls *ktls_new(SSL *ssl);
+
+/*
+ * After a completed handshake on the connected TCP socket fd: derive
+ * both directions' keys and install TLS_RX, then TLS_TX. Returns 0 when
+ * both directions are in the kernel, -1 otherwise (see ktls_state() and
+ * ktls_reason() for each direction). RX goes first: a socket whose RX
+ * is in the kernel can still write through OpenSSL, but one whose TX
+ * is in the kernel cannot safely let OpenSSL read (it may answer).
+ * If RX fails, TX is not attempted and the connection stays in userspace.
+ */
+int ktls_offload(struct ktls *k, int fd);
+
+/* Record that kTLS is not used, e.g. "disabled with --ktls off". */
+void ktls_disable(struct ktls *k, const char *why);
+
+enum ktls_state ktls_state(const struct ktls *k, enum ktls_dir dir);
+int ktls_active(const struct ktls *k, enum ktls_dir dir);
+const char *ktls_reason(const struct ktls *k, enum ktls_dir dir);
+
+/*
+ * Mark a direction as running on the NIC (the caller learned it from
+ * the kernel's per-socket report); only valid for an active direction.
+ */
+void ktls_set_hardware(struct ktls *k, enum ktls_dir dir);
+
+/* "kTLS TX: active (software)" etc., without a newline. */
+void ktls_status_line(const struct ktls *k, enum ktls_dir dir, char *buf,
+    size_t len);
+
+/*
+ * Read application data from a socket with kTLS RX. Handshake records
+ * the peer sends after the handshake (NewSessionTicket) are consumed;
+ * a close_notify alert ends the stream (returns 0); any other alert, a
+ * TCP close without close_notify, or a kernel error returns -1.
+ */
+ssize_t ktls_read(struct ktls *k, void *buf, size_t len);
+
+/* Write all of buf through kTLS TX; returns len or -1. */
+ssize_t ktls_write(struct ktls *k, const void *buf, size_t len);
+
+/* Send a close_notify alert through kTLS TX. Returns 0 or -1. */
+int ktls_close_notify(struct ktls *k);
+
+/* True once ktls_read() has seen the peer's close_notify. */
+int ktls_peer_closed(const struct ktls *k);
+
+const char *ktls_error(const struct ktls *k);
+
+/* Detach from the SSL and wipe every secret. NULL is fine. */
+void ktls_free(struct ktls *k);
+
+/*
+ * Pure derivations, exposed for the unit tests.
+ */
+
+/* Per-cipher facts: how the negotiated suite maps onto the kernel. */
+struct ktls_cipher {
+	const char *name;    /* for messages */
+	int nid;             /* OpenSSL cipher NID */
+	uint16_t kernel;     /* TLS_CIPHER_* */
+	size_t key_len;      /* bytes of key */
+	size_t salt_len;     /* implicit part of the nonce */
+	size_t iv_len;       /* kernel's iv[]: explicit nonce or full IV */
+	size_t info_len;     /* sizeof the kernel's crypto_info struct */
+};
+
+/* The kernel cipher for an OpenSSL cipher, or NULL if unsupported. */
+const struct ktls_cipher *ktls_cipher_find(const SSL_CIPHER *c);
+const struct ktls_cipher *ktls_cipher_by_kernel_id(uint16_t kernel);
+
+/* Large enough for any crypto_info this module fills. */
+union ktls_crypto_info {
+	unsigned char bytes[96];
+	uint64_t align;
+};
+
+/*
+ * Fill ci for one direction. key is key_len bytes; iv is the connection's
+ * write IV: TLS 1.3 and ChaCha20 give salt_len + iv_len bytes (12), TLS
+ * 1.2 GCM/CCM give the 4-byte implicit salt only. seq is the sequence
+ * number of the next record. Returns the struct size, or 0 if version or
+ * cipher is unknown.
+ */
+size_t ktls_crypto_info_fill(union ktls_crypto_info *ci, uint16_t version,
+    const struct ktls_cipher *c, const unsigned char *key,
+    const unsigned char *iv, uint64_t seq);
+
+/* TLS 1.3: HKDF-Expand-Label(secret, label, "", out_len) (RFC 8446 7.1). */
+int ktls_tls13_expand_label(const EVP_MD *md, const unsigned char *secret,
+    size_t secret_len, const char *label, unsigned char *out,
+    size_t out_len);
+
+/* TLS 1.2: PRF(master, "key expansion", server_random + client_random). */
+int ktls_tls12_key_block(const EVP_MD *md, const unsigned char *master,
+    size_t master_len, const unsigned char client_random[32],
+    const unsigned char server_random[32], unsigned char *out,
+    size_t out_len);
+
+#endif

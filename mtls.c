@@ -1,0 +1,174 @@
+/*
+ * mtls.c - SSL_CTX setup for mutual TLS and error messages in words.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "ktls_keys.h"
+#include "mtls.h"
+
+const char *
+mtls_err_reason(const char *fallback)
+{
+	static char buf[256];
+	unsigned long e = ERR_peek_error();
+	const char *r;
+
+	if (e == 0)
+		return fallback;
+	r = ERR_reason_error_string(e);
+	if (r == NULL) {
+		ERR_error_string_n(e, buf, sizeof(buf));
+		r = buf;
+	}
+	return r;
+}
+
+/* Load one credential file; on failure name the file and the reason. */
+static int
+load(SSL_CTX *ctx, const char *what, const char *path, char *err,
+    size_t errlen)
+{
+	int ok;
+
+	if (strcmp(what, "certificate") == 0)
+		ok = SSL_CTX_use_certificate_chain_file(ctx, path);
+	else if (strcmp(what, "private key") == 0)
+		ok = SSL_CTX_use_PrivateKey_file(ctx, path, SSL_FILETYPE_PEM);
+	else
+		ok = SSL_CTX_load_verify_locations(ctx, path, NULL);
+	if (ok == 1)
+		return 0;
+	/* A system error (the file is missing or unreadable) comes first. */
+	if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SYS)
+		snprintf(err, errlen, "cannot load %s %s: %s", what, path,
+		    strerror(ERR_GET_REASON(ERR_peek_error())));
+	else
+		snprintf(err, errlen, "cannot load %s %s: %s", what, path,
+		    mtls_err_reason("not a PEM file"));
+	return -1;
+}
+
+static int
+set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
+    size_t errlen)
+{
+	int lo = c->tls_version ? c->tls_version : TLS1_2_VERSION;
+	int hi = c->tls_version ? c->tls_version : TLS1_3_VERSION;
+
+	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
+	    SSL_OP_NO_COMPRESSION);
+	if (!SSL_CTX_set_min_proto_version(ctx, lo) ||
+	    !SSL_CTX_set_max_proto_version(ctx, hi)) {
+		snprintf(err, errlen, "cannot set the TLS version: %s",
+		    mtls_err_reason("unsupported"));
+		return -1;
+	}
+	if (c->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, c->ciphers)) {
+		snprintf(err, errlen, "--ciphers '%s': no usable TLS 1.2 cipher",
+		    c->ciphers);
+		return -1;
+	}
+	if (c->ciphersuites != NULL &&
+	    !SSL_CTX_set_ciphersuites(ctx, c->ciphersuites)) {
+		snprintf(err, errlen, "--ciphersuites '%s': no usable TLS 1.3 "
+		    "cipher suite", c->ciphersuites);
+		return -1;
+	}
+	return 0;
+}
+
+SSL_CTX *
+mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen)
+{
+	SSL_CTX *ctx;
+	int mode = SSL_VERIFY_PEER;
+
+	ctx = SSL_CTX_new(c->role == HK_SERVER ? TLS_server_method() :
+	    TLS_client_method());
+	if (ctx == NULL) {
+		snprintf(err, errlen, "cannot create TLS context: %s",
+		    mtls_err_reason("out of memory"));
+		return NULL;
+	}
+	if (set_protocol(ctx, c, err, errlen) < 0 ||
+	    load(ctx, "certificate", c->cert, err, errlen) < 0 ||
+	    load(ctx, "private key", c->key, err, errlen) < 0 ||
+	    load(ctx, "CA certificate", c->ca, err, errlen) < 0)
+		goto fail;
+	if (!SSL_CTX_check_private_key(ctx)) {
+		snprintf(err, errlen, "private key %s does not match "
+		    "certificate %s", c->key, c->cert);
+		goto fail;
+	}
+	if (c->role == HK_SERVER)
+		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+	SSL_CTX_set_verify(ctx, mode, NULL);
+	if (ktls_ctx_prepare(ctx, err, errlen) < 0)
+		goto fail;
+	ERR_clear_error();
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+	return NULL;
+}
+
+int
+mtls_set_peer_host(SSL *ssl, const char *host)
+{
+	unsigned char addr[16];
+
+	if (inet_pton(AF_INET, host, addr) == 1 ||
+	    inet_pton(AF_INET6, host, addr) == 1)
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) ?
+		    0 : -1;
+	if (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host))
+		return -1;
+	return 0;
+}
+
+void
+mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
+{
+	long verify = SSL_get_verify_result(ssl);
+	int e = SSL_get_error(ssl, ret), saved = errno;
+	const char *peer = SSL_is_server(ssl) ? "client" : "server";
+
+	if (verify != X509_V_OK)
+		snprintf(buf, len, "%s certificate rejected: %s", peer,
+		    X509_verify_cert_error_string(verify));
+	else if (ERR_peek_error() != 0 &&
+	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+		snprintf(buf, len, "client certificate rejected: the client "
+		    "sent no certificate");
+	else if (e == SSL_ERROR_SSL)
+		snprintf(buf, len, "%s", mtls_err_reason("protocol error"));
+	else if (e == SSL_ERROR_SYSCALL && saved == EAGAIN)
+		snprintf(buf, len, "timed out waiting for the %s", peer);
+	else if (e == SSL_ERROR_SYSCALL && saved != 0)
+		snprintf(buf, len, "%s", strerror(saved));
+	else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
+		snprintf(buf, len, "the %s closed the connection", peer);
+	else
+		snprintf(buf, len, "TLS error %d", e);
+	ERR_clear_error();
+}
+
+int
+mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+
+	if (cert == NULL)
+		return -1;
+	X509_NAME_oneline(X509_get_subject_name(cert), subject, (int)len);
+	X509_NAME_oneline(X509_get_issuer_name(cert), issuer, (int)len);
+	X509_free(cert);
+	return 0;
+}

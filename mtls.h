@@ -1,0 +1,39 @@
+/*
+ * mtls.h - the mutual-TLS side shared by both programs: an SSL_CTX that
+ * demands and verifies the peer's certificate, and plain-words errors.
+ */
+#ifndef MTLS_H
+#define MTLS_H
+
+#include <stddef.h>
+
+#include <openssl/ssl.h>
+
+#include "hk_config.h"
+
+/*
+ * An SSL_CTX for c->role: TLS 1.2-1.3 (or the pinned version), no
+ * renegotiation or compression, our certificate and key, the CA, peer
+ * verification (a server requires a client certificate), and the kTLS
+ * keylog hook. Returns NULL with one line in err naming the file or
+ * setting at fault.
+ */
+SSL_CTX *mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen);
+
+/*
+ * Bind ssl to the name or address it connects to: an IP literal is
+ * checked against the certificate's IP SANs, a name against its DNS
+ * names (and sent as SNI). Returns 0 or -1.
+ */
+int mtls_set_peer_host(SSL *ssl, const char *host);
+
+/* Why SSL_connect/SSL_accept/SSL_read failed, in one line. */
+void mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len);
+
+/* The oldest OpenSSL error reason in the queue, or fallback. */
+const char *mtls_err_reason(const char *fallback);
+
+/* Subject and issuer of the peer's certificate, one-line form. */
+int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
+
+#endif
