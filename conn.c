@@ -164,24 +164,34 @@ send_close_notify(struct conn *c)
 	return -1;
 }
 
+/*
+ * Closing always stops writing first and then waits briefly for the
+ * peer to close too: a socket closed with unread data sends a TCP reset,
+ * which can destroy our last records (a reply, or the alert that tells
+ * the peer why we refused it) before the peer reads them.
+ */
 int
 conn_close(struct conn *c)
 {
 	char buf[4096];
-	ssize_t n;
+	int clean;
 
-	if (c->failed || c->ssl == NULL || !SSL_is_init_finished(c->ssl))
+	if (c->ssl == NULL || c->fd < 0)
 		return -1;
-	if (send_close_notify(c) < 0)
-		return -1;
+	clean = !c->failed && SSL_is_init_finished(c->ssl) &&
+	    send_close_notify(c) == 0;
 	shutdown(c->fd, SHUT_WR);
-	/* Wait for the peer's close_notify; it is not an error if it is late. */
 	set_timeout(c->fd, CLOSE_LINGER_SECS);
-	do
-		n = conn_read(c, buf, sizeof(buf));
-	while (n > 0);
-	c->err[0] = '\0';
-	return 0;
+	if (clean) {
+		/* The peer's close_notify; it is not an error if it is late. */
+		while (conn_read(c, buf, sizeof(buf)) > 0)
+			;
+		c->err[0] = '\0';
+	} else {
+		while (recv(c->fd, buf, sizeof(buf), 0) > 0)
+			;
+	}
+	return clean ? 0 : -1;
 }
 
 void

@@ -184,11 +184,12 @@ run(SSL_CTX *ctx, const struct hk_config *cfg)
 	hk_print_ktls(&c);
 	if ((cfg->send_file ? exchange_file(&c, cfg) : exchange_hello(&c, cfg)) < 0)
 		goto out;
-	conn_close(&c);
 	ret = 0;
 out:
 	if (ret != 0)
 		hk_warn("%s:%s: %s", cfg->host, cfg->port, c.err);
+	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
+	conn_close(&c);
 	conn_free(&c);
 	return ret;
 }

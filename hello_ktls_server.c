@@ -196,12 +196,13 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
 	}
 	if ((cfg->echo ? exchange_echo(&c, buf) : exchange_hello(&c, cfg, buf)) < 0)
 		goto out;
-	conn_close(&c);
-	printf("Connection with %s closed\n", peer);
 	ret = 0;
 out:
 	if (ret < 0)
 		hk_warn("client %s: %s", peer, c.err);
+	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
+	if (conn_close(&c) == 0 && ret == 0)
+		printf("Connection with %s closed\n", peer);
 	free(buf);
 	conn_free(&c);
 	return ret;

@@ -24,17 +24,11 @@
 #include <linux/sock_diag.h>
 #include <linux/tls.h>
 
-/* TLS_CONF_* came with the TLS diag attributes (Linux 5.3), linux/tls.h. */
+/* TLS_CONF_* came together with the TLS diag attributes (5.3), linux/tls.h. */
 #ifndef TLS_CONF_BASE
 #define TLS_CONF_BASE 1
-#endif
-#ifndef TLS_CONF_SW
 #define TLS_CONF_SW 2
-#endif
-#ifndef TLS_CONF_HW
 #define TLS_CONF_HW 3
-#endif
-#ifndef TLS_CONF_HW_RECORD
 #define TLS_CONF_HW_RECORD 4
 #endif
 
@@ -92,6 +86,13 @@ struct diag_attrs {
 	const unsigned char *pos, *end;
 };
 
+/* One attribute: type with the flag bits masked off, and its payload. */
+struct diag_attr {
+	unsigned type;
+	const unsigned char *data;
+	size_t len;
+};
+
 static const char *const diag_conf_names[] = {
 	[TLS_CONF_BASE] = "base",
 	[TLS_CONF_SW] = "software",
@@ -112,11 +113,8 @@ static const struct {
 		 "mismatch)"},
 };
 
-static int diag_fail(char *err, size_t errlen, int e, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
 /* Leave a message for the caller, set errno to e, return -1. */
-static int
+static int __attribute__((format(printf, 4, 5)))
 diag_fail(char *err, size_t errlen, int e, const char *fmt, ...)
 {
 	va_list ap;
@@ -307,13 +305,9 @@ diag_send(int nl, const struct inet_diag_req_v2 *req, char *err,
 	return 0;
 }
 
-/*
- * Next attribute: 1 with its type (flag bits masked off) and payload, 0 at
- * the end, -1 if a header or payload would run past the end.
- */
+/* Next attribute: 1, or 0 at the end, -1 if it would run past the end. */
 static int
-diag_attr_next(struct diag_attrs *it, unsigned *type,
-	       const unsigned char **data, size_t *len)
+diag_attr_next(struct diag_attrs *it, struct diag_attr *attr)
 {
 	const size_t hdrlen = NLA_HDRLEN;
 	size_t left = (size_t)(it->end - it->pos);
@@ -327,9 +321,9 @@ diag_attr_next(struct diag_attrs *it, unsigned *type,
 	alen = a->nla_len;
 	if (alen < hdrlen || alen > left)
 		return -1;
-	*type = a->nla_type & NLA_TYPE_MASK;
-	*data = it->pos + hdrlen;
-	*len = alen - hdrlen;
+	attr->type = a->nla_type & NLA_TYPE_MASK;
+	attr->data = it->pos + hdrlen;
+	attr->len = alen - hdrlen;
 	/* The last attribute may come without its alignment padding. */
 	step = NLA_ALIGN(alen);
 	it->pos += step < left ? step : left;
@@ -350,29 +344,28 @@ diag_u16(const unsigned char *data, size_t len, unsigned *v)
 
 /* One attribute of INET_ULP_INFO_TLS; unknown ones are newer kernels'. */
 static int
-diag_tls_attr(unsigned type, const unsigned char *data, size_t len,
-	      struct ktls_diag *out)
+diag_tls_attr(const struct diag_attr *a, struct ktls_diag *out)
 {
 	unsigned v;
 
-	switch (type) {
+	switch (a->type) {
 	case DIAG_TLS_VERSION:
-		return diag_u16(data, len, &out->version);
+		return diag_u16(a->data, a->len, &out->version);
 	case DIAG_TLS_CIPHER:
-		return diag_u16(data, len, &out->cipher);
+		return diag_u16(a->data, a->len, &out->cipher);
 	case DIAG_TLS_TXCONF:
 	case DIAG_TLS_RXCONF:
-		if (diag_u16(data, len, &v) == -1)
+		if (diag_u16(a->data, a->len, &v) == -1)
 			return -1;
-		*(type == DIAG_TLS_TXCONF ? &out->txconf : &out->rxconf) =
+		*(a->type == DIAG_TLS_TXCONF ? &out->txconf : &out->rxconf) =
 		    (int)v;
 		return 0;
-	case DIAG_TLS_ZC_RO_TX:
+	case DIAG_TLS_ZC_RO_TX: /* flags carry no payload */
 		out->zc_ro_tx = 1;
-		return len == 0 ? 0 : -1;
+		return a->len == 0 ? 0 : -1;
 	case DIAG_TLS_RX_NO_PAD:
 		out->rx_no_pad = 1;
-		return len == 0 ? 0 : -1;
+		return a->len == 0 ? 0 : -1;
 	default:
 		return 0;
 	}
@@ -382,13 +375,11 @@ static int
 diag_tls(const unsigned char *p, size_t len, struct ktls_diag *out)
 {
 	struct diag_attrs it = {p, p + len};
-	const unsigned char *data;
-	unsigned type;
-	size_t dlen;
+	struct diag_attr a;
 	int r;
 
-	while ((r = diag_attr_next(&it, &type, &data, &dlen)) == 1)
-		if (diag_tls_attr(type, data, dlen, out) == -1)
+	while ((r = diag_attr_next(&it, &a)) == 1)
+		if (diag_tls_attr(&a, out) == -1)
 			return -1;
 	return r;
 }
@@ -398,19 +389,19 @@ static int
 diag_ulp(const unsigned char *p, size_t len, struct ktls_diag *out)
 {
 	struct diag_attrs it = {p, p + len};
-	const unsigned char *data;
-	unsigned type;
-	size_t dlen;
+	struct diag_attr a;
 	int r;
 
 	out->has_ulp = 1;
-	while ((r = diag_attr_next(&it, &type, &data, &dlen)) == 1) {
-		if (type == DIAG_ULP_NAME) {
-			if (dlen == 0 || dlen > sizeof(out->ulp_name) ||
-			    memchr(data, '\0', dlen) == NULL)
+	while ((r = diag_attr_next(&it, &a)) == 1) {
+		if (a.type == DIAG_ULP_NAME) {
+			/* A string with its NUL, TCP_ULP_NAME_MAX (16) at most. */
+			if (a.len == 0 || a.len > sizeof(out->ulp_name) ||
+			    memchr(a.data, '\0', a.len) == NULL)
 				return -1;
-			memcpy(out->ulp_name, data, dlen);
-		} else if (type == DIAG_ULP_TLS && diag_tls(data, dlen, out) == -1) {
+			memcpy(out->ulp_name, a.data, a.len);
+		} else if (a.type == DIAG_ULP_TLS &&
+			   diag_tls(a.data, a.len, out) == -1) {
 			return -1;
 		}
 	}
@@ -422,13 +413,11 @@ diag_attrs(const unsigned char *p, size_t len, struct ktls_diag *out,
 	   char *err, size_t errlen)
 {
 	struct diag_attrs it = {p, p + len};
-	const unsigned char *data;
-	unsigned type;
-	size_t dlen;
+	struct diag_attr a;
 	int r;
 
-	while ((r = diag_attr_next(&it, &type, &data, &dlen)) == 1)
-		if (type == DIAG_ULP_INFO && diag_ulp(data, dlen, out) == -1)
+	while ((r = diag_attr_next(&it, &a)) == 1)
+		if (a.type == DIAG_ULP_INFO && diag_ulp(a.data, a.len, out) == -1)
 			return diag_fail(err, errlen, EPROTO,
 					 "malformed INET_DIAG_ULP_INFO");
 	if (r == -1)
@@ -552,7 +541,8 @@ diag_recv(int nl, struct diag_reply *rep, char *err, size_t errlen)
 	while (!rep->done) {
 		socklen_t fromlen = sizeof(from);
 		ssize_t n = recvfrom(nl, buf, sizeof(buf), MSG_TRUNC,
-			     (struct sockaddr *)&from, &fromlen);
+				     (struct sockaddr *)&from, &fromlen);
+
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))

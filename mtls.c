@@ -44,6 +44,11 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 		ok = SSL_CTX_load_verify_locations(ctx, path, NULL);
 	if (ok == 1)
 		return 0;
+	if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
+		snprintf(err, errlen, "private key %s does not match the "
+		    "certificate", path);
+		return -1;
+	}
 	/* A system error (the file is missing or unreadable) comes first. */
 	if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SYS)
 		snprintf(err, errlen, "cannot load %s %s: %s", what, path,
@@ -147,6 +152,14 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
 		snprintf(buf, len, "client certificate rejected: the client "
 		    "sent no certificate");
+	else if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SSL &&
+	    ERR_GET_REASON(ERR_peek_error()) >= SSL_AD_REASON_OFFSET)
+		/* OpenSSL files an alert from the peer at this offset. */
+		snprintf(buf, len, "the %s refused the connection: %s", peer,
+		    mtls_err_reason("alert"));
+	else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		snprintf(buf, len, "the %s closed the connection without "
+		    "close_notify (truncated)", peer);
 	else if (e == SSL_ERROR_SSL)
 		snprintf(buf, len, "%s", mtls_err_reason("protocol error"));
 	else if (e == SSL_ERROR_SYSCALL && saved == EAGAIN)

@@ -1,0 +1,184 @@
+#!/usr/bin/env bash
+# tests/host_tests.sh - system tests that need no kernel TLS: the
+# userspace fallback, --ktls require refusing, bad certificates, keys,
+# files and flags. A running server must keep serving good clients after
+# every bad one.
+set -u
+. "$(dirname "$0")/lib.sh"
+hk_init
+
+HELLO_C='Received from server: Hello from kTLS server! Your certificate was validated.'
+HELLO_S='Received from client: Hello from kTLS client! I have a valid certificate.'
+NO_ULP='kernel has no TLS ULP (CONFIG_TLS / tls module)'
+
+# good_client NAME: a good client still gets its answer from the server.
+good_client() {
+	run_client "$WORK/good.log"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/good.log" "$HELLO_C"; then
+		pass "$1: a good client is served afterwards"
+	else
+		fail "$1: a good client is served afterwards" "rc=$CLI_RC" "$WORK/good.log" "$SRV_LOG"
+	fi
+}
+
+# bad_client NAME SERVER_SAYS CLIENT_SAYS ARGS...: a rejected client.
+bad_client() {
+	local name=$1 srv_says=$2 cli_says=$3 out=$WORK/bad.log
+	shift 3
+	run_client "$out" "$@"
+	# The server's child may log its side a moment after the client ends.
+	if [ "$CLI_RC" -eq 1 ] && has "$out" "$cli_says" &&
+	    wait_for_line "$SRV_LOG" "$srv_says"; then
+		pass "$name"
+	else
+		fail "$name" "client rc=$CLI_RC, want 1 and '$cli_says'; server log wants '$srv_says'" "$out" "$SRV_LOG"
+	fi
+	good_client "$name"
+}
+
+host_has_ktls() { [ -e /proc/net/tls_stat ]; }
+
+test_fallback() {
+	if host_has_ktls; then
+		echo "# this kernel has kTLS: the fallback tests need one without it"
+		return
+	fi
+	start_server --once
+	run_client "$WORK/c.log"
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] &&
+	    has "$WORK/c.log" "kTLS TX: unavailable ($NO_ULP)" &&
+	    has "$WORK/c.log" "kTLS RX: unavailable ($NO_ULP)" &&
+	    has "$SRV_LOG" "kTLS TX: unavailable ($NO_ULP)" &&
+	    has "$WORK/c.log" "$HELLO_C" && has "$SRV_LOG" "$HELLO_S"; then
+		pass "auto: falls back to userspace TLS and still exchanges the messages"
+	else
+		fail "auto fallback" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+
+	start_server --once
+	run_client "$WORK/c.log" --ktls require
+	wait_server
+	if [ "$CLI_RC" -eq 1 ] && [ "$SRV_RC" -eq 1 ] &&
+	    has "$WORK/c.log" "kTLS required but RX stayed in userspace: $NO_ULP" &&
+	    has "$SRV_LOG" "client closed before sending a message"; then
+		pass "require (client): exits 1 with the reason"
+	else
+		fail "require (client)" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+
+	start_server --once --ktls require
+	run_client "$WORK/c.log"
+	wait_server
+	if [ "$SRV_RC" -eq 1 ] && has "$SRV_LOG" "kTLS required but RX stayed in userspace: $NO_ULP" &&
+	    [ "$CLI_RC" -eq 1 ]; then
+		pass "require (server): the --once server exits 1 with the reason"
+	else
+		fail "require (server)" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
+test_off() {
+	start_server --once --ktls off
+	run_client "$WORK/c.log" --ktls off
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] &&
+	    has "$WORK/c.log" "kTLS TX: off (disabled with --ktls off)" &&
+	    has "$SRV_LOG" "kTLS RX: off (disabled with --ktls off)" &&
+	    has "$WORK/c.log" "$HELLO_C"; then
+		pass "off: never tries kTLS and exchanges the messages"
+	else
+		fail "off" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
+# The same rejections under each protocol version: the failure surfaces
+# in the handshake (1.2) or at the first read after it (1.3).
+test_bad_clients() {
+	local v=$1
+	start_server --tls-version "$v"
+	bad_client "TLS $v other CA" "client certificate rejected: unable to get local issuer certificate" \
+	    "server refused the connection" --cert other-client-cert.pem --key other-client-key.pem
+	bad_client "TLS $v expired client certificate" "client certificate rejected: certificate has expired" \
+	    "certificate expired" --cert expired-client-cert.pem --key expired-client-key.pem
+	bad_client "TLS $v not-yet-valid client certificate" "client certificate rejected: certificate is not yet valid" \
+	    "bad certificate" --cert notyetvalid-client-cert.pem --key notyetvalid-client-key.pem
+	bad_client "TLS $v client certificate for serverAuth only" "client certificate rejected: unsuitable certificate purpose" \
+	    "unsupported certificate" --cert serveronly-client-cert.pem --key serveronly-client-key.pem
+	bad_client "TLS $v chain through a non-CA intermediate" "client certificate rejected: invalid CA certificate" \
+	    "unknown ca" --cert badchain-client-chain.pem --key badchain-client-key.pem
+
+	# No client certificate at all: only a foreign client can do that.
+	(echo hello; sleep 1) | timeout 20 openssl s_client -connect "127.0.0.1:$PORT" \
+	    -CAfile ca-cert.pem -quiet >"$WORK/sc.log" 2>&1
+	check "TLS $v client without a certificate is rejected" \
+	    wait_for_line "$SRV_LOG" "client certificate rejected: the client sent no certificate"
+	good_client "TLS $v no certificate"
+	check "TLS $v server still running after the bad clients" kill -0 "$SRV_PID"
+	stop_server
+}
+
+test_server_name() {
+	start_server --cert wrongname-server-cert.pem --key wrongname-server-key.pem
+	run_client "$WORK/c.log" -H localhost
+	check "server certificate for another name: rejected by name" \
+	    has "$WORK/c.log" "server certificate rejected: hostname mismatch"
+	check "server certificate for another name: exit 1" [ "$CLI_RC" -eq 1 ]
+	run_client "$WORK/c.log" -H 127.0.0.1
+	check "server certificate without our IP: rejected by address" \
+	    has "$WORK/c.log" "server certificate rejected: IP address mismatch"
+	stop_server
+	# The good certificate names localhost, 127.0.0.1 and ::1.
+	start_server
+	run_client "$WORK/c.log" -H localhost
+	check "server certificate matches the name localhost" [ "$CLI_RC" -eq 0 ]
+	if python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+		run_client "$WORK/c.log" -H ::1
+		check "IPv6 literal ::1 connects and matches the certificate" has "$WORK/c.log" "$HELLO_C"
+	fi
+	stop_server
+}
+
+# expect_start_error NAME RC TEXT PROGRAM ARGS...: fails before any network.
+expect_start_error() {
+	local name=$1 want=$2 text=$3 rc=0
+	shift 3
+	timeout 10 "$@" >"$WORK/e.log" 2>&1 || rc=$?
+	if [ "$rc" -eq "$want" ] && has "$WORK/e.log" "$text"; then
+		pass "$name"
+	else
+		fail "$name" "rc=$rc, want $want and '$text'" "$WORK/e.log"
+	fi
+}
+
+test_bad_files_and_flags() {
+	local b
+	for b in "$SERVER" "$CLIENT"; do
+		local n=${b##*/}
+		expect_start_error "$n: missing certificate file" 1 \
+		    "cannot load certificate nope.pem: No such file or directory" "$b" --cert nope.pem
+		expect_start_error "$n: certificate file that is not PEM" 1 \
+		    "cannot load certificate garbage.pem" "$b" --cert garbage.pem
+		expect_start_error "$n: key that does not match the certificate" 1 \
+		    "private key mismatched-key.pem does not match the certificate" "$b" --key mismatched-key.pem
+		expect_start_error "$n: missing CA file" 1 \
+		    "cannot load CA certificate nope.pem" "$b" --ca nope.pem
+		expect_start_error "$n: unknown option" 2 "unknown option '--bogus'" "$b" --bogus
+		expect_start_error "$n: bad --ktls value" 2 "invalid value for --ktls" "$b" --ktls maybe
+		expect_start_error "$n: bad --tls-version" 2 "invalid value for --tls-version" "$b" --tls-version 1.1
+		expect_start_error "$n: bad --port" 2 "invalid value for --port" "$b" --port 70000
+		expect_start_error "$n: unusable --ciphers" 1 "no usable TLS 1.2 cipher" "$b" --ciphers NOPE
+		expect_start_error "$n: --help" 0 "usage:" "$b" --help
+		expect_start_error "$n: --version" 0 "$n 1." "$b" --version
+	done
+	expect_start_error "client: nobody listening" 1 "cannot connect to 127.0.0.1 port" \
+	    "$CLIENT" -p "$(free_port)"
+}
+
+test_fallback
+test_off
+test_bad_clients 1.2
+test_bad_clients 1.3
+test_server_name
+test_bad_files_and_flags
+hk_summary

@@ -1,0 +1,112 @@
+# tests/lib.sh - helpers for the system tests: run the real binaries,
+# check exit codes and output, count results. Sourced, not run.
+#
+# Each test script sets up with hk_init, reports with pass/fail, and
+# ends with hk_summary, which prints "N passed, N failed".
+
+HK_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SERVER=$HK_ROOT/hello_ktls_server
+CLIENT=$HK_ROOT/hello_ktls_client
+PASSED=0
+FAILED=0
+SRV_PID=
+SRV_LOG=
+PORT=
+
+hk_init() {
+	: "${HK_CERTS:?HK_CERTS must name the test certificate directory}"
+	WORK=$(mktemp -d "${TMPDIR:-/tmp}/hk-test.XXXXXX")
+	trap 'stop_server; rm -rf "$WORK"' EXIT
+	cd "$HK_CERTS" || exit 1
+}
+
+pass() {
+	PASSED=$((PASSED + 1))
+	echo "ok - $1"
+}
+
+# fail NAME WHY [LOG...]: report, then show the logs that explain it.
+fail() {
+	local name=$1 why=$2 f
+	shift 2
+	FAILED=$((FAILED + 1))
+	echo "FAIL - $name: $why"
+	for f in "$@"; do
+		[ -f "$f" ] && sed 's/^/    | /' "$f" | tail -n 40
+	done
+	return 0
+}
+
+# check NAME CONDITION-COMMAND... : pass if the command succeeds.
+check() {
+	local name=$1
+	shift
+	if "$@"; then pass "$name"; else fail "$name" "$*"; fi
+}
+
+has() { grep -qF -- "$2" "$1"; }
+
+# wait_for_line FILE TEXT: up to 5 s for another process to write TEXT.
+wait_for_line() {
+	local i
+	for i in $(seq 100); do
+		has "$1" "$2" && return 0
+		sleep 0.05
+	done
+	return 1
+}
+
+# start_server ARGS...: our server on a free port; sets PORT, SRV_PID, SRV_LOG.
+start_server() {
+	SRV_LOG=$WORK/server.$RANDOM.log
+	"$SERVER" -p 0 "$@" >"$SRV_LOG" 2>&1 &
+	SRV_PID=$!
+	wait_for_port "$SRV_LOG" 'Server listening on port '
+}
+
+# wait_for_port LOG PREFIX: wait for PREFIX<port> in LOG; sets PORT.
+wait_for_port() {
+	local i
+	PORT=
+	for i in $(seq 100); do
+		PORT=$(sed -n "s/^$2\\([0-9][0-9]*\\).*/\\1/p" "$1" | head -n 1)
+		[ -n "$PORT" ] && return 0
+		sleep 0.05
+	done
+	echo "server did not start:" >&2
+	cat "$1" >&2
+	return 1
+}
+
+stop_server() {
+	if [ -n "$SRV_PID" ]; then
+		kill "$SRV_PID" 2>/dev/null
+		wait "$SRV_PID" 2>/dev/null
+	fi
+	SRV_PID=
+}
+
+# wait_server: wait for a --once server; sets SRV_RC.
+wait_server() {
+	SRV_RC=0
+	wait "$SRV_PID" || SRV_RC=$?
+	SRV_PID=
+}
+
+# run_client OUT ARGS...: our client against PORT; sets CLI_RC.
+run_client() {
+	local out=$1
+	shift
+	CLI_RC=0
+	timeout 60 "$CLIENT" -p "$PORT" "$@" >"$out" 2>&1 || CLI_RC=$?
+}
+
+# A free TCP port for peers that cannot pick their own and report it.
+free_port() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+hk_summary() {
+	echo "$PASSED passed, $FAILED failed"
+	[ "$FAILED" -eq 0 ]
+}

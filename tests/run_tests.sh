@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# tests/run_tests.sh - every test, as `make -f Makefile.ktls check` runs it:
+#   1. unit tests of the key derivations (tests/test_ktls_keys)
+#   2. host system tests: userspace fallback, bad certificates and flags
+#   3. kernel system tests: natively when this kernel has kTLS, otherwise
+#      in a User-Mode Linux guest. A guest that does not boot is a failure.
+# Prints each suite's results, then the total as "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.." || exit 1
+ROOT=$PWD
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+HK_CERTS=$(mktemp -d "${TMPDIR:-/tmp}/hk-certs.XXXXXX")
+export HK_CERTS
+trap 'rm -rf "$HK_CERTS"' EXIT
+
+# suite NAME COMMAND...: run it, add its closing "N passed, N failed".
+suite() {
+	local name=$1 log rc=0 line
+	shift
+	echo "=== $name"
+	log=$(mktemp)
+	"$@" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	line=$(grep -E '^(.*: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
+	rm -f "$log"
+	if [ -z "$line" ]; then
+		echo "FAIL - $name: ended (exit $rc) without a result line"
+		TOTAL_FAILED=$((TOTAL_FAILED + 1))
+		return
+	fi
+	line=${line##*: }
+	set -- $line
+	TOTAL_PASSED=$((TOTAL_PASSED + $1))
+	TOTAL_FAILED=$((TOTAL_FAILED + $3))
+	if [ "$rc" -ne 0 ] && [ "$3" -eq 0 ]; then
+		echo "FAIL - $name: exit $rc"
+		TOTAL_FAILED=$((TOTAL_FAILED + 1))
+	fi
+}
+
+if ! bash tests/make_test_certs.sh "$HK_CERTS" >"$HK_CERTS/make.log" 2>&1; then
+	cat "$HK_CERTS/make.log"
+	echo "0 passed, 1 failed"
+	exit 1
+fi
+
+suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
+suite "host: fallback, bad input" bash tests/host_tests.sh
+if [ -e /proc/net/tls_stat ]; then
+	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
+else
+	echo "# this kernel has no kTLS: the kernel tests run in a UML guest"
+	suite "kernel (UML guest)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
+fi
+
+echo "=== total"
+echo "$TOTAL_PASSED passed, $TOTAL_FAILED failed"
+[ "$TOTAL_FAILED" -eq 0 ]
