@@ -175,7 +175,25 @@ test_bad_files_and_flags() {
 	    "$CLIENT" -p "$(free_port)"
 }
 
+# SSLKEYLOGFILE: secrets go to that file (with a warning), nowhere else.
+test_keylog() {
+	local keys=$WORK/keys.log secret
+	start_server --once --tls-version 1.3
+	SSLKEYLOGFILE=$keys run_client "$WORK/c.log"
+	wait_server
+	secret=$(awk '$1 == "CLIENT_TRAFFIC_SECRET_0" { print $3; exit }' "$keys" 2>/dev/null)
+	if [ "$CLI_RC" -eq 0 ] && [ ${#secret} -eq 96 ] &&
+	    has "$WORK/c.log" "warning: SSLKEYLOGFILE is set" &&
+	    [ "$(stat -c %a "$keys")" = 600 ] &&
+	    ! grep -qi "$secret" "$WORK/c.log" "$SRV_LOG"; then
+		pass "SSLKEYLOGFILE gets the TLS 1.3 secrets (mode 0600, with a warning), the logs do not"
+	else
+		fail "SSLKEYLOGFILE" "rc=$CLI_RC secret length ${#secret}" "$WORK/c.log" "$keys"
+	fi
+}
+
 test_fallback
+test_keylog
 test_off
 test_bad_clients 1.2
 test_bad_clients 1.3

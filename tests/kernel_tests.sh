@@ -86,24 +86,25 @@ test_bulk() {
 # Our client, both directions in the kernel, against openssl s_server,
 # which sends its default two NewSessionTickets in TLS 1.3.
 test_s_server() {
-	local v=$1 name="TLS $1 our client vs openssl s_server" port
+	local v=$1 name="TLS $1 our client vs openssl s_server" port sslog
 	port=$(free_port)
+	sslog=$(new_log s_server)
 	(printf 'Hello from openssl s_server\n'; sleep 4) |
 	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
 	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
-	    "-tls${v/./_}" >"$WORK/ss.log" 2>&1 &
+	    "-tls${v/./_}" >"$sslog" 2>&1 &
 	local ss=$!
 	# A probe connection would use up -naccept 1: watch the log instead.
-	wait_for_line "$WORK/ss.log" ACCEPT
+	wait_for_line "$sslog" ACCEPT
 	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello from kTLS client to s_server"
 	wait "$ss"
 	if [ "$CLI_RC" -eq 0 ] && both_active "$WORK/c.log" &&
 	    has "$WORK/c.log" "Received from server: Hello from openssl s_server" &&
-	    has "$WORK/ss.log" "Hello from kTLS client to s_server" &&
-	    has "$WORK/ss.log" "DONE" && ! has "$WORK/ss.log" "unexpected eof"; then
+	    has "$sslog" "Hello from kTLS client to s_server" &&
+	    has "$sslog" "DONE" && ! has "$sslog" "unexpected eof"; then
 		pass "$name (tickets consumed, data both ways, close_notify seen)"
 	else
-		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$WORK/ss.log"
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
 	fi
 }
 
@@ -129,6 +130,34 @@ test_s_client() {
 
 
 
+# A TCP FIN without close_notify is truncation, on either side's kTLS RX.
+test_truncation() {
+	local v=$1 peer=$HK_ROOT/tests/truncating_peer.py
+	start_server --once --ktls require --tls-version "$v"
+	timeout 30 python3 "$peer" client "$PORT" >"$WORK/p.log" 2>&1
+	wait_server
+	if [ "$SRV_RC" -eq 1 ] && both_active "$SRV_LOG" &&
+	    has "$SRV_LOG" "peer closed the connection without close_notify (truncated)"; then
+		pass "TLS $v server: FIN without close_notify reported as truncation"
+	else
+		fail "TLS $v server truncation" "server rc=$SRV_RC" "$SRV_LOG" "$WORK/p.log"
+	fi
+
+	local plog
+	plog=$(new_log peer)
+	timeout 60 python3 "$peer" server >"$plog" 2>&1 &
+	local pid=$!
+	wait_for_port "$plog" 'port '
+	run_client "$WORK/c.log" --ktls require --tls-version "$v"
+	wait "$pid"
+	if [ "$CLI_RC" -eq 1 ] && both_active "$WORK/c.log" &&
+	    has "$WORK/c.log" "peer closed the connection without close_notify (truncated)"; then
+		pass "TLS $v client: FIN without close_notify reported as truncation"
+	else
+		fail "TLS $v client truncation" "client rc=$CLI_RC" "$WORK/c.log" "$plog"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -151,5 +180,6 @@ done <<<"$VARIANTS"
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"
+	test_truncation "$v"
 done
 hk_summary

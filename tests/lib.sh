@@ -12,6 +12,7 @@ FAILED=0
 SRV_PID=
 SRV_LOG=
 PORT=
+LOGS=0
 
 hk_init() {
 	: "${HK_CERTS:?HK_CERTS must name the test certificate directory}"
@@ -56,19 +57,26 @@ wait_for_line() {
 	return 1
 }
 
+# new_log NAME: a fresh file name. A background job creates its log only
+# when it starts, so reusing a name could show the last run's contents.
+new_log() {
+	LOGS=$((LOGS + 1))
+	echo "$WORK/$1.$LOGS.log"
+}
+
 # start_server ARGS...: our server on a free port; sets PORT, SRV_PID, SRV_LOG.
 start_server() {
-	SRV_LOG=$WORK/server.$RANDOM.log
+	SRV_LOG=$(new_log server)
 	"$SERVER" -p 0 "$@" >"$SRV_LOG" 2>&1 &
 	SRV_PID=$!
 	wait_for_port "$SRV_LOG" 'Server listening on port '
 }
 
-# wait_for_port LOG PREFIX: wait for PREFIX<port> in LOG; sets PORT.
+# wait_for_port LOG PREFIX: up to 20 s for PREFIX<port> in LOG; sets PORT.
 wait_for_port() {
 	local i
 	PORT=
-	for i in $(seq 100); do
+	for i in $(seq 400); do
 		PORT=$(sed -n "s/^$2\\([0-9][0-9]*\\).*/\\1/p" "$1" | head -n 1)
 		[ -n "$PORT" ] && return 0
 		sleep 0.05
