@@ -85,6 +85,7 @@ conn_offload(struct conn *c, enum hk_ktls_mode mode)
 	}
 	if (ktls_offload(c->k, c->fd) == 0) {
 		note_hardware(c);
+		ktls_set_rekey_bytes(c->k, c->rekey_bytes);
 		return 0;
 	}
 	if (mode != HK_KTLS_REQUIRE)
@@ -135,6 +136,12 @@ conn_write(struct conn *c, const void *buf, size_t len)
 	}
 	while (done < len) {
 		ERR_clear_error();
+		/* OpenSSL rekeys by itself only when asked. */
+		if (c->rekey_bytes > 0 && c->since_rekey >= c->rekey_bytes &&
+		    SSL_version(c->ssl) == TLS1_3_VERSION) {
+			SSL_key_update(c->ssl, SSL_KEY_UPDATE_NOT_REQUESTED);
+			c->since_rekey = 0;
+		}
 		n = SSL_write(c->ssl, (const char *)buf + done,
 		    len - done > 0x40000000 ? 0x40000000 : (int)(len - done));
 		if (n <= 0) {
@@ -143,8 +150,21 @@ conn_write(struct conn *c, const void *buf, size_t len)
 			return -1;
 		}
 		done += (size_t)n;
+		c->since_rekey += (unsigned long long)n;
 	}
 	return 0;
+}
+
+void
+conn_key_updates(const struct conn *c, unsigned long long *sent,
+    unsigned long long *received)
+{
+	uint64_t s = 0, r = 0;
+
+	if (c->k != NULL)
+		ktls_key_update_counts(c->k, &s, &r);
+	*sent = s;
+	*received = r;
 }
 
 static int
@@ -173,7 +193,7 @@ send_close_notify(struct conn *c)
 int
 conn_close(struct conn *c)
 {
-	char buf[4096];
+	char buf[16384]; /* a whole record, so a KeyUpdate is seen whole */
 	int clean;
 
 	if (c->ssl == NULL || c->fd < 0)

@@ -19,6 +19,8 @@ struct conn {
 	SSL *ssl;
 	struct ktls *k;
 	int failed; /* a fatal error: no close_notify on close */
+	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
+	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
 	char err[320];
 };
 
@@ -36,6 +38,10 @@ int conn_handshake(struct conn *c);
  * and a direction stayed in userspace.
  */
 int conn_offload(struct conn *c, enum hk_ktls_mode mode);
+
+/* KeyUpdates sent and received after the switch to kTLS. */
+void conn_key_updates(const struct conn *c, unsigned long long *sent,
+    unsigned long long *received);
 
 /* >0 bytes read, 0 at the peer's close_notify, -1 on error. */
 ssize_t conn_read(struct conn *c, void *buf, size_t len);

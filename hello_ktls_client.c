@@ -179,11 +179,13 @@ run(SSL_CTX *ctx, const struct hk_config *cfg)
 		goto out;
 	printf("TLS handshake completed successfully\n");
 	hk_print_session(&c, "Server");
+	c.rekey_bytes = cfg->key_update_bytes;
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
 	if ((cfg->send_file ? exchange_file(&c, cfg) : exchange_hello(&c, cfg)) < 0)
 		goto out;
+	hk_print_key_updates(&c);
 	ret = 0;
 out:
 	if (ret != 0)

@@ -187,6 +187,7 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
 		goto out;
 	printf("TLS handshake completed successfully\n");
 	hk_print_session(&c, "Client");
+	c.rekey_bytes = cfg->key_update_bytes;
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
@@ -196,6 +197,7 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
 	}
 	if ((cfg->echo ? exchange_echo(&c, buf) : exchange_hello(&c, cfg, buf)) < 0)
 		goto out;
+	hk_print_key_updates(&c);
 	ret = 0;
 out:
 	if (ret < 0)

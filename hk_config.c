@@ -2,6 +2,7 @@
  * hk_config.c - command-line parsing for both programs. One table says
  * which option belongs to which program; getopt_long does the rest.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdio.h>
@@ -16,7 +17,7 @@ enum opt_id {
 	OPT_PORT = 'p', OPT_HOST = 'H', OPT_BIND = 'b', OPT_HELP = 'h',
 	OPT_OUTPUT = 'o', OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_TLS_VERSION,
 	OPT_CIPHERS, OPT_CIPHERSUITES, OPT_KTLS, OPT_MESSAGE, OPT_TIMEOUT,
-	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION,
+	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION, OPT_KEY_UPDATE_BYTES,
 };
 
 #define FOR_CLIENT 1
@@ -37,6 +38,8 @@ static const struct {
 	{ { "ktls", required_argument, NULL, OPT_KTLS }, FOR_BOTH },
 	{ { "message", required_argument, NULL, OPT_MESSAGE }, FOR_BOTH },
 	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, FOR_BOTH },
+	{ { "key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES },
+	    FOR_BOTH },
 	{ { "help", no_argument, NULL, OPT_HELP }, FOR_BOTH },
 	{ { "version", no_argument, NULL, OPT_VERSION }, FOR_BOTH },
 	{ { "host", required_argument, NULL, OPT_HOST }, FOR_CLIENT },
@@ -64,6 +67,8 @@ static const char client_usage[] =
     "                           that every byte comes back\n"
     "  -o, --output FILE        with --send-file: write what came back\n"
     "      --timeout SECS       give up on a silent server (10)\n"
+    "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
+    "                           1M, ...; default: before the cipher's limit)\n"
     "  -h, --help               this help\n"
     "      --version            print the version\n";
 
@@ -82,6 +87,8 @@ static const char server_usage[] =
     "      --echo               send back everything a client sends\n"
     "      --once               serve one client, then exit\n"
     "      --timeout SECS       drop a client silent this long (10)\n"
+    "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
+    "                           1M, ...; default: before the cipher's limit)\n"
     "  -h, --help               this help\n"
     "      --version            print the version\n";
 
@@ -119,6 +126,33 @@ defaults(struct hk_config *c, enum hk_role role)
 	}
 }
 
+int
+hk_parse_size(const char *s, unsigned long long *out)
+{
+	static const char units[] = "KMG";
+	unsigned long long v;
+	const char *u;
+	char *end;
+	int shift;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	if (*end != '\0') {
+		if (end[1] != '\0' || (u = strchr(units, end[0] & ~0x20)) == NULL)
+			return -1;
+		shift = 10 * (int)(u - units + 1);
+		if (v > (ULLONG_MAX >> shift))
+			return -1;
+		v <<= shift;
+	}
+	*out = v;
+	return 0;
+}
+
 static int
 parse_number(const char *s, long lo, long hi, long *out)
 {
@@ -152,6 +186,11 @@ set_value(struct hk_config *c, int id, const char *arg, char *err,
 			goto bad;
 		c->timeout = (int)n;
 		return 0;
+	case OPT_KEY_UPDATE_BYTES:
+		if (hk_parse_size(arg, &c->key_update_bytes) < 0 ||
+		    c->key_update_bytes == 0)
+			goto bad;
+		return 0;
 	case OPT_TLS_VERSION:
 		if (strcmp(arg, "1.2") == 0)
 			c->tls_version = TLS1_2_VERSION;
@@ -177,6 +216,7 @@ bad:
 	    id == OPT_PORT ? "--port (0-65535)" :
 	    id == OPT_TIMEOUT ? "--timeout (1-86400 seconds)" :
 	    id == OPT_TLS_VERSION ? "--tls-version (1.2 or 1.3)" :
+	    id == OPT_KEY_UPDATE_BYTES ? "--key-update-bytes (a size like 1M)" :
 	    "--ktls (auto, require or off)", arg);
 	return -1;
 }

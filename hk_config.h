@@ -23,6 +23,7 @@ struct hk_config {
 	enum hk_ktls_mode ktls;
 	const char *message;
 	int timeout;              /* seconds for any single network wait */
+	unsigned long long key_update_bytes; /* TLS 1.3 rekey interval, 0 = default */
 
 	/* client */
 	const char *host;
@@ -44,5 +45,8 @@ enum hk_parse hk_config_parse(struct hk_config *c, enum hk_role role,
 const char *hk_config_usage(enum hk_role role);
 
 const char *hk_ktls_mode_name(enum hk_ktls_mode m);
+
+/* "4096", "512K", "1M", "1G" (powers of 1024) -> bytes; -1 if malformed. */
+int hk_parse_size(const char *s, unsigned long long *out);
 
 #endif

@@ -58,6 +58,17 @@ hk_print_ktls(const struct conn *c)
 }
 
 void
+hk_print_key_updates(const struct conn *c)
+{
+	unsigned long long sent, received;
+
+	conn_key_updates(c, &sent, &received);
+	if (sent > 0 || received > 0)
+		printf("TLS 1.3 key updates: sent %llu, received %llu\n", sent,
+		    received);
+}
+
+void
 hk_print_text(const char *prefix, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;

@@ -21,6 +21,9 @@ void hk_print_session(struct conn *c, const char *peer_title);
 /* The two kTLS status lines. */
 void hk_print_ktls(const struct conn *c);
 
+/* "TLS 1.3 key updates: sent N, received M", if there were any. */
+void hk_print_key_updates(const struct conn *c);
+
 /* prefix + received bytes, control characters shown as '.'. */
 void hk_print_text(const char *prefix, const void *buf, size_t len);
 

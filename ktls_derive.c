@@ -5,6 +5,7 @@
  * and no SSL state here, so the unit tests can check it against
  * published vectors.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include <linux/tls.h>
@@ -15,24 +16,33 @@
 
 #include "ktls_keys.h"
 
+/*
+ * How many records one key may protect: RFC 8446 5.5 puts AES-GCM at
+ * 2^24.5 full-size records; the AEAD limits analysis (CFRG
+ * draft-irtf-cfrg-aead-limits) gives AES-CCM less, so it gets 2^23;
+ * ChaCha20-Poly1305's sequence number wraps first.
+ */
+#define GCM_RECORD_LIMIT (UINT64_C(1) << 24)
+#define CCM_RECORD_LIMIT (UINT64_C(1) << 23)
+
 static const struct ktls_cipher ciphers[] = {
 	{ "AES-128-GCM", NID_aes_128_gcm, TLS_CIPHER_AES_GCM_128,
 	    TLS_CIPHER_AES_GCM_128_KEY_SIZE, TLS_CIPHER_AES_GCM_128_SALT_SIZE,
 	    TLS_CIPHER_AES_GCM_128_IV_SIZE,
-	    sizeof(struct tls12_crypto_info_aes_gcm_128) },
+	    sizeof(struct tls12_crypto_info_aes_gcm_128), GCM_RECORD_LIMIT },
 	{ "AES-256-GCM", NID_aes_256_gcm, TLS_CIPHER_AES_GCM_256,
 	    TLS_CIPHER_AES_GCM_256_KEY_SIZE, TLS_CIPHER_AES_GCM_256_SALT_SIZE,
 	    TLS_CIPHER_AES_GCM_256_IV_SIZE,
-	    sizeof(struct tls12_crypto_info_aes_gcm_256) },
+	    sizeof(struct tls12_crypto_info_aes_gcm_256), GCM_RECORD_LIMIT },
 	{ "CHACHA20-POLY1305", NID_chacha20_poly1305,
 	    TLS_CIPHER_CHACHA20_POLY1305, TLS_CIPHER_CHACHA20_POLY1305_KEY_SIZE,
 	    TLS_CIPHER_CHACHA20_POLY1305_SALT_SIZE,
 	    TLS_CIPHER_CHACHA20_POLY1305_IV_SIZE,
-	    sizeof(struct tls12_crypto_info_chacha20_poly1305) },
+	    sizeof(struct tls12_crypto_info_chacha20_poly1305), UINT64_MAX },
 	{ "AES-128-CCM", NID_aes_128_ccm, TLS_CIPHER_AES_CCM_128,
 	    TLS_CIPHER_AES_CCM_128_KEY_SIZE, TLS_CIPHER_AES_CCM_128_SALT_SIZE,
 	    TLS_CIPHER_AES_CCM_128_IV_SIZE,
-	    sizeof(struct tls12_crypto_info_aes_ccm_128) },
+	    sizeof(struct tls12_crypto_info_aes_ccm_128), CCM_RECORD_LIMIT },
 };
 
 const struct ktls_cipher *

@@ -39,12 +39,27 @@ struct ktls {
 	char reason[2][160];
 	char err[256];
 
-	/* Post-handshake handshake messages being skipped on RX. */
-	unsigned char hs_hdr[4];
+	/* Post-handshake handshake messages being parsed on RX. */
+	unsigned char hs_hdr[4]; /* hs_hdr[0]: type of the message in parse */
 	size_t hs_hdr_len;
 	size_t hs_left;
 	int peer_closed;
+
+	/*
+	 * TX record accounting for KeyUpdate: the kernel does not count
+	 * records against the AEAD limits, so we do (RFC 8446 5.5).
+	 */
+	uint64_t tx_bytes;       /* since the last TX key change */
+	uint64_t tx_records;     /* likewise, an upper bound */
+	uint64_t rekey_bytes;    /* 0 = only at the record limit */
+	uint64_t key_updates_sent, key_updates_received;
 };
+
+/* A best-effort alert record through kTLS TX. */
+void ktls_send_alert(struct ktls *k, int level, int desc);
+
+/* Next TLS 1.3 secret and key for dir, installed in the kernel. */
+int ktls_rekey(struct ktls *k, enum ktls_dir dir);
 
 void ktls_seterr(struct ktls *k, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -29,19 +29,37 @@ enum {
 	REC_DATA = 23,
 };
 
-enum { ALERT_CLOSE_NOTIFY = 0 };
+enum {
+	ALERT_WARNING = 1,
+	ALERT_FATAL = 2,
+	ALERT_CLOSE_NOTIFY = 0,
+	ALERT_UNEXPECTED_MESSAGE = 10,
+	ALERT_BAD_RECORD_MAC = 20,
+	ALERT_RECORD_OVERFLOW = 22,
+	ALERT_DECODE_ERROR = 50,
+	ALERT_INTERNAL_ERROR = 80,
+};
 
-/* Kernel errors on a kTLS read, in words (Documentation/networking/tls.rst). */
+#define MAX_RECORD 16384
+
+/*
+ * Kernel errors on a kTLS read, in words (Documentation/networking/
+ * tls.rst), and the alert that tells the peer (0: none, the peer is gone
+ * or it is our own timeout).
+ */
 static const struct {
 	int err;
 	const char *why;
+	unsigned char alert;
 } rx_errors[] = {
-	{ EBADMSG, "record failed authentication (bad_record_mac)" },
-	{ EMSGSIZE, "record too large (record_overflow)" },
-	{ EINVAL, "record with a wrong TLS version or type" },
-	{ EKEYEXPIRED, "peer changed keys (KeyUpdate) and no new key is installed" },
-	{ EAGAIN, "timed out waiting for the peer" },
-	{ ECONNRESET, "connection reset by peer" },
+	{ EBADMSG, "record failed authentication (bad_record_mac)",
+	    ALERT_BAD_RECORD_MAC },
+	{ EMSGSIZE, "record too large (record_overflow)", ALERT_RECORD_OVERFLOW },
+	{ EINVAL, "record with a wrong TLS version or type", ALERT_DECODE_ERROR },
+	{ EKEYEXPIRED, "peer changed keys (KeyUpdate) and no new key is installed",
+	    ALERT_INTERNAL_ERROR },
+	{ EAGAIN, "timed out waiting for the peer", 0 },
+	{ ECONNRESET, "connection reset by peer", 0 },
 };
 
 static void
@@ -52,6 +70,8 @@ rx_error(struct ktls *k, int err)
 	for (i = 0; i < sizeof(rx_errors) / sizeof(rx_errors[0]); i++) {
 		if (rx_errors[i].err == err) {
 			ktls_seterr(k, "kTLS read: %s", rx_errors[i].why);
+			if (rx_errors[i].alert != 0)
+				ktls_send_alert(k, ALERT_FATAL, rx_errors[i].alert);
 			return;
 		}
 	}
@@ -91,42 +111,149 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 	return n;
 }
 
+/* Send one record of the given type through kTLS TX. */
+static int
+send_record(struct ktls *k, unsigned char type, const void *buf, size_t len)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(unsigned char))];
+		struct cmsghdr align;
+	} cbuf;
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = cbuf.buf,
+		.msg_controllen = sizeof(cbuf.buf),
+	};
+	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
+	ssize_t n;
+
+	if (!ktls_active(k, KTLS_TX))
+		return -1;
+	cmsg->cmsg_level = SOL_TLS;
+	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
+	cmsg->cmsg_len = CMSG_LEN(sizeof(unsigned char));
+	*CMSG_DATA(cmsg) = type;
+	do
+		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+/* Best effort: the connection is ending either way. */
+void
+ktls_send_alert(struct ktls *k, int level, int desc)
+{
+	unsigned char body[2] = { (unsigned char)level, (unsigned char)desc };
+
+	(void)send_record(k, REC_ALERT, body, sizeof(body));
+}
+
+int
+ktls_key_update(struct ktls *k, int request_peer)
+{
+	unsigned char msg[5] = { SSL3_MT_KEY_UPDATE, 0, 0, 1,
+		(unsigned char)(request_peer ? 1 : 0) };
+
+	if (k->version != TLS1_3_VERSION || !ktls_active(k, KTLS_TX)) {
+		ktls_seterr(k, "KeyUpdate needs TLS 1.3 with kTLS TX");
+		return -1;
+	}
+	if (!ktls_kernel_can_rekey()) {
+		ktls_seterr(k, "this kernel cannot rekey kTLS (Linux 6.14 or "
+		    "later can): the send key cannot be updated");
+		ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+		return -1;
+	}
+	if (send_record(k, REC_HANDSHAKE, msg, sizeof(msg)) < 0) {
+		ktls_seterr(k, "sending KeyUpdate: %s", strerror(errno));
+		return -1;
+	}
+	if (ktls_rekey(k, KTLS_TX) < 0)
+		return -1;
+	k->tx_bytes = k->tx_records = 0;
+	k->key_updates_sent++;
+	return 0;
+}
+
+/*
+ * The peer's KeyUpdate was the last record under its old key: install
+ * the next one, and if it asked, answer with our own before any more
+ * data (RFC 8446 4.6.3).
+ */
+static int
+peer_key_update(struct ktls *k, unsigned char request)
+{
+	if (request > 1) {
+		ktls_seterr(k, "peer sent a KeyUpdate with an invalid request");
+		ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+		return -1;
+	}
+	if (ktls_rekey(k, KTLS_RX) < 0) {
+		ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+		return -1;
+	}
+	k->key_updates_received++;
+	return request ? ktls_key_update(k, 0) : 0;
+}
+
+/* A message header is complete: is this message allowed here? */
+static int
+handshake_header(struct ktls *k)
+{
+	unsigned char type = k->hs_hdr[0];
+
+	k->hs_left = (size_t)k->hs_hdr[1] << 16 | (size_t)k->hs_hdr[2] << 8 |
+	    k->hs_hdr[3];
+	if (type == SSL3_MT_KEY_UPDATE && k->version == TLS1_3_VERSION &&
+	    k->hs_left == 1)
+		return 0;
+	if (type == SSL3_MT_NEWSESSION_TICKET ||
+	    (type == SSL3_MT_HELLO_REQUEST && k->version == TLS1_2_VERSION))
+		return 0;
+	ktls_seterr(k, "peer sent unexpected handshake message type %u "
+	    "after the handshake", type);
+	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+	return -1;
+}
+
 /*
  * Handshake messages after the handshake: NewSessionTicket is consumed
- * (we never resume through kTLS) and a TLS 1.2 HelloRequest is ignored
- * (renegotiation is off; RFC 5246 7.4.1.1 allows ignoring it). They may
- * be split across records, so the 4-byte header and body are tracked.
+ * (we never resume through kTLS), a TLS 1.2 HelloRequest is ignored
+ * (renegotiation is off; RFC 5246 7.4.1.1 allows that) and a TLS 1.3
+ * KeyUpdate changes the receive key. Messages may be split across
+ * records, so the 4-byte header and the body are tracked.
  */
 static int
 handshake_bytes(struct ktls *k, const unsigned char *p, size_t n)
 {
 	size_t take;
-	unsigned char type;
 
 	while (n > 0) {
-		if (k->hs_left > 0) {
+		if (k->hs_hdr_len < sizeof(k->hs_hdr)) {
+			k->hs_hdr[k->hs_hdr_len++] = *p++, n--;
+			if (k->hs_hdr_len < sizeof(k->hs_hdr))
+				continue;
+			if (handshake_header(k) < 0)
+				return -1;
+		} else {
 			take = n < k->hs_left ? n : k->hs_left;
-			k->hs_left -= take, p += take, n -= take;
-			continue;
+			p += take, n -= take, k->hs_left -= take;
 		}
-		k->hs_hdr[k->hs_hdr_len++] = *p++, n--;
-		if (k->hs_hdr_len < sizeof(k->hs_hdr))
+		if (k->hs_left > 0)
 			continue;
+		/* A whole message. */
 		k->hs_hdr_len = 0;
-		type = k->hs_hdr[0];
-		k->hs_left = (size_t)k->hs_hdr[1] << 16 |
-		    (size_t)k->hs_hdr[2] << 8 | k->hs_hdr[3];
-		if (type == SSL3_MT_KEY_UPDATE) {
-			ktls_seterr(k, "peer sent a TLS 1.3 KeyUpdate; rekeying "
-			    "a kTLS socket is not supported by this version");
+		if (k->hs_hdr[0] != SSL3_MT_KEY_UPDATE)
+			continue;
+		/* A key change must end its record (RFC 8446 5.1). */
+		if (n != 0) {
+			ktls_seterr(k, "peer's KeyUpdate does not end its record");
+			ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 			return -1;
 		}
-		if (type != SSL3_MT_NEWSESSION_TICKET &&
-		    !(type == SSL3_MT_HELLO_REQUEST && k->version == TLS1_2_VERSION)) {
-			ktls_seterr(k, "peer sent unexpected handshake message "
-			    "type %u after the handshake", type);
-			return -1;
-		}
+		return peer_key_update(k, p[-1]); /* its one-byte body */
 	}
 	return 0;
 }
@@ -138,7 +265,7 @@ alert(struct ktls *k, const unsigned char *p, size_t n)
 		ktls_seterr(k, "peer sent a malformed alert record");
 		return -1;
 	}
-	if (p[1] == ALERT_CLOSE_NOTIFY) {
+	if (p[1] == ALERT_CLOSE_NOTIFY && p[0] == ALERT_WARNING) {
 		k->peer_closed = 1;
 		return 0;
 	}
@@ -186,15 +313,32 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 	}
 }
 
+/* Rekey TX before the byte budget or the AEAD record limit runs out. */
+static int
+tx_budget(struct ktls *k)
+{
+	if (k->version != TLS1_3_VERSION)
+		return 0;
+	if ((k->rekey_bytes > 0 && k->tx_bytes >= k->rekey_bytes) ||
+	    k->tx_records >= k->cipher->max_records)
+		return ktls_key_update(k, 0);
+	return 0;
+}
+
 ssize_t
 ktls_write(struct ktls *k, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
-	size_t done = 0;
+	size_t done = 0, chunk;
 	ssize_t n;
 
 	while (done < len) {
-		n = write(k->fd, p + done, len - done);
+		if (tx_budget(k) < 0)
+			return -1;
+		chunk = len - done;
+		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
+			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
+		n = write(k->fd, p + done, chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -203,6 +347,9 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 			return -1;
 		}
 		done += (size_t)n;
+		k->tx_bytes += (uint64_t)n;
+		/* Each write() closes its last record: an upper bound. */
+		k->tx_records += ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD;
 	}
 	return (ssize_t)len;
 }
@@ -211,34 +358,27 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 int
 ktls_close_notify(struct ktls *k)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(unsigned char))];
-		struct cmsghdr align;
-	} cbuf;
-	unsigned char body[2] = { 1, ALERT_CLOSE_NOTIFY }; /* warning level */
-	struct iovec iov = { .iov_base = body, .iov_len = sizeof(body) };
-	struct msghdr msg = {
-		.msg_iov = &iov,
-		.msg_iovlen = 1,
-		.msg_control = cbuf.buf,
-		.msg_controllen = sizeof(cbuf.buf),
-	};
-	struct cmsghdr *cmsg = CMSG_FIRSTHDR(&msg);
-	ssize_t n;
+	unsigned char body[2] = { ALERT_WARNING, ALERT_CLOSE_NOTIFY };
 
-	cmsg->cmsg_level = SOL_TLS;
-	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
-	cmsg->cmsg_len = CMSG_LEN(sizeof(unsigned char));
-	*CMSG_DATA(cmsg) = REC_ALERT;
-	do
-		n = sendmsg(k->fd, &msg, 0);
-	while (n < 0 && errno == EINTR);
-	if (n != (ssize_t)sizeof(body)) {
-		ktls_seterr(k, "sending close_notify: %s",
-		    n < 0 ? strerror(errno) : "short write");
+	if (send_record(k, REC_ALERT, body, sizeof(body)) < 0) {
+		ktls_seterr(k, "sending close_notify: %s", strerror(errno));
 		return -1;
 	}
 	return 0;
+}
+
+void
+ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes)
+{
+	k->rekey_bytes = bytes;
+}
+
+void
+ktls_key_update_counts(const struct ktls *k, uint64_t *sent,
+    uint64_t *received)
+{
+	*sent = k->key_updates_sent;
+	*received = k->key_updates_received;
 }
 
 int

@@ -430,8 +430,83 @@ rx_failed:
 		set_reason(k, KTLS_TX, "%s", "kept in userspace with RX");
 out:
 	OPENSSL_cleanse(ci, sizeof(ci));
-	/* The traffic secrets are not needed again until rekeying exists. */
-	OPENSSL_cleanse(k->secret, sizeof(k->secret));
+	/* TLS 1.3 keeps the current secrets for KeyUpdate; 1.2 never needs them. */
+	if (k->version != TLS1_3_VERSION || ret < 0)
+		OPENSSL_cleanse(k->secret, sizeof(k->secret));
+	return ret;
+}
+
+/*
+ * Kernels that can rekey (6.14+) count it in /proc/net/tls_stat; asking
+ * there lets us refuse before a KeyUpdate goes out that we could not
+ * follow with a new key.
+ */
+int
+ktls_kernel_can_rekey(void)
+{
+	char line[128];
+	FILE *f = fopen("/proc/net/tls_stat", "re");
+	int yes = 0;
+
+	if (f == NULL)
+		return 0;
+	while (!yes && fgets(line, sizeof(line), f) != NULL)
+		yes = strncmp(line, "TlsTxRekeyOk", 12) == 0;
+	fclose(f);
+	return yes;
+}
+
+/*
+ * TLS 1.3 KeyUpdate for one direction (RFC 8446 7.2): the next secret is
+ * HKDF-Expand-Label(secret, "traffic upd", "", Hash.length), and records
+ * under it start again at sequence number 0. The kernel (6.14+) takes a
+ * second TLS_TX/TLS_RX for the same version and cipher; older kernels
+ * answer EBUSY, and then the connection cannot go on.
+ */
+int
+ktls_rekey(struct ktls *k, enum ktls_dir dir)
+{
+	const EVP_MD *md = SSL_CIPHER_get_handshake_digest(
+	    SSL_get_current_cipher(k->ssl));
+	struct ktls_secret *s = &k->secret[dir];
+	unsigned char next[EVP_MAX_MD_SIZE], key[32], iv[TLS13_IV_LEN];
+	union ktls_crypto_info ci;
+	size_t len;
+	int ret = -1;
+
+	if (k->version != TLS1_3_VERSION || s->len == 0) {
+		ktls_seterr(k, "KeyUpdate outside TLS 1.3");
+		return -1;
+	}
+	if (ktls_tls13_expand_label(md, s->b, s->len, "traffic upd", next,
+	    s->len) < 0 ||
+	    ktls_tls13_expand_label(md, next, s->len, "key", key,
+	    k->cipher->key_len) < 0 ||
+	    ktls_tls13_expand_label(md, next, s->len, "iv", iv, sizeof(iv)) < 0 ||
+	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
+	    0)) == 0) {
+		ktls_seterr(k, "KeyUpdate: deriving the next key failed");
+		goto out;
+	}
+	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, &ci,
+	    (socklen_t)len) < 0) {
+		if (errno == EBUSY)
+			ktls_seterr(k, "this kernel cannot rekey kTLS (Linux 6.14 "
+			    "or later can): the %s key cannot be updated",
+			    dir == KTLS_TX ? "send" : "receive");
+		else
+			ktls_seterr(k, "KeyUpdate: installing the new %s key: %s",
+			    dir == KTLS_TX ? "TLS_TX" : "TLS_RX", strerror(errno));
+		goto out;
+	}
+	memcpy(s->b, next, s->len);
+	k->records[dir] = 0;
+	ret = 0;
+out:
+	OPENSSL_cleanse(next, sizeof(next));
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	OPENSSL_cleanse(&ci, sizeof(ci));
 	return ret;
 }
 

@@ -95,6 +95,27 @@ ssize_t ktls_write(struct ktls *k, const void *buf, size_t len);
 /* Send a close_notify alert through kTLS TX. Returns 0 or -1. */
 int ktls_close_notify(struct ktls *k);
 
+/*
+ * TLS 1.3: send a KeyUpdate (asking the peer to update too if
+ * request_peer) and switch TX to the next key. ktls_read() follows the
+ * peer's KeyUpdates by itself. Needs Linux 6.14+; older kernels cannot
+ * change a kTLS key, and this returns -1 saying so.
+ */
+int ktls_key_update(struct ktls *k, int request_peer);
+
+/* True if this kernel can change a kTLS key (Linux 6.14+). */
+int ktls_kernel_can_rekey(void);
+
+/*
+ * Make ktls_write() update the TX key every `bytes` bytes (0: only
+ * before the cipher's record limit, RFC 8446 5.5, which is the default).
+ */
+void ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes);
+
+/* How many KeyUpdates went each way. */
+void ktls_key_update_counts(const struct ktls *k, uint64_t *sent,
+    uint64_t *received);
+
 /* True once ktls_read() has seen the peer's close_notify. */
 int ktls_peer_closed(const struct ktls *k);
 
@@ -116,6 +137,7 @@ struct ktls_cipher {
 	size_t salt_len;     /* implicit part of the nonce */
 	size_t iv_len;       /* kernel's iv[]: explicit nonce or full IV */
 	size_t info_len;     /* sizeof the kernel's crypto_info struct */
+	uint64_t max_records; /* TLS 1.3 rekeys before this many (RFC 8446 5.5) */
 };
 
 /* The kernel cipher for an OpenSSL cipher, or NULL if unsupported. */

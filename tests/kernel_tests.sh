@@ -89,7 +89,9 @@ test_s_server() {
 	local v=$1 name="TLS $1 our client vs openssl s_server" port sslog
 	port=$(free_port)
 	sslog=$(new_log s_server)
-	(printf 'Hello from openssl s_server\n'; sleep 4) |
+	# Only the last process is waited for: a long sleep costs nothing,
+	# and s_server must not see the end of its input before we connect.
+	(printf 'Hello from openssl s_server\n'; sleep 20) |
 	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
 	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
 	    "-tls${v/./_}" >"$sslog" 2>&1 &
@@ -112,7 +114,7 @@ test_s_server() {
 test_s_client() {
 	local v=$1 name="TLS $1 openssl s_client vs our server"
 	start_server --once --ktls require --tls-version "$v"
-	(printf 'Hello from openssl s_client\n'; sleep 4) |
+	(wait_for_line "$SRV_LOG" "kTLS RX:"; printf 'Hello from openssl s_client\n'; sleep 2) |
 	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
 	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error \
 	    "-tls${v/./_}" >"$WORK/sc.log" 2>&1
@@ -158,6 +160,118 @@ test_truncation() {
 	fi
 }
 
+can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat; }
+
+# Our client and server rekey each other every few hundred KiB of a
+# multi-MiB echo; data compared by hash, the kernel's rekey counters up.
+test_rekey_ours() {
+	local name="TLS 1.3 KeyUpdates both ways during a 4 MiB echo"
+	local tx0 rx0 sent recv
+	tx0=$(stat_get TlsTxRekeyOk) rx0=$(stat_get TlsRxRekeyOk)
+	rm -f "$WORK/back.bin"
+	start_server --once --echo --ktls require --tls-version 1.3 --key-update-bytes 256K
+	run_client "$WORK/c.log" --ktls require --tls-version 1.3 --key-update-bytes 200K \
+	    --send-file "$BULK" --output "$WORK/back.bin"
+	wait_server
+	sent=$(sed -n 's/^TLS 1.3 key updates: sent \([0-9]*\).*/\1/p' "$WORK/c.log")
+	recv=$(sed -n 's/^TLS 1.3 key updates: sent [0-9]*, received \([0-9]*\)/\1/p' "$WORK/c.log")
+	if [ "$CLI_RC" -ne 0 ] || [ "$SRV_RC" -ne 0 ]; then
+		fail "$name" "exit codes client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	elif [ "$(sha256sum <"$BULK")" != "$(sha256sum <"$WORK/back.bin")" ]; then
+		fail "$name" "data came back different (sha256)"
+	elif [ "${sent:-0}" -lt 15 ] || [ "${recv:-0}" -lt 10 ]; then
+		fail "$name" "client sent ${sent:-0} and received ${recv:-0} KeyUpdates" "$WORK/c.log"
+	elif [ "$(stat_get TlsTxRekeyOk)" -lt $((tx0 + sent + recv)) ] ||
+	    [ "$(stat_get TlsRxRekeyOk)" -lt $((rx0 + sent + recv)) ]; then
+		fail "$name" "TlsTxRekeyOk $tx0->$(stat_get TlsTxRekeyOk), TlsRxRekeyOk $rx0->$(stat_get TlsRxRekeyOk)"
+	else
+		pass "$name (client sent $sent, received $recv; sha256 equal; TlsTx/RxRekeyOk up)"
+	fi
+}
+
+# openssl s_client sends KeyUpdates ('k': not requested, 'K': requested)
+# to our echo server between lines of data.
+test_rekey_s_client() {
+	local name="TLS 1.3 KeyUpdates from openssl s_client" rx0 tx0 sclog
+	sclog=$(new_log s_client)
+	tx0=$(stat_get TlsTxRekeyOk) rx0=$(stat_get TlsRxRekeyOk)
+	start_server --once --echo --ktls require --tls-version 1.3
+	# s_client takes a command only as the first byte of one stdin read:
+	# start once the server is ready, and leave time between lines.
+	(wait_for_line "$SRV_LOG" "kTLS RX:"; echo line-one; sleep 0.5; echo k; sleep 0.5
+	 echo line-two; sleep 0.5; echo K; sleep 0.5; echo line-three; sleep 1.5) |
+	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
+	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error >"$sclog" 2>&1
+	wait_server
+	if [ "$SRV_RC" -eq 0 ] && has "$SRV_LOG" "TLS 1.3 key updates: sent 1, received 2" &&
+	    has "$sclog" line-one && has "$sclog" line-two &&
+	    [ "$(grep -c line-three "$sclog")" -ge 1 ] &&
+	    [ "$(stat_get TlsRxRekeyOk)" -ge $((rx0 + 2)) ] &&
+	    [ "$(stat_get TlsTxRekeyOk)" -ge $((tx0 + 1)) ]; then
+		pass "$name (echo intact across both, our answering KeyUpdate accepted)"
+	else
+		fail "$name" "server rc=$SRV_RC" "$SRV_LOG" "$sclog"
+	fi
+}
+
+# openssl s_server sends KeyUpdates to our client before its reply.
+test_rekey_s_server() {
+	local name="TLS 1.3 KeyUpdates from openssl s_server" port sslog
+	port=$(free_port)
+	sslog=$(new_log s_server)
+	# s_server takes a command only as the first byte of one stdin read.
+	(wait_for_line "$sslog" "CN = Test Client"; sleep 0.5; echo k; sleep 0.5; echo K
+	 sleep 0.5; echo Hello from openssl s_server; sleep 20) |
+	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
+	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error -tls1_3 \
+	    >"$sslog" 2>&1 &
+	local ss=$!
+	wait_for_line "$sslog" ACCEPT
+	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello after KeyUpdates"
+	wait "$ss"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "Received from server: Hello from openssl s_server" &&
+	    has "$WORK/c.log" "TLS 1.3 key updates: sent 1, received 2" &&
+	    has "$sslog" "Hello after KeyUpdates" && has "$sslog" DONE &&
+	    ! has "$sslog" "bad record mac"; then
+		pass "$name (followed both, answered the requested one, clean close under the new key)"
+	else
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
+	fi
+}
+
+# A kernel before 6.14 cannot change a kTLS key: say so, end with an
+# alert, never hang and never pass on data we cannot decrypt.
+test_rekey_refused() {
+	local name sclog
+	name="TLS 1.3 peer KeyUpdate on a kernel without rekey"
+	sclog=$(new_log s_client)
+	start_server --once --echo --ktls require --tls-version 1.3
+	(wait_for_line "$SRV_LOG" "kTLS RX:"; echo before; sleep 0.5; echo k; sleep 0.5
+	 echo after; sleep 2) |
+	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
+	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error >"$sclog" 2>&1
+	wait_server
+	if [ "$SRV_RC" -eq 1 ] &&
+	    has "$SRV_LOG" "this kernel cannot rekey kTLS (Linux 6.14 or later can)" &&
+	    has "$sclog" "alert internal error" && ! has "$SRV_LOG" "after"; then
+		pass "$name: refused in one line, alert sent"
+	else
+		fail "$name" "server rc=$SRV_RC" "$SRV_LOG" "$sclog"
+	fi
+
+	name="TLS 1.3 --key-update-bytes on a kernel without rekey"
+	start_server --once --echo --ktls require --tls-version 1.3
+	run_client "$WORK/c.log" --ktls require --key-update-bytes 64K --send-file "$BULK"
+	wait_server
+	if [ "$CLI_RC" -eq 1 ] && [ "$SRV_RC" -eq 1 ] &&
+	    has "$WORK/c.log" "this kernel cannot rekey kTLS (Linux 6.14 or later can)" &&
+	    has "$SRV_LOG" "peer sent fatal alert: internal error"; then
+		pass "$name: refused before sending a KeyUpdate, alert seen by the peer"
+	else
+		fail "$name" "client rc=$CLI_RC server rc=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -182,4 +296,12 @@ for v in 1.2 1.3; do
 	test_s_client "$v"
 	test_truncation "$v"
 done
+if can_rekey; then
+	test_rekey_ours
+	test_rekey_s_client
+	test_rekey_s_server
+else
+	echo "# kernel $(uname -r) cannot rekey kTLS: the refusal tests run"
+	test_rekey_refused
+fi
 hk_summary

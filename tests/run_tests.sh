@@ -3,7 +3,9 @@
 #   1. unit tests of the key derivations (tests/test_ktls_keys)
 #   2. host system tests: userspace fallback, bad certificates and flags
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
-#      in a User-Mode Linux guest. A guest that does not boot is a failure.
+#      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
+#      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
+#      A guest that cannot be fetched or does not boot is a failure.
 # Prints each suite's results, then the total as "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -51,8 +53,15 @@ suite "host: fallback, bad input" bash tests/host_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 else
-	echo "# this kernel has no kTLS: the kernel tests run in a UML guest"
-	suite "kernel (UML guest)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
+	echo "# this kernel has no kTLS: the kernel tests run in UML guests"
+	suite "kernel (UML guest, bookworm 6.1)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
+	if sid=$(bash tests/fetch_uml_sid.sh); then
+		suite "kernel (UML guest, sid: rekey)" env $sid bash tests/uml.sh -- \
+		    bash "$ROOT/tests/kernel_tests.sh"
+	else
+		echo "FAIL - the newer UML kernel (Debian sid) could not be prepared"
+		TOTAL_FAILED=$((TOTAL_FAILED + 1))
+	fi
 fi
 
 echo "=== total"
