@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -96,11 +97,68 @@ conn_offload(struct conn *c, enum hk_ktls_mode mode)
 	return -1;
 }
 
+int
+conn_unread(struct conn *c, const void *buf, size_t len)
+{
+	size_t left = c->rlen - c->roff;
+	char *nb;
+
+	if (len == 0)
+		return 0;
+	if ((nb = malloc(len + left)) == NULL) {
+		snprintf(c->err, sizeof(c->err), "out of memory");
+		return -1;
+	}
+	memcpy(nb, buf, len);
+	if (left > 0)
+		memcpy(nb + len, c->rbuf + c->roff, left);
+	free(c->rbuf);
+	c->rbuf = nb;
+	c->roff = 0;
+	c->rlen = len + left;
+	return 0;
+}
+
+ssize_t
+conn_read_line(struct conn *c, char *line, size_t max)
+{
+	size_t have = 0, used;
+	ssize_t n;
+	char *nl;
+
+	while (have + 1 < max) {
+		if ((n = conn_read(c, line + have, max - 1 - have)) <= 0) {
+			if (n == 0)
+				snprintf(c->err, sizeof(c->err), "connection closed "
+				    "in the middle of a protocol line");
+			return -1;
+		}
+		if ((nl = memchr(line + have, '\n', (size_t)n)) != NULL) {
+			used = (size_t)(nl - line) + 1;
+			if (conn_unread(c, nl + 1, have + (size_t)n - used) < 0)
+				return -1;
+			*nl = '\0';
+			return (ssize_t)used - 1;
+		}
+		have += (size_t)n;
+	}
+	snprintf(c->err, sizeof(c->err), "protocol line longer than %zu bytes",
+	    max - 1);
+	return -1;
+}
+
 ssize_t
 conn_read(struct conn *c, void *buf, size_t len)
 {
 	int n;
 	ssize_t r;
+
+	if (c->roff < c->rlen) {
+		r = (ssize_t)(len < c->rlen - c->roff ? len : c->rlen - c->roff);
+		memcpy(buf, c->rbuf + c->roff, (size_t)r);
+		c->roff += (size_t)r;
+		return r;
+	}
 
 	if (ktls_active(c->k, KTLS_RX)) {
 		if ((r = ktls_read(c->k, buf, len)) < 0) {
@@ -153,6 +211,48 @@ conn_write(struct conn *c, const void *buf, size_t len)
 		c->since_rekey += (unsigned long long)n;
 	}
 	return 0;
+}
+
+int
+conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
+{
+	char buf[16384];
+	size_t done = 0, want;
+	ssize_t n;
+
+	if (ktls_active(c->k, KTLS_TX)) {
+		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count)
+			return 0;
+		snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+		c->failed = 1;
+		return -1;
+	}
+	while (done < count) {
+		want = count - done < sizeof(buf) ? count - done : sizeof(buf);
+		n = pread(fd, buf, want, offset + (off_t)done);
+		if (n <= 0) {
+			snprintf(c->err, sizeof(c->err), "reading the file: %s",
+			    n == 0 ? "it ended early" : strerror(errno));
+			return -1;
+		}
+		if (conn_write(c, buf, (size_t)n) < 0)
+			return -1;
+		done += (size_t)n;
+	}
+	return 0;
+}
+
+const char *
+conn_path(const struct conn *c, enum ktls_dir dir)
+{
+	switch (ktls_state(c->k, dir)) {
+	case KTLS_STATE_SOFTWARE:
+		return "ktls-sw";
+	case KTLS_STATE_HARDWARE:
+		return "ktls-hw";
+	default:
+		return "userspace";
+	}
 }
 
 void
@@ -217,6 +317,7 @@ conn_close(struct conn *c)
 void
 conn_free(struct conn *c)
 {
+	free(c->rbuf);
 	ktls_free(c->k);
 	SSL_free(c->ssl);
 	if (c->fd >= 0)

@@ -21,6 +21,8 @@ struct conn {
 	int failed; /* a fatal error: no close_notify on close */
 	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
+	char *rbuf;                     /* bytes read past a protocol line */
+	size_t roff, rlen;
 	char err[320];
 };
 
@@ -45,6 +47,24 @@ void conn_key_updates(const struct conn *c, unsigned long long *sent,
 
 /* >0 bytes read, 0 at the peer's close_notify, -1 on error. */
 ssize_t conn_read(struct conn *c, void *buf, size_t len);
+
+/* Put bytes back to be returned by the next conn_read. */
+int conn_unread(struct conn *c, const void *buf, size_t len);
+
+/*
+ * Read one line ending in '\n' (not stored) into line, at most max-1
+ * bytes; bytes after it stay for conn_read. Returns its length or -1.
+ */
+ssize_t conn_read_line(struct conn *c, char *line, size_t max);
+
+/*
+ * Send count bytes of fd from offset: sendfile() through kTLS TX where
+ * the kernel has it, read + SSL_write otherwise. 0 or -1.
+ */
+int conn_sendfile(struct conn *c, int fd, off_t offset, size_t count);
+
+/* "ktls-sw", "ktls-hw" or "userspace": who does this direction's crypto. */
+const char *conn_path(const struct conn *c, enum ktls_dir dir);
 
 /* Write all of buf; 0 or -1. */
 int conn_write(struct conn *c, const void *buf, size_t len);

@@ -8,6 +8,7 @@
  * server and checks that every byte comes back unchanged.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 #include <sys/time.h>
 
 #include "conn.h"
+#include "hk_client.h"
 #include "hk_config.h"
 #include "hk_print.h"
 #include "ktls_keys.h"
@@ -152,8 +154,120 @@ out:
 	return ret;
 }
 
+/* Where --get -o - writes: the real stdout, while messages go to stderr. */
+static int data_fd = -1;
+
 static int
-run(SSL_CTX *ctx, const struct hk_config *cfg)
+exchange_get(struct conn *c, const struct hk_config *cfg)
+{
+	const char *out = cfg->output, *slash = strrchr(cfg->get, '/');
+	char part[4096];
+	unsigned long long size = 0;
+	int fd, ret;
+
+	if (out == NULL)
+		out = slash != NULL ? slash + 1 : cfg->get;
+	printf("Requesting %s\n", cfg->get);
+	if (strcmp(out, "-") == 0)
+		return hk_client_get(c, cfg->get, data_fd, &size);
+	/* A failed download never leaves a partial file under its name. */
+	snprintf(part, sizeof(part), "%s.part", out);
+	if (*out == '\0' || (fd = open(part, O_WRONLY | O_CREAT | O_TRUNC |
+	    O_CLOEXEC, 0644)) < 0) {
+		snprintf(c->err, sizeof(c->err), "cannot write %.200s: %s", part,
+		    *out ? strerror(errno) : "no file name");
+		return -1;
+	}
+	ret = hk_client_get(c, cfg->get, fd, &size);
+	if (close(fd) < 0 && ret == 0) {
+		snprintf(c->err, sizeof(c->err), "writing %.200s: %s", part,
+		    strerror(errno));
+		ret = -1;
+	}
+	if (ret == 0 && rename(part, out) < 0) {
+		snprintf(c->err, sizeof(c->err), "cannot rename %.200s: %s", part,
+		    strerror(errno));
+		ret = -1;
+	}
+	if (ret < 0) {
+		unlink(part);
+		return -1;
+	}
+	printf("Received %llu bytes into %s (%s)\n", size, out,
+	    conn_path(c, KTLS_RX));
+	return 0;
+}
+
+static int progress_shown;
+
+static void
+progress(unsigned long long done, unsigned long long total, double secs)
+{
+	if (secs < 2)
+		return;
+	progress_shown = 1;
+	printf("\r  %llu / %llu MiB  %.2f Gbit/s ", done >> 20, total >> 20,
+	    (double)done * 8 / secs / 1e9);
+	fflush(stdout);
+}
+
+static void
+bench_line(const char *side, const char *dir, const struct hk_stats *s)
+{
+	double gb = (double)s->bytes / 1e9;
+
+	printf("BENCH side=%s dir=%s bytes=%llu seconds=%.3f gbps=%.3f "
+	    "user=%.3f sys=%.3f cpu_per_gb=%.3f path=%s\n", side, dir,
+	    s->bytes, s->seconds, s->seconds > 0 ? gb * 8 / s->seconds : 0,
+	    s->user, s->sys, gb > 0 ? (s->user + s->sys) / gb : 0, s->path);
+}
+
+static int
+exchange_bench(struct conn *c, const struct hk_config *cfg, int down)
+{
+	struct hk_stats ours, theirs;
+	const char *dir = down ? "down" : "up";
+
+	printf("Benchmark %s: %llu bytes\n", dir, cfg->bench);
+	progress_shown = 0;
+	if (hk_client_bench(c, down, cfg->bench, cfg->bench_sendfile, &ours,
+	    &theirs, isatty(STDOUT_FILENO) ? progress : NULL) < 0)
+		return -1;
+	if (progress_shown)
+		printf("\n");
+	bench_line("client", dir, &ours);
+	bench_line("server", dir, &theirs);
+	return 0;
+}
+
+enum op { OP_HELLO, OP_SEND_FILE, OP_GET, OP_BENCH_DOWN, OP_BENCH_UP };
+
+static int
+exchange(struct conn *c, const struct hk_config *cfg, enum op op)
+{
+	switch (op) {
+	case OP_SEND_FILE:
+		return exchange_file(c, cfg);
+	case OP_GET:
+		return exchange_get(c, cfg);
+	case OP_BENCH_DOWN:
+	case OP_BENCH_UP:
+		return exchange_bench(c, cfg, op == OP_BENCH_DOWN);
+	default:
+		return exchange_hello(c, cfg);
+	}
+}
+
+static void
+tune(struct conn *c, const struct hk_config *cfg)
+{
+	if (cfg->rx_expect_no_pad && ktls_rx_expect_no_pad(c->k) < 0)
+		printf("notice: --rx-expect-no-pad not used: %s\n",
+		    ktls_error(c->k));
+}
+
+static int
+run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 {
 	struct conn c = { .fd = -1 };
 	char err[512];
@@ -183,7 +297,8 @@ run(SSL_CTX *ctx, const struct hk_config *cfg)
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
-	if ((cfg->send_file ? exchange_file(&c, cfg) : exchange_hello(&c, cfg)) < 0)
+	tune(&c, cfg);
+	if (exchange(&c, cfg, op) < 0)
 		goto out;
 	hk_print_key_updates(&c);
 	ret = 0;
@@ -194,6 +309,23 @@ out:
 	conn_close(&c);
 	conn_free(&c);
 	return ret;
+}
+
+/* What to do, from the options; --direction both is two connections. */
+static int
+run_all(SSL_CTX *ctx, const struct hk_config *cfg)
+{
+	if (cfg->bench > 0) {
+		if (strcmp(cfg->direction, "up") != 0 &&
+		    run(ctx, cfg, OP_BENCH_DOWN) != 0)
+			return 1;
+		if (strcmp(cfg->direction, "down") != 0)
+			return run(ctx, cfg, OP_BENCH_UP);
+		return 0;
+	}
+	if (cfg->get != NULL)
+		return run(ctx, cfg, OP_GET);
+	return run(ctx, cfg, cfg->send_file ? OP_SEND_FILE : OP_HELLO);
 }
 
 int
@@ -221,6 +353,13 @@ main(int argc, char **argv)
 		break;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* --get -o -: the data owns stdout, every message goes to stderr. */
+	if (cfg.get != NULL && cfg.output != NULL && strcmp(cfg.output, "-") == 0 &&
+	    ((data_fd = dup(STDOUT_FILENO)) < 0 ||
+	    dup2(STDERR_FILENO, STDOUT_FILENO) < 0)) {
+		hk_warn("cannot set up stdout: %s", strerror(errno));
+		return 1;
+	}
 	printf("=== kTLS mTLS Client ===\n");
 	printf("Loading client certificate: %s\n", cfg.cert);
 	printf("Loading client private key: %s\n", cfg.key);
@@ -232,7 +371,7 @@ main(int argc, char **argv)
 	if (ktls_keylog_file_active())
 		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
 		    "written to %s", getenv("SSLKEYLOGFILE"));
-	ret = run(ctx, &cfg);
+	ret = run_all(ctx, &cfg);
 	SSL_CTX_free(ctx);
 	return ret;
 }

@@ -9,6 +9,7 @@
  * up or takes down the others; --once serves a single client in-process.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -24,6 +25,8 @@
 #include "conn.h"
 #include "hk_config.h"
 #include "hk_print.h"
+#include "hk_proto.h"
+#include "hk_serve.h"
 #include "ktls_keys.h"
 #include "mtls.h"
 
@@ -134,19 +137,12 @@ peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
-/* The seed's exchange: one message in, one reply out. */
+/* The seed's exchange: one message in (already read), one reply out. */
 static int
-exchange_hello(struct conn *c, const struct hk_config *cfg, char *buf)
+exchange_hello(struct conn *c, const struct hk_config *cfg, const char *buf,
+    size_t n)
 {
-	ssize_t n = conn_read(c, buf, BUF_SIZE);
-
-	if (n <= 0) {
-		if (n == 0)
-			snprintf(c->err, sizeof(c->err), "client closed before "
-			    "sending a message");
-		return -1;
-	}
-	hk_print_text("Received from client: ", buf, (size_t)n);
+	hk_print_text("Received from client: ", buf, n);
 	printf("Sending response to client: %s\n", cfg->message);
 	if (conn_write(c, cfg->message, strlen(cfg->message)) < 0)
 		return -1;
@@ -156,24 +152,61 @@ exchange_hello(struct conn *c, const struct hk_config *cfg, char *buf)
 
 /* --echo: send back every byte until the client's close_notify. */
 static int
-exchange_echo(struct conn *c, char *buf)
+exchange_echo(struct conn *c, char *buf, size_t n)
 {
 	unsigned long long total = 0;
-	ssize_t n;
+	ssize_t r = (ssize_t)n;
 
-	while ((n = conn_read(c, buf, BUF_SIZE)) > 0) {
-		if (conn_write(c, buf, (size_t)n) < 0)
+	do {
+		if (conn_write(c, buf, (size_t)r) < 0)
 			return -1;
-		total += (unsigned long long)n;
-	}
-	if (n < 0)
+		total += (unsigned long long)r;
+	} while ((r = conn_read(c, buf, BUF_SIZE)) > 0);
+	if (r < 0)
 		return -1;
 	printf("Echoed %llu bytes\n", total);
 	return 0;
 }
 
+/* What the client sent first decides the exchange. */
 static int
-serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
+exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
+{
+	char summary[512];
+	ssize_t n = conn_read(c, buf, BUF_SIZE);
+
+	if (n <= 0) {
+		if (n == 0)
+			snprintf(c->err, sizeof(c->err), "client closed before "
+			    "sending a message");
+		return -1;
+	}
+	if (cfg->echo)
+		return exchange_echo(c, buf, (size_t)n);
+	if (!hk_proto_is_line(buf, (size_t)n))
+		return exchange_hello(c, cfg, buf, (size_t)n);
+	if (hk_serve_request(c, rootfd, buf, (size_t)n, summary,
+	    sizeof(summary)) < 0)
+		return -1;
+	printf("%s\n", summary);
+	return 0;
+}
+
+/* Optional kernel features: a notice where missing, never fatal. */
+static void
+tune(struct conn *c, const struct hk_config *cfg)
+{
+	if (cfg->zerocopy && ktls_tx_zerocopy(c->k) < 0)
+		printf("notice: --zerocopy-sendfile not used: %s\n",
+		    ktls_error(c->k));
+	if (cfg->rx_expect_no_pad && ktls_rx_expect_no_pad(c->k) < 0)
+		printf("notice: --rx-expect-no-pad not used: %s\n",
+		    ktls_error(c->k));
+}
+
+static int
+serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
+    const char *peer)
 {
 	struct conn c;
 	char *buf = NULL;
@@ -191,11 +224,12 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int fd, const char *peer)
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
+	tune(&c, cfg);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
 		goto out;
 	}
-	if ((cfg->echo ? exchange_echo(&c, buf) : exchange_hello(&c, cfg, buf)) < 0)
+	if (exchange(&c, cfg, rootfd, buf) < 0)
 		goto out;
 	hk_print_key_updates(&c);
 	ret = 0;
@@ -226,7 +260,7 @@ reap(void)
 
 /* Serve until SIGINT/SIGTERM, a process per client. */
 static int
-serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int lfd)
+serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
 {
 	struct sockaddr_storage ss;
 	socklen_t len;
@@ -246,12 +280,12 @@ serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int lfd)
 		peer_name(&ss, peer, sizeof(peer));
 		if (cfg->once) {
 			close(lfd);
-			return serve(ctx, cfg, fd, peer) == 0 ? 0 : 1;
+			return serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1;
 		}
 		fflush(stdout);
 		if ((pid = fork()) == 0) {
 			close(lfd);
-			_exit(serve(ctx, cfg, fd, peer) == 0 ? 0 : 1);
+			_exit(serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1);
 		}
 		if (pid < 0)
 			hk_warn("client %s: cannot fork: %s", peer, strerror(errno));
@@ -284,7 +318,7 @@ main(int argc, char **argv)
 	struct hk_config cfg;
 	SSL_CTX *ctx;
 	char err[512];
-	int lfd, ret;
+	int lfd, ret, rootfd = -1;
 
 	hk_print_init("hello_ktls_server");
 	switch (hk_config_parse(&cfg, HK_SERVER, argc, argv, err, sizeof(err))) {
@@ -314,6 +348,12 @@ main(int argc, char **argv)
 	if (ktls_keylog_file_active())
 		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
 		    "written to %s", getenv("SSLKEYLOGFILE"));
+	if (cfg.root != NULL && (rootfd = open(cfg.root, O_PATH | O_DIRECTORY |
+	    O_CLOEXEC)) < 0) {
+		hk_warn("--root %s: %s", cfg.root, strerror(errno));
+		SSL_CTX_free(ctx);
+		return 1;
+	}
 	if ((lfd = listen_on(cfg.bind, cfg.port, err, sizeof(err))) < 0) {
 		hk_warn("%s", err);
 		SSL_CTX_free(ctx);
@@ -322,7 +362,11 @@ main(int argc, char **argv)
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
 	printf("Server listening on port %u\n", local_port(lfd));
 	printf("Waiting for client connections...\n");
-	ret = serve_forever(ctx, &cfg, lfd);
+	if (cfg.root != NULL)
+		printf("Serving files below %s\n", cfg.root);
+	ret = serve_forever(ctx, &cfg, rootfd, lfd);
+	if (rootfd >= 0)
+		close(rootfd);
 	if (!cfg.once)
 		close(lfd);
 	SSL_CTX_free(ctx);

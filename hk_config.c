@@ -18,6 +18,8 @@ enum opt_id {
 	OPT_OUTPUT = 'o', OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_TLS_VERSION,
 	OPT_CIPHERS, OPT_CIPHERSUITES, OPT_KTLS, OPT_MESSAGE, OPT_TIMEOUT,
 	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION, OPT_KEY_UPDATE_BYTES,
+	OPT_GET, OPT_BENCH, OPT_DIRECTION, OPT_BENCH_PATH, OPT_ROOT,
+	OPT_ZEROCOPY, OPT_NO_PAD, OPT_STATS,
 };
 
 #define FOR_CLIENT 1
@@ -42,7 +44,15 @@ static const struct {
 	    FOR_BOTH },
 	{ { "help", no_argument, NULL, OPT_HELP }, FOR_BOTH },
 	{ { "version", no_argument, NULL, OPT_VERSION }, FOR_BOTH },
+	{ { "rx-expect-no-pad", no_argument, NULL, OPT_NO_PAD }, FOR_BOTH },
+	{ { "stats", no_argument, NULL, OPT_STATS }, FOR_BOTH },
 	{ { "host", required_argument, NULL, OPT_HOST }, FOR_CLIENT },
+	{ { "get", required_argument, NULL, OPT_GET }, FOR_CLIENT },
+	{ { "bench", required_argument, NULL, OPT_BENCH }, FOR_CLIENT },
+	{ { "direction", required_argument, NULL, OPT_DIRECTION }, FOR_CLIENT },
+	{ { "bench-path", required_argument, NULL, OPT_BENCH_PATH }, FOR_CLIENT },
+	{ { "root", required_argument, NULL, OPT_ROOT }, FOR_SERVER },
+	{ { "zerocopy-sendfile", no_argument, NULL, OPT_ZEROCOPY }, FOR_SERVER },
 	{ { "send-file", required_argument, NULL, OPT_SEND_FILE }, FOR_CLIENT },
 	{ { "output", required_argument, NULL, OPT_OUTPUT }, FOR_CLIENT },
 	{ { "bind", required_argument, NULL, OPT_BIND }, FOR_SERVER },
@@ -63,9 +73,18 @@ static const char client_usage[] =
     "      --ciphersuites LIST  TLS 1.3 cipher suites\n"
     "      --ktls MODE          auto (default), require or off\n"
     "      --message TEXT       message to send\n"
+    "      --get PATH           download PATH from a server's --root\n"
+    "  -o, --output FILE        where --get saves it (- = stdout; default:\n"
+    "                           its name here) or --send-file's echo goes\n"
+    "      --bench BYTES        stream BYTES (512M, 1G, ...) and report\n"
+    "                           throughput and CPU time per side\n"
+    "      --direction D        --bench: down (default), up or both\n"
+    "      --bench-path P       --bench down: the server sends with\n"
+    "                           sendfile (default) or readwrite\n"
     "      --send-file FILE     send FILE to an --echo server and check\n"
     "                           that every byte comes back\n"
-    "  -o, --output FILE        with --send-file: write what came back\n"
+    "      --rx-expect-no-pad   TLS 1.3: let kTLS RX decrypt in place\n"
+    "      --stats              show kernel and NIC TLS counter changes\n"
     "      --timeout SECS       give up on a silent server (10)\n"
     "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
     "                           1M, ...; default: before the cipher's limit)\n"
@@ -85,6 +104,11 @@ static const char server_usage[] =
     "      --ktls MODE          auto (default), require or off\n"
     "      --message TEXT       reply to send\n"
     "      --echo               send back everything a client sends\n"
+    "      --root DIR           serve the regular files below DIR (--get)\n"
+    "      --zerocopy-sendfile  kTLS sendfile without a copy (files must\n"
+    "                           not change while being sent)\n"
+    "      --rx-expect-no-pad   TLS 1.3: let kTLS RX decrypt in place\n"
+    "      --stats              show kernel and NIC TLS counter changes\n"
     "      --once               serve one client, then exit\n"
     "      --timeout SECS       drop a client silent this long (10)\n"
     "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
@@ -114,6 +138,8 @@ defaults(struct hk_config *c, enum hk_role role)
 	c->ktls = HK_KTLS_AUTO;
 	c->timeout = 10;
 	c->host = "127.0.0.1";
+	c->direction = "down";
+	c->bench_sendfile = 1;
 	c->ca = "ca-cert.pem";
 	if (role == HK_SERVER) {
 		c->cert = "server-cert.pem";
@@ -186,6 +212,21 @@ set_value(struct hk_config *c, int id, const char *arg, char *err,
 			goto bad;
 		c->timeout = (int)n;
 		return 0;
+	case OPT_BENCH:
+		if (hk_parse_size(arg, &c->bench) < 0 || c->bench == 0)
+			goto bad;
+		return 0;
+	case OPT_DIRECTION:
+		if (strcmp(arg, "up") != 0 && strcmp(arg, "down") != 0 &&
+		    strcmp(arg, "both") != 0)
+			goto bad;
+		c->direction = arg;
+		return 0;
+	case OPT_BENCH_PATH:
+		if (strcmp(arg, "sendfile") != 0 && strcmp(arg, "readwrite") != 0)
+			goto bad;
+		c->bench_sendfile = arg[0] == 's';
+		return 0;
 	case OPT_KEY_UPDATE_BYTES:
 		if (hk_parse_size(arg, &c->key_update_bytes) < 0 ||
 		    c->key_update_bytes == 0)
@@ -217,6 +258,9 @@ bad:
 	    id == OPT_TIMEOUT ? "--timeout (1-86400 seconds)" :
 	    id == OPT_TLS_VERSION ? "--tls-version (1.2 or 1.3)" :
 	    id == OPT_KEY_UPDATE_BYTES ? "--key-update-bytes (a size like 1M)" :
+	    id == OPT_BENCH ? "--bench (a size like 512M)" :
+	    id == OPT_DIRECTION ? "--direction (up, down or both)" :
+	    id == OPT_BENCH_PATH ? "--bench-path (sendfile or readwrite)" :
 	    "--ktls (auto, require or off)", arg);
 	return -1;
 }
@@ -232,6 +276,8 @@ set_string(struct hk_config *c, int id, const char *arg)
 		[OPT_CIPHERSUITES - OPT_CERT] = &c->ciphersuites,
 		[OPT_MESSAGE - OPT_CERT] = &c->message,
 		[OPT_SEND_FILE - OPT_CERT] = &c->send_file,
+		[OPT_GET - OPT_CERT] = &c->get,
+		[OPT_ROOT - OPT_CERT] = &c->root,
 	};
 
 	if (id == OPT_HOST)
@@ -240,7 +286,7 @@ set_string(struct hk_config *c, int id, const char *arg)
 		c->bind = arg;
 	else if (id == OPT_OUTPUT)
 		c->output = arg;
-	else if (id >= OPT_CERT && id <= OPT_SEND_FILE &&
+	else if (id >= OPT_CERT && id <= OPT_ROOT &&
 	    slot[id - OPT_CERT] != NULL)
 		*slot[id - OPT_CERT] = arg;
 }
@@ -273,6 +319,15 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 		case OPT_ECHO:
 			c->echo = 1;
 			continue;
+		case OPT_ZEROCOPY:
+			c->zerocopy = 1;
+			continue;
+		case OPT_NO_PAD:
+			c->rx_expect_no_pad = 1;
+			continue;
+		case OPT_STATS:
+			c->stats = 1;
+			continue;
 		case ':':
 			snprintf(err, errlen, "option %s needs a value",
 			    argv[optind - 1]);
@@ -293,8 +348,13 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return HK_PARSE_ERROR;
 	}
-	if (c->output != NULL && c->send_file == NULL) {
-		snprintf(err, errlen, "--output needs --send-file");
+	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
+		snprintf(err, errlen, "--send-file, --get and --bench exclude "
+		    "each other");
+		return HK_PARSE_ERROR;
+	}
+	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
+		snprintf(err, errlen, "--output goes with --get or --send-file");
 		return HK_PARSE_ERROR;
 	}
 	return HK_PARSE_OK;

@@ -25,13 +25,21 @@ struct hk_config {
 	int timeout;              /* seconds for any single network wait */
 	unsigned long long key_update_bytes; /* TLS 1.3 rekey interval, 0 = default */
 
+	int rx_expect_no_pad;     /* TLS 1.3: TLS_RX_EXPECT_NO_PAD */
+	int stats;                /* report tls_stat and NIC counter deltas */
+
 	/* client */
 	const char *host;
 	const char *send_file, *output;
+	const char *get;          /* --get PATH */
+	unsigned long long bench; /* --bench BYTES */
+	const char *direction;    /* up, down or both */
+	int bench_sendfile;       /* server sends with sendfile (default) */
 
 	/* server */
 	const char *bind;
-	int once, echo;
+	const char *root;         /* --root DIR */
+	int once, echo, zerocopy;
 };
 
 /*

@@ -44,6 +44,8 @@ struct ktls {
 	size_t hs_hdr_len;
 	size_t hs_left;
 	int peer_closed;
+	unsigned char alert[2]; /* an alert record being read */
+	size_t alert_len;
 
 	/*
 	 * TX record accounting for KeyUpdate: the kernel does not count

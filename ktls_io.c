@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <linux/tls.h>
@@ -258,19 +259,26 @@ handshake_bytes(struct ktls *k, const unsigned char *p, size_t n)
 	return 0;
 }
 
+/* Alert bytes may come one at a time into a tiny buffer: collect two. */
 static int
 alert(struct ktls *k, const unsigned char *p, size_t n)
 {
-	if (n != 2) {
+	while (n > 0 && k->alert_len < sizeof(k->alert))
+		k->alert[k->alert_len++] = *p++, n--;
+	if (n > 0) {
 		ktls_seterr(k, "peer sent a malformed alert record");
 		return -1;
 	}
-	if (p[1] == ALERT_CLOSE_NOTIFY && p[0] == ALERT_WARNING) {
+	if (k->alert_len < sizeof(k->alert))
+		return 1; /* the rest is still to come */
+	k->alert_len = 0;
+	if (k->alert[1] == ALERT_CLOSE_NOTIFY && k->alert[0] == ALERT_WARNING) {
 		k->peer_closed = 1;
 		return 0;
 	}
-	ktls_seterr(k, "peer sent %s alert: %s", p[0] == 2 ? "fatal" : "warning",
-	    SSL_alert_desc_string_long(p[1]));
+	ktls_seterr(k, "peer sent %s alert: %s",
+	    k->alert[0] == ALERT_FATAL ? "fatal" : "warning",
+	    SSL_alert_desc_string_long(k->alert[1]));
 	return -1;
 }
 
@@ -280,12 +288,8 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 	unsigned char type;
 	ssize_t n;
 
-	if (k->peer_closed)
+	if (k->peer_closed || len == 0)
 		return 0;
-	if (len < 2) {
-		ktls_seterr(k, "kTLS read: buffer too small");
-		return -1;
-	}
 	for (;;) {
 		if ((n = recv_record(k, buf, len, &type)) < 0)
 			return -1;
@@ -298,9 +302,13 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 		case REC_DATA:
 			return n;
 		case REC_ALERT:
-			if (alert(k, buf, (size_t)n) < 0)
+			switch (alert(k, buf, (size_t)n)) {
+			case -1:
 				return -1;
-			return 0;
+			case 0:
+				return 0;
+			}
+			break;
 		case REC_HANDSHAKE:
 			if (handshake_bytes(k, buf, (size_t)n) < 0)
 				return -1;
@@ -352,6 +360,41 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 		k->tx_records += ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD;
 	}
 	return (ssize_t)len;
+}
+
+/*
+ * sendfile() straight from the page cache through the kernel's record
+ * layer: no copy to userspace and no userspace crypto. Chunked so that
+ * the KeyUpdate budget is honoured between calls.
+ */
+ssize_t
+ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
+{
+	size_t done = 0, chunk;
+	ssize_t n;
+
+	while (done < count) {
+		if (tx_budget(k) < 0)
+			return -1;
+		chunk = count - done;
+		if (chunk > (size_t)1 << 30)
+			chunk = (size_t)1 << 30;
+		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
+			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
+		n = sendfile(k->fd, in_fd, &offset, chunk);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			ktls_seterr(k, "kTLS sendfile: %s", n == 0 ?
+			    "the file ended early" : errno == EAGAIN ?
+			    "timed out waiting for the peer" : strerror(errno));
+			return -1;
+		}
+		done += (size_t)n;
+		k->tx_bytes += (uint64_t)n;
+		k->tx_records += ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD + 1;
+	}
+	return (ssize_t)count;
 }
 
 /* An alert record goes out through sendmsg with TLS_SET_RECORD_TYPE. */

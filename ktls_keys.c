@@ -510,6 +510,38 @@ out:
 	return ret;
 }
 
+static int
+set_flag(struct ktls *k, enum ktls_dir dir, int opt, const char *name)
+{
+	unsigned int one = 1;
+
+	if (!ktls_active(k, dir)) {
+		ktls_seterr(k, "%s needs kTLS %s", name, dir == KTLS_TX ? "TX" : "RX");
+		return -1;
+	}
+	if (setsockopt(k->fd, SOL_TLS, opt, &one, sizeof(one)) == 0)
+		return 0;
+	ktls_seterr(k, "%s: %s", name, errno == ENOPROTOOPT || errno == EINVAL ?
+	    "not supported by this kernel" : strerror(errno));
+	return -1;
+}
+
+int
+ktls_tx_zerocopy(struct ktls *k)
+{
+	return set_flag(k, KTLS_TX, TLS_TX_ZEROCOPY_RO, "TLS_TX_ZEROCOPY_RO");
+}
+
+int
+ktls_rx_expect_no_pad(struct ktls *k)
+{
+	if (k->version != TLS1_3_VERSION) {
+		ktls_seterr(k, "TLS_RX_EXPECT_NO_PAD: TLS 1.3 only");
+		return -1;
+	}
+	return set_flag(k, KTLS_RX, TLS_RX_EXPECT_NO_PAD, "TLS_RX_EXPECT_NO_PAD");
+}
+
 void
 ktls_disable(struct ktls *k, const char *why)
 {

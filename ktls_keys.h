@@ -92,6 +92,21 @@ ssize_t ktls_read(struct ktls *k, void *buf, size_t len);
 /* Write all of buf through kTLS TX; returns len or -1. */
 ssize_t ktls_write(struct ktls *k, const void *buf, size_t len);
 
+/*
+ * Send count bytes of in_fd from offset with sendfile() through kTLS TX
+ * (zero-copy from the page cache); returns count or -1.
+ */
+ssize_t ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count);
+
+/*
+ * Optional kernel features, 0 or -1 with a message (older kernels):
+ * TLS_TX_ZEROCOPY_RO lets sendfile skip the copy into the record (the
+ * file must not change while it is being sent); TLS_RX_EXPECT_NO_PAD
+ * lets TLS 1.3 RX decrypt in place, assuming the peer pads no records.
+ */
+int ktls_tx_zerocopy(struct ktls *k);
+int ktls_rx_expect_no_pad(struct ktls *k);
+
 /* Send a close_notify alert through kTLS TX. Returns 0 or -1. */
 int ktls_close_notify(struct ktls *k);
 

@@ -192,7 +192,63 @@ test_keylog() {
 	fi
 }
 
+# --get: downloads below --root, refusals for everything else.
+test_get() {
+	local root=$WORK/root p
+	mkdir -p "$root/sub" && head -c 3000000 /dev/urandom >"$root/big.bin"
+	echo hello >"$root/sub/a.txt"
+	ln -sf /etc/passwd "$root/escape"
+	mkfifo "$root/fifo"
+	start_server --root "$root"
+	run_client "$WORK/c.log" --get big.bin -o "$WORK/got.bin"
+	if [ "$CLI_RC" -eq 0 ] && cmp -s "$root/big.bin" "$WORK/got.bin" &&
+	    wait_for_line "$SRV_LOG" "Sent big.bin (3000000 bytes) with read + SSL_write (userspace TLS)"; then
+		pass "--get: a 3 MB file arrives intact (userspace path named)"
+	else
+		fail "--get" "rc=$CLI_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+	CLI_RC=0
+	timeout 20 "$CLIENT" -p "$PORT" --get sub/a.txt -o - >"$WORK/stdout" 2>"$WORK/c.log" || CLI_RC=$?
+	check "--get -o -: only the file's bytes on stdout" cmp -s "$root/sub/a.txt" "$WORK/stdout"
+	for p in "../etc/passwd:leaves the served directory" \
+	    "/etc/passwd:only paths relative to the served directory" \
+	    "escape:leaves the served directory" "fifo:not a regular file" \
+	    "sub:not a regular file" "nope:No such file or directory"; do
+		run_client "$WORK/c.log" --get "${p%%:*}" -o "$WORK/x"
+		if [ "$CLI_RC" -eq 1 ] && has "$WORK/c.log" "server refused: ${p%%:*}: ${p#*:}" &&
+		    [ ! -e "$WORK/x" ] && [ ! -e "$WORK/x.part" ]; then
+			pass "--get ${p%%:*}: refused ('${p#*:}'), nothing written"
+		else
+			fail "--get ${p%%:*}" "rc=$CLI_RC" "$WORK/c.log"
+		fi
+	done
+	good_client "--get refusals"
+	stop_server
+	start_server
+	run_client "$WORK/c.log" --get big.bin -o "$WORK/x"
+	check "--get from a server without --root is refused" \
+	    has "$WORK/c.log" "server refused: this server serves no files (no --root)"
+	stop_server
+}
+
+# --bench in userspace: both directions, both sides measured.
+test_bench() {
+	start_server --ktls off
+	run_client "$WORK/c.log" --ktls off --bench 64M --direction both
+	stop_server
+	if [ "$CLI_RC" -eq 0 ] &&
+	    [ "$(grep -c '^BENCH side=.* bytes=67108864 .*path=userspace$' "$WORK/c.log")" -eq 4 ]; then
+		pass "--bench both --ktls off: 4 measurements (client/server x down/up), data checked"
+	else
+		fail "--bench" "rc=$CLI_RC" "$WORK/c.log"
+	fi
+	check "--bench: malformed size is a usage error" expect_start_error \
+	    "bench size" 2 "invalid value for --bench" "$CLIENT" --bench 12Q
+}
+
 test_fallback
+test_get
+test_bench
 test_keylog
 test_off
 test_bad_clients 1.2

@@ -160,6 +160,44 @@ test_truncation() {
 	fi
 }
 
+# --get with kTLS TX: sendfile() from the page cache, data intact; with
+# TLS 1.3 also zero-copy sendfile and RX expecting no padding.
+test_get_sendfile() {
+	local v=$1 extra=() name="TLS $1 --get with sendfile through kTLS"
+	[ "$v" = 1.3 ] && extra=(--rx-expect-no-pad) name="$name, zerocopy, no-pad RX"
+	mkdir -p "$WORK/root"
+	[ -f "$WORK/root/big.bin" ] || head -c 5000000 /dev/urandom >"$WORK/root/big.bin"
+	rm -f "$WORK/got.bin"
+	start_server --once --ktls require --tls-version "$v" --root "$WORK/root" \
+	    --zerocopy-sendfile "${extra[@]}"
+	run_client "$WORK/c.log" --ktls require --tls-version "$v" "${extra[@]}" \
+	    --get big.bin -o "$WORK/got.bin"
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] && cmp -s "$WORK/root/big.bin" "$WORK/got.bin" &&
+	    has "$SRV_LOG" "Sent big.bin (5000000 bytes) with sendfile (kTLS TX)" &&
+	    has "$WORK/c.log" "Received 5000000 bytes into $WORK/got.bin (ktls-sw)" &&
+	    ! grep -q notice: "$SRV_LOG" "$WORK/c.log"; then
+		pass "$name"
+	else
+		fail "$name" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
+# --bench over kTLS: each data path named by the side that ran it.
+test_bench_ktls() {
+	local how=$1 dir=$2 want_srv=$3 want_cli=$4 name="--bench $2 ($1) over kTLS"
+	start_server --once --ktls require
+	run_client "$WORK/c.log" --ktls require --bench 16M --direction "$dir" --bench-path "$how"
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] &&
+	    grep -q "^BENCH side=server dir=$dir bytes=16777216 .*path=$want_srv$" "$WORK/c.log" &&
+	    grep -q "^BENCH side=client dir=$dir bytes=16777216 .*path=$want_cli$" "$WORK/c.log"; then
+		pass "$name: server $want_srv, client $want_cli, data checked"
+	else
+		fail "$name" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
 can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat; }
 
 # Our client and server rekey each other every few hundred KiB of a
@@ -296,6 +334,11 @@ for v in 1.2 1.3; do
 	test_s_client "$v"
 	test_truncation "$v"
 done
+test_get_sendfile 1.2
+test_get_sendfile 1.3
+test_bench_ktls sendfile down ktls-sw-sendfile ktls-sw
+test_bench_ktls readwrite down ktls-sw-write ktls-sw
+test_bench_ktls sendfile up ktls-sw ktls-sw-write
 if can_rekey; then
 	test_rekey_ours
 	test_rekey_s_client
