@@ -270,6 +270,7 @@ static int
 run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 {
 	struct conn c = { .fd = -1 };
+	struct hk_counters counters;
 	char err[512];
 	int fd, ret = 1;
 
@@ -294,12 +295,18 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	printf("TLS handshake completed successfully\n");
 	hk_print_session(&c, "Server");
 	c.rekey_bytes = cfg->key_update_bytes;
+	/* Before the switch, so that the connection's own counts show. */
+	if (cfg->stats)
+		hk_counters_begin(&c, &counters);
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
+	hk_print_offload_note(&c);
 	tune(&c, cfg);
 	if (exchange(&c, cfg, op) < 0)
 		goto out;
+	if (cfg->stats)
+		hk_counters_end(&c, &counters);
 	hk_print_key_updates(&c);
 	ret = 0;
 out:

@@ -209,6 +209,7 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
     const char *peer)
 {
 	struct conn c;
+	struct hk_counters counters;
 	char *buf = NULL;
 	int ret = -1;
 
@@ -221,9 +222,13 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
 	printf("TLS handshake completed successfully\n");
 	hk_print_session(&c, "Client");
 	c.rekey_bytes = cfg->key_update_bytes;
+	/* Before the switch, so that the connection's own counts show. */
+	if (cfg->stats)
+		hk_counters_begin(&c, &counters);
 	if (conn_offload(&c, cfg->ktls) < 0)
 		goto out;
 	hk_print_ktls(&c);
+	hk_print_offload_note(&c);
 	tune(&c, cfg);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
@@ -231,6 +236,8 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
 	}
 	if (exchange(&c, cfg, rootfd, buf) < 0)
 		goto out;
+	if (cfg->stats)
+		hk_counters_end(&c, &counters);
 	hk_print_key_updates(&c);
 	ret = 0;
 out:

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "hk_print.h"
 #include "mtls.h"
@@ -55,6 +56,73 @@ hk_print_ktls(const struct conn *c)
 	printf("%s\n", line);
 	ktls_status_line(c->k, KTLS_RX, line, sizeof(line));
 	printf("%s\n", line);
+}
+
+/* One direction the NIC could have taken but the socket did not. */
+static void
+offload_note(const struct conn *c, const struct ktls_nic *n, enum ktls_dir d)
+{
+	int feature = d == KTLS_TX ? n->tls_tx_feature : n->tls_rx_feature;
+
+	if (feature != 1 || ktls_state(c->k, d) != KTLS_STATE_SOFTWARE)
+		return;
+	printf("note: %s has tls-hw-%s-offload on, but the kernel kept kTLS %s "
+	    "in software for this socket (drivers offload only some versions "
+	    "and ciphers, e.g. often not TLS 1.3, and fall back when their "
+	    "offload table is full)\n", n->ifname, d == KTLS_TX ? "tx" : "rx",
+	    d == KTLS_TX ? "TX" : "RX");
+}
+
+void
+hk_print_offload_note(const struct conn *c)
+{
+	struct ktls_nic n;
+	char err[256];
+
+	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
+		return;
+	if (ktls_nic_query(c->fd, &n, err, sizeof(err)) < 0)
+		return;
+	offload_note(c, &n, KTLS_TX);
+	offload_note(c, &n, KTLS_RX);
+}
+
+void
+hk_counters_begin(const struct conn *c, struct hk_counters *k)
+{
+	char err[256], line[512];
+
+	memset(k, 0, sizeof(*k));
+	k->have_nic = ktls_nic_query(c->fd, &k->nic, err, sizeof(err)) == 0;
+	if (k->have_nic) {
+		ktls_nic_describe(&k->nic, line, sizeof(line));
+		printf("Interface: %s\n", line);
+	} else
+		printf("Interface: unknown (%s)\n", err);
+	k->have_stat = ktls_tls_stat_read(&k->stat, err, sizeof(err)) == 0;
+	if (!k->have_stat)
+		printf("Kernel TLS counters: unavailable (%s)\n", err);
+}
+
+void
+hk_counters_end(const struct conn *c, struct hk_counters *k)
+{
+	struct ktls_nic nic = k->nic;
+	struct ktls_tls_stat stat = k->stat;
+	char err[256], buf[8192];
+	int n;
+
+	(void)c;
+	if (k->have_nic && ktls_nic_stats(&nic, err, sizeof(err)) < 0)
+		nic = k->nic;
+	if (k->have_stat && ktls_tls_stat_read(&stat, err, sizeof(err)) < 0)
+		stat = k->stat;
+	n = ktls_nic_deltas(k->have_nic ? &k->nic : NULL, k->have_nic ? &nic :
+	    NULL, k->have_stat ? &k->stat : NULL, k->have_stat ? &stat : NULL,
+	    buf, sizeof(buf));
+	printf("Counter changes over the connection:%s\n", n == 0 ? " none" : "");
+	if (n > 0)
+		fputs(buf, stdout);
 }
 
 void

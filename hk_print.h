@@ -8,6 +8,14 @@
 #include <stddef.h>
 
 #include "conn.h"
+#include "ktls_nic.h"
+
+/* Counters before a transfer, for --stats. */
+struct hk_counters {
+	int have_nic, have_stat;
+	struct ktls_nic nic;
+	struct ktls_tls_stat stat;
+};
 
 /* "prog: message" on stderr. */
 void hk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -20,6 +28,16 @@ void hk_print_session(struct conn *c, const char *peer_title);
 
 /* The two kTLS status lines. */
 void hk_print_ktls(const struct conn *c);
+
+/*
+ * Where the egress NIC advertises TLS offload but the kernel kept a
+ * direction in software, say so: the kernel falls back silently.
+ */
+void hk_print_offload_note(const struct conn *c);
+
+/* --stats: snapshot before the switch to kTLS, the changes after the exchange. */
+void hk_counters_begin(const struct conn *c, struct hk_counters *k);
+void hk_counters_end(const struct conn *c, struct hk_counters *k);
 
 /* "TLS 1.3 key updates: sent N, received M", if there were any. */
 void hk_print_key_updates(const struct conn *c);

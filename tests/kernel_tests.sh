@@ -198,6 +198,33 @@ test_bench_ktls() {
 	fi
 }
 
+# --stats: the loopback interface says it has no TLS offload, and the
+# kernel's counters for this connection show up as changes.
+test_stats() {
+	local name="--stats names the interface and shows the connection's counters"
+	start_server --once --ktls require
+	run_client "$WORK/c.log" --ktls require --stats --bench 4M
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "Interface: lo: loopback, no TLS offload" &&
+	    grep -q '^TlsTxSw: [0-9]* -> [0-9]* (+[12])$' "$WORK/c.log" &&
+	    grep -q '^TlsRxSw: [0-9]* -> [0-9]* (+[12])$' "$WORK/c.log" &&
+	    ! grep -q '^TlsDecryptError' "$WORK/c.log"; then
+		pass "$name"
+	else
+		fail "$name" "rc=$CLI_RC" "$WORK/c.log"
+	fi
+}
+
+test_nic_probe() {
+	local out
+	if out=$("$HK_ROOT/tests/nic_probe" 2>&1); then
+		pass "egress interface, TLS features and counters ($(echo "$out" | tail -n 1))"
+	else
+		fail "egress interface, TLS features and counters" "nic_probe failed"
+		echo "$out" | grep -i fail | sed 's/^/    | /' | head -n 20
+	fi
+}
+
 can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat; }
 
 # Our client and server rekey each other every few hundred KiB of a
@@ -334,6 +361,8 @@ for v in 1.2 1.3; do
 	test_s_client "$v"
 	test_truncation "$v"
 done
+test_nic_probe
+test_stats
 test_get_sendfile 1.2
 test_get_sendfile 1.3
 test_bench_ktls sendfile down ktls-sw-sendfile ktls-sw

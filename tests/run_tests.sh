@@ -50,6 +50,7 @@ fi
 
 suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
 suite "host: fallback, bad input" bash tests/host_tests.sh
+suite "host: egress interface and counters" tests/nic_probe
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 else

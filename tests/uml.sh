@@ -10,11 +10,12 @@
 # host's / as its root filesystem (hostfs).  The guest therefore sees the same
 # files, binaries and libraries as the caller, and COMMAND runs unchanged.
 #
-# What the guest does (generated init script, run as PID 1):
-#   mount /proc and /sys, load tls + the AEAD crypto modules (with their
-#   dependencies), check /proc/net/tls_stat, bring up lo, cd to the caller's
-#   directory, restore the caller's exported environment, run COMMAND with
-#   stdin from /dev/null, record its exit status on the host side, power off.
+# What the guest does (generated scripts in a private temp dir, run as PID 1):
+#   mount /proc, /sys, /dev/pts, /dev/shm; load tls and the AEAD crypto
+#   modules (with their dependencies); check /proc/net/tls_stat; bring up lo;
+#   cd to the caller's directory; restore the caller's exported environment,
+#   umask and open-files limit; run COMMAND with stdin from /dev/null; record
+#   its exit status in the temp dir (the host's, via hostfs); power off.
 #
 # COMMAND's stdout and stderr reach uml.sh's stdout and stderr separately
 # (through two extra UML consoles); kernel messages go to a console log that
@@ -80,6 +81,10 @@ done
 # Capture what the guest must reproduce *before* this script changes anything.
 caller_cwd=$PWD
 caller_umask=$(umask)
+# The open-files limit: the guest's default (1024) is far below a typical
+# host's, and tests that open many sockets should behave the same in both.
+caller_nofile_hard=$(ulimit -Hn)
+caller_nofile_soft=$(ulimit -Sn)
 # The caller's exported variables, as bash assignments.  `compgen -e` lists
 # exactly the exported names; %q quotes any value safely.  Variables that bash
 # manages itself (and some of which are read-only) are left to the guest bash.
@@ -120,6 +125,7 @@ fetch_package() {
         (cd "$cache" && rm -f "$pkg"_*.deb && apt-get "${apt_opts[@]}" download "$pkg" >&2) ||
             die "apt-get download $pkg failed (package lists missing or stale? run 'apt-get update')"
         dpkg -x "$cache/$pkg"_*.deb "$cache" || die "dpkg -x of $pkg failed"
+        rm -f "$cache/$pkg"_*.deb    # unpacked is all we need
         touch "$marker"
     fi
     exec 9>&-
@@ -137,29 +143,30 @@ fi
 [[ -x $uml_bin ]] || die "no executable UML kernel at $uml_bin"
 uml_bin=$(realpath "$uml_bin")
 # A UML kernel prints its release with --version and exits, without booting.
-kver=$("$uml_bin" --version 2>/dev/null) && [[ $kver =~ ^[0-9]+\.[0-9]+[^[:space:]/]*$ ]] ||
+kver=$("$uml_bin" --version 2>/dev/null) || kver=
+if [[ ! $kver =~ ^[0-9]+\.[0-9]+[^[:space:]/]*$ ]]; then
     die "$uml_bin --version did not print a kernel release; is it a User-Mode Linux kernel?"
+fi
 modules_dir=${HK_UML_MODULES:-$(dirname "$uml_bin")/../lib/uml/modules/$kver}
 [[ -f $modules_dir/modules.dep ]] || die "no modules.dep in $modules_dir (set HK_UML_MODULES)"
 modules_dir=$(realpath "$modules_dir")
 
-# The guest runs the host's files, so any busybox with the applets we use
-# works, static or not; busybox-static (in the cache) always has them.
-busybox_applets=(insmod ip mount poweroff stty sync sleep)
-has_applets() {
-    local list
-    list=$("$1" --list 2>/dev/null) || return 1
-    local applet
-    for applet in "${busybox_applets[@]}"; do
-        grep -qx "$applet" <<<"$list" || return 1
-    done
+# The guest's setup runs in busybox sh, which must find its applets itself,
+# without PATH (the host has no insmod): true of busybox-static's /bin/busybox,
+# so use that if installed, else the cached one.
+busybox_applets=(cat insmod ip ln mkdir mkfifo mount poweroff stty)
+busybox_ok() {
+    # shellcheck disable=SC2016  # $a is for the busybox shell
+    [[ -x $1 ]] &&
+        env -i PATH=/nonexistent "$1" sh -c \
+            'for a; do command -v "$a" >/dev/null || exit 1; done' sh "${busybox_applets[@]}"
 }
-if has_applets /bin/busybox; then
+if busybox_ok /bin/busybox; then
     busybox=/bin/busybox
 else
     fetch_package busybox-static
     busybox=$cache/bin/busybox
-    has_applets "$busybox" || die "$busybox lacks one of: ${busybox_applets[*]}"
+    busybox_ok "$busybox" || die "$busybox lacks a standalone shell or one of: ${busybox_applets[*]}"
 fi
 
 # ---------------------------------------------------------------------------
@@ -168,7 +175,8 @@ fi
 # ---------------------------------------------------------------------------
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/uml.XXXXXXXX")
 tmp=$(realpath "$tmp")
-uml_pid=
+uml_pid='' out_cat='' err_cat=''
+# shellcheck disable=SC2317  # called by the EXIT trap
 cleanup() {
     # The guest is still running only if uml.sh itself was interrupted;
     # timeout(1) forwards the TERM to the whole guest.  (No `a && b` here:
@@ -176,6 +184,11 @@ cleanup() {
     if [[ -n $uml_pid ]]; then
         kill -TERM "$uml_pid" 2>/dev/null || true
         wait "$uml_pid" 2>/dev/null || true
+        # The output relays, in case they still wait for a writer.
+        local pid
+        for pid in "$out_cat" "$err_cat"; do
+            if [[ -n $pid ]]; then kill "$pid" 2>/dev/null || true; fi
+        done
     fi
     rm -rf "$tmp"
 }
@@ -187,18 +200,27 @@ trap 'exit 129' HUP
 # ---------------------------------------------------------------------------
 # Modules to load, in dependency order.
 # ---------------------------------------------------------------------------
-# tls itself, and the crypto the kernel's software kTLS asks for: gcm(aes),
-# ccm(aes) (uses ctr) and rfc7539(chacha20,poly1305).  The crypto API finds
-# the pieces of those templates (ghash, chacha20, poly1305, aes) at run time
-# through request_module(), which modules.dep does not record and which cannot
-# work here (no modprobe for this kernel), so they are named explicitly.
-# ipv6 is a module in Debian's UML kernel; without it socket(AF_INET6) fails.
-# Names that are built into a kernel are skipped.
+# Named the way the kernel itself asks for them (request_module() aliases,
+# looked up in modules.alias), because the module names behind them change
+# between kernels (6.1: chacha20 is in chacha_generic, gcm needs ghash_generic;
+# 7.x: chacha20 is in chacha, gcm uses a GHASH library found by modules.dep).
+# The kernel cannot load them on demand in the guest: no modprobe knows this
+# kernel's modules there.
+#   tcp-ulp-tls                  kTLS itself (setsockopt TCP_ULP "tls")
+#   crypto-gcm -ccm -rfc7539     AEAD templates software kTLS instantiates:
+#                                gcm(aes), ccm(aes), rfc7539(chacha20,poly1305)
+#   crypto-aes -ghash -ctr -cbcmac -chacha20 -poly1305
+#                                what those templates look up by name at run
+#                                time (not in modules.dep)
+#   cryptomgr                    builds template instances
+#   net-pf-10                    IPv6 (a module in Debian's 6.1 UML kernel;
+#                                without it socket(AF_INET6) fails)
+# A name with no module file is built in or unused by that kernel: skipped.
 wanted_modules=(
-    tls
-    cryptomgr aes_generic gcm ghash_generic ctr ccm
-    chacha_generic poly1305_generic chacha20poly1305
-    ipv6
+    tcp-ulp-tls cryptomgr
+    crypto-gcm crypto-ccm crypto-rfc7539
+    crypto-aes crypto-ghash crypto-ctr crypto-cbcmac crypto-chacha20 crypto-poly1305
+    net-pf-10
 )
 
 # Module name as the kernel sees it, into $REPLY: the file name without
@@ -210,29 +232,28 @@ modname() {
     REPLY=${REPLY//-/_}
 }
 
-declare -A mod_path=() mod_deps=() builtin=() seen=()
+declare -A mod_path=() mod_deps=() alias_mods=() seen=()
 while IFS= read -r line; do
     file=${line%%:*}
     modname "$file"
     mod_path[$REPLY]=$modules_dir/$file
     mod_deps[$REPLY]=${line#*:}
 done <"$modules_dir/modules.dep"
-if [[ -f $modules_dir/modules.builtin ]]; then
-    while IFS= read -r line; do modname "$line"; builtin[$REPLY]=1; done <"$modules_dir/modules.builtin"
+# "alias NAME MODULE", possibly several modules per name (modprobe loads all).
+if [[ -f $modules_dir/modules.alias ]]; then
+    while read -r keyword name module; do
+        if [[ $keyword == alias ]]; then alias_mods[$name]+=" $module"; fi
+    done <"$modules_dir/modules.alias"
 fi
 
 load_order=()    # paths the guest will insmod, dependencies first
-skipped=()       # wanted names with no module file
+skipped=()       # wanted names with no module file (built in, or not used)
 # Depth-first: every dependency before the module that needs it, each once.
 # modules.dep lists the full transitive set, recursing is still harmless.
 resolve() {
     local name=$1 dep
     [[ -n ${seen[$name]:-} ]] && return 0
     seen[$name]=1
-    if [[ -z ${mod_path[$name]:-} ]]; then
-        [[ -n ${builtin[$name]:-} ]] || skipped+=("$name")
-        return 0
-    fi
     for dep in ${mod_deps[$name]}; do
         modname "$dep"
         resolve "$REPLY"
@@ -262,108 +283,159 @@ plain_module() {
 
 for name in "${wanted_modules[@]}"; do
     modname "$name"
-    resolve "$REPLY"
+    if [[ -n ${mod_path[$REPLY]:-} ]]; then
+        resolve "$REPLY"
+    elif [[ -n ${alias_mods[$name]:-} ]]; then
+        for module in ${alias_mods[$name]}; do
+            modname "$module"
+            if [[ -n ${mod_path[$REPLY]:-} ]]; then resolve "$REPLY"; fi
+        done
+    else
+        skipped+=("$name")
+    fi
 done
 
 # ---------------------------------------------------------------------------
-# The guest's init script (PID 1).  Bash, because the caller's environment is
-# restored from bash-quoted assignments; it is the host's bash, via hostfs.
+# The guest's PID 1, in two parts.
+#   init  busybox sh: sets the guest up.  Creating processes is what is slow
+#         in UML, and busybox sh runs its applets without exec'ing programs.
+#   run   bash, exec'ed by init: the caller's environment (bash-quoted) and
+#         COMMAND; records the exit status and powers off.
+# Both are the host's binaries, read through hostfs.
 # ---------------------------------------------------------------------------
-mkdir "$tmp/dev" "$tmp/uml"
+
+# Quote $1 for any POSIX sh (single quotes; ' becomes '\'').
+shq() {
+    local q=\'\\\'\'
+    printf "'%s'" "${1//\'/$q}"
+}
+
+mkdir "$tmp/uml"
 {
-    printf '#!%s\n' "$BASH"
+    printf '#!%s sh\n' "$busybox"
     cat <<'EOF'
-# Generated by tests/uml.sh; runs as PID 1 inside the UML guest.
+# Generated by tests/uml.sh: PID 1 of the UML guest, part 1 (setup).
+EOF
+    printf 'tmp=%s\n' "$(shq "$tmp")"
+    printf 'bb=%s\n' "$(shq "$busybox")"
+    cat <<'EOF'
+
+# A failure of the guest setup: tell uml.sh why (it prints it and exits 125).
+# poweroff syncs first.  PID 1 must not just exit (the kernel would panic).
+fail() {
+    echo "uml.sh init: $*"
+    echo "$*" >"$tmp/setup-error"
+    "$bb" poweroff -f
+    exit 1
+}
+
+# /proc first, and by explicit path: busybox runs some applets by executing
+# /proc/self/exe, and until the guest's procfs is mounted, /proc is the
+# host's (through hostfs), whose self/exe is the UML kernel binary.
+"$bb" mount -t proc proc /proc || fail "cannot mount /proc"
+mount -t sysfs sysfs /sys || fail "cannot mount /sys"
+# /dev is the guest's own devtmpfs (the kernel mounts it there itself when
+# built with DEVTMPFS_MOUNT), not the host's.  Complete it as udev would:
+# ptys, POSIX shared memory/semaphores (e.g. Python multiprocessing), /dev/fd
+# and /dev/std{in,out,err} (scripts write to /dev/stderr).
+[ -e /dev/tty1 ] || mount -t devtmpfs devtmpfs /dev || fail "cannot mount devtmpfs on /dev"
+mkdir -p /dev/pts /dev/shm &&
+    mount -t devpts devpts /dev/pts &&
+    mount -t tmpfs -o mode=1777 tmpfs /dev/shm || fail "cannot mount /dev/pts or /dev/shm"
+ln -sf /proc/self/fd /dev/fd && ln -sf fd/0 /dev/stdin &&
+    ln -sf fd/1 /dev/stdout && ln -sf fd/2 /dev/stderr || fail "cannot create the /dev/fd links"
+
+# Modules, dependencies first (resolved by uml.sh from modules.dep).
+EOF
+    for path in "${load_order[@]}"; do
+        printf 'insmod %s || fail "insmod %s failed"\n' "$(shq "$path")" "${path##*/}"
+    done
+    if ((${#skipped[@]})); then
+        printf 'echo "uml.sh init: no module for (built in?): %s"\n' "${skipped[*]}"
+    fi
+    cat <<'EOF'
+[ -e /proc/net/tls_stat ] || fail "kTLS not available: no /proc/net/tls_stat after loading tls"
+# Autoloading cannot work (no modprobe knows this kernel's modules); fail fast.
+echo >/proc/sys/kernel/modprobe
+
+ip link set lo up || fail "cannot bring up lo"
+
+# COMMAND's output goes through pipes (so it does not see a terminal, as in
+# CI), relayed by two cats to the consoles tty1 and tty2, which uml.sh
+# connects to its own stdout and stderr.  -opost: no \n -> \r\n on the way.
+stty -F /dev/tty1 -opost && stty -F /dev/tty2 -opost ||
+    fail "cannot set the output consoles to raw"
+mkfifo "$tmp/out" "$tmp/err" "$tmp/tick" || fail "cannot create FIFOs"
+cat <"$tmp/out" >/dev/tty1 &
+out_pid=$!
+cat <"$tmp/err" >/dev/tty2 &
+err_pid=$!
+
+EOF
+    # shellcheck disable=SC2016  # $out_pid, $err_pid: for the guest
+    printf 'exec %s %s "$out_pid" "$err_pid"\n' "$(shq "$BASH")" "$(shq "$tmp/run")"
+    printf 'fail %s\n' "$(shq "cannot run $BASH")"
+} >"$tmp/init"
+chmod +x "$tmp/init"
+
+{
+    cat <<'EOF'
+# Generated by tests/uml.sh: PID 1 of the UML guest, part 2 (COMMAND).
+# Arguments: the PIDs of the two output relays started by part 1.
 EOF
     printf 'tmp=%q\n' "$tmp"
     printf 'bb=%q\n' "$busybox"
     printf 'cwd=%q\n' "$caller_cwd"
-    echo 'modules=('
-    for path in "${load_order[@]}"; do printf '    %q\n' "$path"; done
-    echo ')'
-    printf 'skipped=(%s)\n' "${skipped[*]}"
     printf 'command=('; printf ' %q' "$@"; printf ' )\n'
     cat <<'EOF'
+out_pid=$1 err_pid=$2
 
-# PID 1 must never just exit (the kernel would panic instead of stopping).
-halt() { "$bb" sync; "$bb" poweroff -f; "$bb" sleep 60; }
-trap halt EXIT
+# poweroff syncs first, so the status file reaches the host.  PID 1 must
+# never just exit (the kernel would panic instead of stopping).
+trap '"$bb" poweroff -f' EXIT
 
-# A failure of the guest setup: tell uml.sh why (it prints it and exits 125).
-fail() {
-    echo "uml.sh init: $*"
-    echo "$*" >"$tmp/setup-error"
-    exit 1
-}
+cd "$cwd" || { echo "cannot cd to $cwd" >"$tmp/setup-error"; exit 1; }
 
-"$bb" mount -t proc proc /proc || fail "cannot mount /proc"
-"$bb" mount -t sysfs sysfs /sys || fail "cannot mount /sys"
-# Private devtmpfs for the two consoles carrying COMMAND's output (tty1, tty2);
-# everything else keeps using the host's /dev through hostfs.
-"$bb" mount -t devtmpfs devtmpfs "$tmp/dev" || fail "cannot mount devtmpfs"
-
-for m in "${modules[@]}"; do
-    "$bb" insmod "$m" || fail "insmod $m failed"
-done
-((${#skipped[@]} == 0)) || echo "uml.sh init: no module file (not built in either?): ${skipped[*]}"
-[[ -e /proc/net/tls_stat ]] || fail "kTLS not available: no /proc/net/tls_stat after loading tls"
-# Autoloading cannot work (no modprobe for this kernel); fail fast, not slowly.
-echo >/proc/sys/kernel/modprobe
-
-"$bb" ip link set lo up || fail "cannot bring up lo"
-cd "$cwd" || fail "cannot cd to $cwd"
-
-# The caller's environment, and nothing from the kernel (TERM=linux, HOME=/).
+# The caller's environment, and nothing from the kernel (TERM=linux, HOME=/,
+# unknown boot options).
 for v in $(compgen -e); do unset "$v"; done
 EOF
     printf '%s\n' "$caller_env"
     printf 'umask %s\n' "$caller_umask"
+    # soft, hard, soft again: works whichever way the limits move.
+    printf 'ulimit -Sn %s 2>/dev/null; ulimit -Hn %s 2>/dev/null; ulimit -Sn %s 2>/dev/null\n' \
+        "$caller_nofile_soft" "$caller_nofile_hard" "$caller_nofile_soft"
     cat <<'EOF'
-
-# COMMAND's output: through pipes (so it does not see a terminal, as in CI)
-# to the two consoles, which uml.sh connects to its own stdout and stderr.
-# -opost: no \n -> \r\n translation on the way out.
-exec 3>"$tmp/dev/tty1" 4>"$tmp/dev/tty2" || fail "cannot open the output consoles"
-"$bb" stty -F "$tmp/dev/tty1" -opost && "$bb" stty -F "$tmp/dev/tty2" -opost ||
-    fail "cannot set the output consoles to raw"
-"$bb" mkfifo "$tmp/dev/out" "$tmp/dev/err" || fail "cannot create FIFOs"
-"$bb" cat <"$tmp/dev/out" >&3 3>&- 4>&- &
-out_pid=$!
-"$bb" cat <"$tmp/dev/err" >&4 3>&- 4>&- &
-err_pid=$!
 
 # Say "command not found" without naming this generated file.
 command_not_found_handle() {
     echo "uml.sh guest: $1: command not found" >&2
     return 127
 }
-"${command[@]}" </dev/null >"$tmp/dev/out" 2>"$tmp/dev/err" 3>&- 4>&-
+"${command[@]}" </dev/null >"$tmp/out" 2>"$tmp/err"
 status=$?
 
 # Let the output drain; but a background process COMMAND left behind may
-# hold the pipes open forever, so do not wait for that beyond a few seconds.
-for ((i = 0; i < 50; i++)); do
+# hold the pipes open forever, so do not wait for that beyond 5 seconds.
+# (read -t on a FIFO nobody writes is a sleep without starting a process.)
+exec 5<>"$tmp/tick"
+for ((i = 0; i < 100; i++)); do
     kill -0 "$out_pid" 2>/dev/null || kill -0 "$err_pid" 2>/dev/null || break
-    "$bb" sleep 0.1
+    read -r -t 0.05 -u 5 || true
 done
-exec 3>&- 4>&-
 
 echo "$status" >"$tmp/status"
 EOF
-} >"$tmp/init"
-chmod +x "$tmp/init"
+} >"$tmp/run"
 
 # ---------------------------------------------------------------------------
 # Boot.
 # ---------------------------------------------------------------------------
 # UML gets FIFOs, not our stdout/stderr: it makes its channel descriptors
 # non-blocking, which would otherwise leak O_NONBLOCK into the caller's
-# terminal or pipe after we exit.
+# terminal or pipe after we exit.  Two cats relay them (started after the
+# guest, so that an interrupt in between cannot leave them waiting forever).
 mkfifo "$tmp/stdout" "$tmp/stderr"
-cat <"$tmp/stdout" &
-out_cat=$!
-cat <"$tmp/stderr" >&2 &
-err_cat=$!
 
 # UML backs guest memory with an unlinked file in $TMPDIR; use our own dir,
 # which is writable.  The caller's TMPDIR is untouched inside the guest.
@@ -372,17 +444,23 @@ err_cat=$!
 # con1/con2 carry COMMAND's stdout/stderr.
 # Two boot-time savers (together about 1.5 s of a 2 s boot): no legacy BSD
 # ptys (creating 256 of them), and no RAID6 algorithm benchmark (btrfs is
-# built in, but nothing in the guest uses RAID6).
+# built in, but nothing in the guest uses RAID6); its initcall is
+# raid6_select_algo in 6.1 and raid6_init in 7.x (unknown names are ignored).
+# shellcheck disable=SC2054  # the commas belong to UML's con options
 boot=(
     "$uml_bin" "mem=$mem" root=/dev/root rootfstype=hostfs hostfs=/ rw
     "init=$tmp/init" quiet "uml_dir=$tmp/uml"
     con=null con0=null,fd:3 con1=null,fd:4 con2=null,fd:5
-    pty.legacy_count=0 initcall_blacklist=raid6_select_algo
+    pty.legacy_count=0 initcall_blacklist=raid6_select_algo,raid6_init
 )
 start=$SECONDS
 TMPDIR=$tmp timeout --kill-after=10 "$timeout_secs" "${boot[@]}" \
     </dev/null >>"$tmp/console.log" 2>&1 3>&1 4>"$tmp/stdout" 5>"$tmp/stderr" &
 uml_pid=$!
+cat <"$tmp/stdout" &
+out_cat=$!
+cat <"$tmp/stderr" >&2 &
+err_cat=$!
 rc=0
 wait "$uml_pid" || rc=$?
 uml_pid=
@@ -401,13 +479,13 @@ guest_failed() {
     exit 125
 }
 
+if [[ -s $tmp/setup-error ]]; then
+    guest_failed "guest setup failed: $(<"$tmp/setup-error")"
+fi
 if [[ -s $tmp/status ]]; then
     status=$(<"$tmp/status")
     [[ $status =~ ^[0-9]+$ ]] || guest_failed "guest wrote a bad exit status: '$status'"
     exit "$status"
-fi
-if [[ -s $tmp/setup-error ]]; then
-    guest_failed "guest setup failed: $(<"$tmp/setup-error")"
 fi
 if ((rc == 124 || (rc == 137 && elapsed >= timeout_secs))); then
     guest_failed "guest timed out after ${timeout_secs} s (--timeout) and was killed"

@@ -1,0 +1,108 @@
+/*
+ * ktls_nic: which network interface carries a connection, whether that
+ * device can do TLS offload, and what its TLS counters and the kernel's
+ * /proc/net/tls_stat counted.
+ *
+ * This describes the interface, not the socket: a socket on a device with
+ * tls-hw-tx-offload on may still have fallen back to software. The
+ * per-socket truth is ktls_diag_query()'s txconf/rxconf; the counters here
+ * show what the device and the kernel did in between two snapshots.
+ *
+ * Library-like: never prints, never exits. Functions return 0 or -1; on
+ * -1 errno is set and a one-line message is left in the caller's buffer.
+ */
+#ifndef KTLS_NIC_H
+#define KTLS_NIC_H
+
+#include <net/if.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define KTLS_NIC_MAX_STATS 64
+/* ethtool names are up to 32 bytes and need not be NUL-terminated. */
+#define KTLS_NIC_NAME_MAX 33
+
+struct ktls_nic_stat {
+	char name[KTLS_NIC_NAME_MAX];
+	uint64_t value;
+};
+
+struct ktls_nic {
+	char ifname[IF_NAMESIZE]; /* egress interface of the connection */
+	unsigned ifindex;
+	int is_loopback; /* IFF_LOOPBACK */
+	/*
+	 * 1: no backing device (/sys/class/net/IF/device missing: lo, veth,
+	 * bridge, tun, ...); -1 unknown (no sysfs for this network namespace).
+	 */
+	int is_virtual;
+	/* -1 unknown (kernel has no such feature), 0 off, 1 on. */
+	int tls_tx_feature, tls_rx_feature;
+	/* -1 unknown, 0 the device cannot do it at all, 1 it can. */
+	int tls_tx_available, tls_rx_available;
+	/*
+	 * The device's ethtool -S counters whose name contains "tls", in the
+	 * driver's order; at most KTLS_NIC_MAX_STATS (aggregate counters come
+	 * before per-queue ones in mlx5, so the cap drops per-queue ones).
+	 */
+	size_t nstats;
+	struct ktls_nic_stat stats[KTLS_NIC_MAX_STATS];
+};
+
+/*
+ * Fill *out for connected IPv4 or IPv6 socket fd (v4-mapped peers count as
+ * IPv4): the egress interface is the routing table's answer for the
+ * socket's addresses, bound device and mark (rtnetlink RTM_GETROUTE), the
+ * features and counters come from the ethtool ioctl. A device without
+ * ethtool statistics (lo) has nstats 0. Waits at most about a second for
+ * the kernel. Needs no privilege.
+ */
+int ktls_nic_query(int fd, struct ktls_nic *out, char *err, size_t errlen);
+
+/* Re-read just n->stats and n->nstats (for before/after deltas). */
+int ktls_nic_stats(struct ktls_nic *n, char *err, size_t errlen);
+
+/*
+ * One line, no newline, for humans, e.g.
+ *   "lo: loopback, no TLS offload (kTLS here is the kernel's software path)"
+ *   "eth0: tls-hw-tx-offload on, tls-hw-rx-offload off (device can)"
+ * Truncated to fit len.
+ */
+void ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len);
+
+#define KTLS_STAT_MAX 32
+
+struct ktls_tls_stat {
+	size_t n;
+	struct {
+		char name[32];
+		uint64_t value;
+	} v[KTLS_STAT_MAX];
+};
+
+/*
+ * Read /proc/net/tls_stat (this network namespace's). -1 with errno
+ * ENOENT and a message saying so if the kernel's tls module is not loaded.
+ */
+int ktls_tls_stat_read(struct ktls_tls_stat *s, char *err, size_t errlen);
+
+/* Value of counter name in s, or 0 if s has no such counter. */
+uint64_t ktls_tls_stat_get(const struct ktls_tls_stat *s, const char *name);
+
+/*
+ * Format the counters that changed between two snapshots into buf, one
+ * line each, '\n'-terminated:
+ *   "eth0 tx_tls_encrypted_packets: 0 -> 12 (+12)" (NIC, matched by name)
+ *   "TlsTxSw: 3 -> 4 (+1)"                        (tls_stat)
+ * A counter missing from the earlier snapshot counts as 0 there. Either
+ * pair may be NULL to leave it out. Returns the number of lines written,
+ * or -1 with errno ENOBUFS (buf holds the whole lines that fit) or EINVAL
+ * (the NIC snapshots are of different interfaces).
+ */
+int ktls_nic_deltas(const struct ktls_nic *nic_before,
+		    const struct ktls_nic *nic_after,
+		    const struct ktls_tls_stat *tls_before,
+		    const struct ktls_tls_stat *tls_after, char *buf,
+		    size_t len);
+
+#endif /* KTLS_NIC_H */
