@@ -1,7 +1,8 @@
 /*
  * ktls_nic: which network interface carries a connection, whether that
- * device can do TLS offload, and what its TLS counters and the kernel's
- * /proc/net/tls_stat counted.
+ * device can do TLS offload, and what its TLS counters counted. The
+ * kernel-wide /proc/net/tls_stat and before/after deltas are in
+ * ktls_stat.h (included here); the route lookup is ktls_route.h.
  *
  * This describes the interface, not the socket: a socket on a device with
  * tls-hw-tx-offload on may still have fallen back to software. The
@@ -17,6 +18,8 @@
 #include <net/if.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "ktls_stat.h"
 
 #define KTLS_NIC_MAX_STATS 64
 /* ethtool names are up to 32 bytes and need not be NUL-terminated. */
@@ -69,40 +72,5 @@ int ktls_nic_stats(struct ktls_nic *n, char *err, size_t errlen);
  * Truncated to fit len.
  */
 void ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len);
-
-#define KTLS_STAT_MAX 32
-
-struct ktls_tls_stat {
-	size_t n;
-	struct {
-		char name[32];
-		uint64_t value;
-	} v[KTLS_STAT_MAX];
-};
-
-/*
- * Read /proc/net/tls_stat (this network namespace's). -1 with errno
- * ENOENT and a message saying so if the kernel's tls module is not loaded.
- */
-int ktls_tls_stat_read(struct ktls_tls_stat *s, char *err, size_t errlen);
-
-/* Value of counter name in s, or 0 if s has no such counter. */
-uint64_t ktls_tls_stat_get(const struct ktls_tls_stat *s, const char *name);
-
-/*
- * Format the counters that changed between two snapshots into buf, one
- * line each, '\n'-terminated:
- *   "eth0 tx_tls_encrypted_packets: 0 -> 12 (+12)" (NIC, matched by name)
- *   "TlsTxSw: 3 -> 4 (+1)"                        (tls_stat)
- * A counter missing from the earlier snapshot counts as 0 there. Either
- * pair may be NULL to leave it out. Returns the number of lines written,
- * or -1 with errno ENOBUFS (buf holds the whole lines that fit) or EINVAL
- * (the NIC snapshots are of different interfaces).
- */
-int ktls_nic_deltas(const struct ktls_nic *nic_before,
-		    const struct ktls_nic *nic_after,
-		    const struct ktls_tls_stat *tls_before,
-		    const struct ktls_tls_stat *tls_after, char *buf,
-		    size_t len);
 
 #endif /* KTLS_NIC_H */

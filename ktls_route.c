@@ -292,12 +292,12 @@ route_recv(int nl, uint32_t *oif, char *err, size_t errlen)
 	return r == 1 ? 0 : -1;
 }
 
-/* The interface index the routing table sends fd's traffic out of. */
 int
 ktls_route_oif(int fd, unsigned *ifindex, char *err, size_t errlen)
 {
 	struct route_key key;
 	struct route_request req;
+	uint32_t oif = 0;
 	int nl, rc = -1, saved;
 
 	if (route_key_fill(fd, &key, err, errlen) == -1)
@@ -306,8 +306,10 @@ ktls_route_oif(int fd, unsigned *ifindex, char *err, size_t errlen)
 	if ((nl = route_open(err, errlen)) == -1)
 		return -1;
 	if (route_send(nl, &req, err, errlen) == 0 &&
-	    route_recv(nl, oif, err, errlen) == 0)
+	    route_recv(nl, &oif, err, errlen) == 0) {
+		*ifindex = oif;
 		rc = 0;
+	}
 	saved = errno;
 	close(nl);
 	errno = saved;
