@@ -19,7 +19,7 @@ trap 'rm -rf "$HK_CERTS"' EXIT
 
 # suite NAME COMMAND...: run it, add its closing "N passed, N failed".
 suite() {
-	local name=$1 log rc=0 line
+	local name=$1 log rc=0 line start=$SECONDS
 	shift
 	echo "=== $name"
 	log=$(mktemp)
@@ -27,6 +27,7 @@ suite() {
 	rc=${PIPESTATUS[0]}
 	line=$(grep -E '^(.*: )?[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	rm -f "$log"
+	echo "# $name: $((SECONDS - start)) s"
 	if [ -z "$line" ]; then
 		echo "FAIL - $name: ended (exit $rc) without a result line"
 		TOTAL_FAILED=$((TOTAL_FAILED + 1))
