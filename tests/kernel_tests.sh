@@ -19,7 +19,12 @@ HELLO_S='Received from client: Hello from kTLS client! I have a valid certificat
 BULK=$WORK/bulk.bin
 head -c $((4 * 1024 * 1024 + 12345)) /dev/urandom >"$BULK"
 
-stat_get() { awk -v k="$1" '$1 == k { print $2 }' /proc/net/tls_stat; }
+stat_get() {
+	local name value
+	while read -r name value; do
+		[ "$name" = "$1" ] && echo "$value" && return
+	done </proc/net/tls_stat
+}
 
 # version, cipher option, expected cipher name, as the kernel selftest's variants.
 VARIANTS="
@@ -88,7 +93,7 @@ test_bulk() {
 test_s_server() {
 	local v=$1 name="TLS $1 our client vs openssl s_server" port sslog
 	port=$(free_port)
-	sslog=$(new_log s_server)
+	new_log sslog s_server
 	# Only the last process is waited for: a long sleep costs nothing,
 	# and s_server must not see the end of its input before we connect.
 	(printf 'Hello from openssl s_server\n'; sleep 20) |
@@ -146,7 +151,7 @@ test_truncation() {
 	fi
 
 	local plog
-	plog=$(new_log peer)
+	new_log plog peer
 	timeout 60 python3 "$peer" server >"$plog" 2>&1 &
 	local pid=$!
 	wait_for_port "$plog" 'port '
@@ -258,7 +263,7 @@ test_rekey_ours() {
 # to our echo server between lines of data.
 test_rekey_s_client() {
 	local name="TLS 1.3 KeyUpdates from openssl s_client" rx0 tx0 sclog
-	sclog=$(new_log s_client)
+	new_log sclog s_client
 	tx0=$(stat_get TlsTxRekeyOk) rx0=$(stat_get TlsRxRekeyOk)
 	start_server --once --echo --ktls require --tls-version 1.3
 	# s_client takes a command only as the first byte of one stdin read:
@@ -283,7 +288,7 @@ test_rekey_s_client() {
 test_rekey_s_server() {
 	local name="TLS 1.3 KeyUpdates from openssl s_server" port sslog
 	port=$(free_port)
-	sslog=$(new_log s_server)
+	new_log sslog s_server
 	# s_server takes a command only as the first byte of one stdin read.
 	(wait_for_line "$sslog" "CN = Test Client"; sleep 0.5; echo k; sleep 0.5; echo K
 	 sleep 0.5; echo Hello from openssl s_server; sleep 20) |
@@ -309,7 +314,7 @@ test_rekey_s_server() {
 test_rekey_refused() {
 	local name sclog
 	name="TLS 1.3 peer KeyUpdate on a kernel without rekey"
-	sclog=$(new_log s_client)
+	new_log sclog s_client
 	start_server --once --echo --ktls require --tls-version 1.3
 	(wait_for_line "$SRV_LOG" "kTLS RX:"; echo before; sleep 0.5; echo k; sleep 0.5
 	 echo after; sleep 2) |

@@ -18,8 +18,14 @@ hk_init() {
 	: "${HK_CERTS:?HK_CERTS must name the test certificate directory}"
 	WORK=$(mktemp -d "${TMPDIR:-/tmp}/hk-test.XXXXXX")
 	trap 'stop_server; rm -rf "$WORK"' EXIT
+	# A FIFO nobody writes to: read -t on it is a sleep without a fork.
+	mkfifo "$WORK/.nap" && exec 9<>"$WORK/.nap"
 	cd "$HK_CERTS" || exit 1
 }
+
+# In the UML guest every fork and exec costs tens of milliseconds, so
+# the helpers polled in loops stay inside bash.
+nap() { read -r -t "$1" -u 9 _ || true; }
 
 pass() {
 	PASSED=$((PASSED + 1))
@@ -45,41 +51,52 @@ check() {
 	if "$@"; then pass "$name"; else fail "$name" "$*"; fi
 }
 
-has() { grep -qF -- "$2" "$1"; }
+has() {
+	local text=
+	[ -r "$1" ] || return 1
+	IFS= read -r -d '' text <"$1"
+	[[ $text == *"$2"* ]]
+}
 
 # wait_for_line FILE TEXT: up to 5 s for another process to write TEXT.
 wait_for_line() {
 	local i
-	for i in $(seq 100); do
+	for ((i = 0; i < 100; i++)); do
 		has "$1" "$2" && return 0
-		sleep 0.05
+		nap 0.05
 	done
 	return 1
 }
 
-# new_log NAME: a fresh file name. A background job creates its log only
-# when it starts, so reusing a name could show the last run's contents.
+# new_log VAR NAME: set VAR to a fresh file name. A background job
+# creates its log only when it starts, so reusing a name could show the
+# last run's contents. (Not $(...): the count must survive the call.)
 new_log() {
 	LOGS=$((LOGS + 1))
-	echo "$WORK/$1.$LOGS.log"
+	printf -v "$1" '%s/%s.%d.log' "$WORK" "$2" "$LOGS"
 }
 
 # start_server ARGS...: our server on a free port; sets PORT, SRV_PID, SRV_LOG.
 start_server() {
-	SRV_LOG=$(new_log server)
-	"$SERVER" -p 0 "$@" >"$SRV_LOG" 2>&1 &
+	new_log SRV_LOG server
+	# Bounded: a test that never connects must not hang the suite.
+	timeout 300 "$SERVER" -p 0 "$@" >"$SRV_LOG" 2>&1 &
 	SRV_PID=$!
 	wait_for_port "$SRV_LOG" 'Server listening on port '
 }
 
 # wait_for_port LOG PREFIX: up to 20 s for PREFIX<port> in LOG; sets PORT.
 wait_for_port() {
-	local i
+	local i text re="(^|"$'\n'")$2([0-9]+)"$'\n'
 	PORT=
-	for i in $(seq 400); do
-		PORT=$(sed -n "s/^$2\\([0-9][0-9]*\\).*/\\1/p" "$1" | head -n 1)
-		[ -n "$PORT" ] && return 0
-		sleep 0.05
+	for ((i = 0; i < 400; i++)); do
+		text=
+		[ -r "$1" ] && IFS= read -r -d '' text <"$1"
+		if [[ $text =~ $re ]]; then
+			PORT=${BASH_REMATCH[2]}
+			return 0
+		fi
+		nap 0.05
 	done
 	echo "server did not start:" >&2
 	cat "$1" >&2
