@@ -60,36 +60,55 @@ conn_handshake(struct conn *c)
 	return -1;
 }
 
-/* Ask the kernel whether the NIC took a direction (see ktls_diag.c). */
+/* What the kernel's per-socket report says of one active direction. */
 static void
-note_hardware(struct conn *c)
+confirm_dir(struct conn *c, enum ktls_dir dir, int conf)
+{
+	if (!ktls_active(c->k, dir))
+		return;
+	if (conf == TLS_CONF_HW || conf == TLS_CONF_HW_RECORD)
+		ktls_set_hardware(c->k, dir);
+	else if (conf != TLS_CONF_SW)
+		snprintf(c->unconfirmed, sizeof(c->unconfirmed), "the kernel "
+		    "reports kTLS %s as %s", dir == KTLS_TX ? "TX" : "RX",
+		    ktls_diag_conf_name(conf));
+}
+
+/*
+ * The status lines come from the kernel's own report for this socket
+ * (sock_diag, see ktls_diag.c): software, or the NIC.
+ */
+static void
+confirm_with_kernel(struct conn *c)
 {
 	struct ktls_diag d;
-	char err[128];
+	char err[sizeof(c->unconfirmed) - 64];
 
-	if (ktls_diag_query(c->fd, &d, err, sizeof(err)) < 0)
+	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
 		return;
-	if (d.txconf == TLS_CONF_HW || d.txconf == TLS_CONF_HW_RECORD)
-		ktls_set_hardware(c->k, KTLS_TX);
-	if (d.rxconf == TLS_CONF_HW || d.rxconf == TLS_CONF_HW_RECORD)
-		ktls_set_hardware(c->k, KTLS_RX);
+	if (ktls_diag_query(c->fd, &d, err, sizeof(err)) < 0 || !d.has_ulp) {
+		snprintf(c->unconfirmed, sizeof(c->unconfirmed), "the kernel's "
+		    "per-socket report is unavailable (%s)", err[0] ? err :
+		    "no ULP info; needs CAP_NET_ADMIN");
+		return;
+	}
+	confirm_dir(c, KTLS_TX, d.txconf);
+	confirm_dir(c, KTLS_RX, d.rxconf);
 }
 
 int
 conn_offload(struct conn *c, enum hk_ktls_mode mode)
 {
-	int d;
+	int d, ret;
 
 	if (mode == HK_KTLS_OFF) {
 		ktls_disable(c->k, "disabled with --ktls off");
 		return 0;
 	}
-	if (ktls_offload(c->k, c->fd) == 0) {
-		note_hardware(c);
-		ktls_set_rekey_bytes(c->k, c->rekey_bytes);
-		return 0;
-	}
-	if (mode != HK_KTLS_REQUIRE)
+	ret = ktls_offload(c->k, c->fd);
+	confirm_with_kernel(c);
+	ktls_set_rekey_bytes(c->k, c->rekey_bytes);
+	if (ret == 0 || mode != HK_KTLS_REQUIRE)
 		return 0;
 	d = ktls_active(c->k, KTLS_RX) ? KTLS_TX : KTLS_RX;
 	snprintf(c->err, sizeof(c->err), "kTLS required but %s stayed in "

@@ -21,6 +21,7 @@ struct conn {
 	int failed; /* a fatal error: no close_notify on close */
 	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
+	char unconfirmed[200];          /* why the kernel did not confirm kTLS */
 	char *rbuf;                     /* bytes read past a protocol line */
 	size_t roff, rlen;
 	char err[320];

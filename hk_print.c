@@ -56,6 +56,8 @@ hk_print_ktls(const struct conn *c)
 	printf("%s\n", line);
 	ktls_status_line(c->k, KTLS_RX, line, sizeof(line));
 	printf("%s\n", line);
+	if (c->unconfirmed[0] != '\0')
+		printf("note: %s\n", c->unconfirmed);
 }
 
 /* One direction the NIC could have taken but the socket did not. */
