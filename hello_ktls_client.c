@@ -258,14 +258,6 @@ exchange(struct conn *c, const struct hk_config *cfg, enum op op)
 	}
 }
 
-static void
-tune(struct conn *c, const struct hk_config *cfg)
-{
-	if (cfg->rx_expect_no_pad && ktls_rx_expect_no_pad(c->k) < 0)
-		printf("notice: --rx-expect-no-pad not used: %s\n",
-		    ktls_error(c->k));
-}
-
 static int
 run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 {
@@ -289,25 +281,11 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 		    "certificate against '%s'", cfg->host);
 		goto out;
 	}
-	printf("Performing TLS handshake...\n");
-	if (conn_handshake(&c) < 0)
+	if (hk_session_start(&c, cfg, "Server", &counters) < 0)
 		goto out;
-	printf("TLS handshake completed successfully\n");
-	hk_print_session(&c, "Server");
-	c.rekey_bytes = cfg->key_update_bytes;
-	/* Before the switch, so that the connection's own counts show. */
-	if (cfg->stats)
-		hk_counters_begin(&c, &counters);
-	if (conn_offload(&c, cfg->ktls) < 0)
-		goto out;
-	hk_print_ktls(&c);
-	hk_print_offload_note(&c);
-	tune(&c, cfg);
 	if (exchange(&c, cfg, op) < 0)
 		goto out;
-	if (cfg->stats)
-		hk_counters_end(&c, &counters);
-	hk_print_key_updates(&c);
+	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
 	if (ret != 0)

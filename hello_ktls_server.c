@@ -192,18 +192,6 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 	return 0;
 }
 
-/* Optional kernel features: a notice where missing, never fatal. */
-static void
-tune(struct conn *c, const struct hk_config *cfg)
-{
-	if (cfg->zerocopy && ktls_tx_zerocopy(c->k) < 0)
-		printf("notice: --zerocopy-sendfile not used: %s\n",
-		    ktls_error(c->k));
-	if (cfg->rx_expect_no_pad && ktls_rx_expect_no_pad(c->k) < 0)
-		printf("notice: --rx-expect-no-pad not used: %s\n",
-		    ktls_error(c->k));
-}
-
 static int
 serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
     const char *peer)
@@ -216,29 +204,15 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
 	printf("Client connected from %s\n", peer);
 	if (conn_init(&c, ctx, fd, cfg->timeout) < 0)
 		goto out;
-	printf("Performing TLS handshake...\n");
-	if (conn_handshake(&c) < 0)
+	if (hk_session_start(&c, cfg, "Client", &counters) < 0)
 		goto out;
-	printf("TLS handshake completed successfully\n");
-	hk_print_session(&c, "Client");
-	c.rekey_bytes = cfg->key_update_bytes;
-	/* Before the switch, so that the connection's own counts show. */
-	if (cfg->stats)
-		hk_counters_begin(&c, &counters);
-	if (conn_offload(&c, cfg->ktls) < 0)
-		goto out;
-	hk_print_ktls(&c);
-	hk_print_offload_note(&c);
-	tune(&c, cfg);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
 		goto out;
 	}
 	if (exchange(&c, cfg, rootfd, buf) < 0)
 		goto out;
-	if (cfg->stats)
-		hk_counters_end(&c, &counters);
-	hk_print_key_updates(&c);
+	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
 	if (ret < 0)

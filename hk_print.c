@@ -152,3 +152,45 @@ hk_print_text(const char *prefix, const void *buf, size_t len)
 		putchar(isprint(p[i]) ? p[i] : '.');
 	putchar('\n');
 }
+
+/* Optional kernel features: a notice where missing, never fatal. */
+static void
+tune(struct conn *c, const struct hk_config *cfg)
+{
+	if (cfg->zerocopy && ktls_tx_zerocopy(c->k) < 0)
+		printf("notice: --zerocopy-sendfile not used: %s\n",
+		    ktls_error(c->k));
+	if (cfg->rx_expect_no_pad && ktls_rx_expect_no_pad(c->k) < 0)
+		printf("notice: --rx-expect-no-pad not used: %s\n",
+		    ktls_error(c->k));
+}
+
+int
+hk_session_start(struct conn *c, const struct hk_config *cfg,
+    const char *peer, struct hk_counters *counters)
+{
+	printf("Performing TLS handshake...\n");
+	if (conn_handshake(c) < 0)
+		return -1;
+	printf("TLS handshake completed successfully\n");
+	hk_print_session(c, peer);
+	c->rekey_bytes = cfg->key_update_bytes;
+	/* Before the switch, so that the connection's own counts show. */
+	if (cfg->stats)
+		hk_counters_begin(c, counters);
+	if (conn_offload(c, cfg->ktls) < 0)
+		return -1;
+	hk_print_ktls(c);
+	hk_print_offload_note(c);
+	tune(c, cfg);
+	return 0;
+}
+
+void
+hk_session_end(struct conn *c, const struct hk_config *cfg,
+    struct hk_counters *counters)
+{
+	if (cfg->stats)
+		hk_counters_end(c, counters);
+	hk_print_key_updates(c);
+}

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "conn.h"
+#include "hk_config.h"
 #include "ktls_nic.h"
 
 /* Counters before a transfer, for --stats. */
@@ -28,6 +29,19 @@ void hk_print_session(struct conn *c, const char *peer_title);
 
 /* The two kTLS status lines. */
 void hk_print_ktls(const struct conn *c);
+
+/*
+ * Both programs' path from a connected socket to kTLS, with its output:
+ * the handshake, the session and certificate, the switch and its status
+ * lines, the optional kernel features. peer is "Client" or "Server".
+ * 0, or -1 with c->err.
+ */
+int hk_session_start(struct conn *c, const struct hk_config *cfg,
+    const char *peer, struct hk_counters *counters);
+
+/* After the exchange: --stats changes and KeyUpdate counts. */
+void hk_session_end(struct conn *c, const struct hk_config *cfg,
+    struct hk_counters *counters);
 
 /*
  * Where the egress NIC advertises TLS offload but the kernel kept a
