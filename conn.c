@@ -31,6 +31,12 @@ set_timeout(int fd, int secs)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 }
 
+void
+conn_set_timeout(struct conn *c, int secs)
+{
+	set_timeout(c->fd, secs);
+}
+
 int
 conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout)
 {

@@ -33,6 +33,9 @@ struct conn {
  */
 int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout);
 
+/* Bound every later network wait (send and receive) by secs. */
+void conn_set_timeout(struct conn *c, int secs);
+
 /* The TLS handshake, in the role of the SSL_CTX. */
 int conn_handshake(struct conn *c);
 

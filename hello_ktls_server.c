@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -192,6 +193,54 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 	return 0;
 }
 
+/*
+ * Per-client deadlines and shutdown. Each client has its own process,
+ * so a whole-handshake deadline is an alarm: SO_RCVTIMEO alone would let
+ * a client that sends a byte every few seconds hold on forever. The
+ * handlers only use async-signal-safe calls on prepared messages.
+ */
+static struct conn *current;
+static char deadline_msg[256], stop_msg[256];
+
+static void
+on_deadline(int sig)
+{
+	(void)sig;
+	(void)!write(STDERR_FILENO, deadline_msg, strlen(deadline_msg));
+	_exit(1);
+}
+
+/* The server is shutting down: close_notify through kTLS where it is on. */
+static void
+on_child_stop(int sig)
+{
+	(void)sig;
+	if (current != NULL && current->k != NULL &&
+	    ktls_active(current->k, KTLS_TX))
+		ktls_close_notify(current->k);
+	(void)!write(STDERR_FILENO, stop_msg, strlen(stop_msg));
+	_exit(1);
+}
+
+static void
+deadline_arm(const char *peer, int secs)
+{
+	struct sigaction sa;
+
+	snprintf(deadline_msg, sizeof(deadline_msg), "hello_ktls_server: client "
+	    "%s: handshake not finished within %d s (--handshake-timeout)\n",
+	    peer, secs);
+	snprintf(stop_msg, sizeof(stop_msg), "hello_ktls_server: client %s: "
+	    "closed, the server is shutting down\n", peer);
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_deadline;
+	sigaction(SIGALRM, &sa, NULL);
+	sa.sa_handler = on_child_stop;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	alarm((unsigned)secs);
+}
+
 static int
 serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
     const char *peer)
@@ -202,10 +251,14 @@ serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
 	int ret = -1;
 
 	printf("Client connected from %s\n", peer);
-	if (conn_init(&c, ctx, fd, cfg->timeout) < 0)
+	if (conn_init(&c, ctx, fd, cfg->handshake_timeout) < 0)
 		goto out;
+	current = &c;
+	deadline_arm(peer, cfg->handshake_timeout);
 	if (hk_session_start(&c, cfg, "Client", &counters) < 0)
 		goto out;
+	alarm(0);
+	conn_set_timeout(&c, cfg->idle_timeout);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
 		goto out;
@@ -220,6 +273,8 @@ out:
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	if (conn_close(&c) == 0 && ret == 0)
 		printf("Connection with %s closed\n", peer);
+	alarm(0);
+	current = NULL;
 	free(buf);
 	conn_free(&c);
 	return ret;
@@ -232,25 +287,85 @@ on_child(int sig)
 	(void)sig;
 }
 
+struct children {
+	pid_t *pid;
+	int n, max;
+};
+
 static void
-reap(void)
+reap(struct children *ch)
 {
-	while (waitpid(-1, NULL, WNOHANG) > 0)
-		;
+	pid_t pid;
+	int i;
+
+	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
+		for (i = 0; i < ch->n; i++)
+			if (ch->pid[i] == pid) {
+				ch->pid[i] = ch->pid[--ch->n];
+				break;
+			}
+}
+
+/* Stop accepting; let clients finish for --grace, then end the rest. */
+static void
+shut_down(struct children *ch, int grace)
+{
+	struct timespec nap = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
+	int i, ticks;
+
+	printf("Shutting down: %d client(s) still connected\n", ch->n);
+	for (ticks = 0; ch->n > 0 && ticks < grace * 10; ticks++) {
+		nanosleep(&nap, NULL);
+		reap(ch);
+	}
+	for (i = 0; i < ch->n; i++)
+		kill(ch->pid[i], SIGTERM);
+	while (ch->n > 0 && waitpid(-1, NULL, 0) > 0)
+		reap(ch);
+	reap(ch);
+}
+
+/* One accepted client: its own process, unless over the limit. */
+static void
+spawn(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd,
+    struct children *ch, int fd, const char *peer)
+{
+	pid_t pid;
+
+	if (ch->n >= ch->max) {
+		hk_warn("refusing client %s: %d connections open "
+		    "(--max-connections)", peer, ch->n);
+		close(fd);
+		return;
+	}
+	fflush(stdout);
+	if ((pid = fork()) == 0) {
+		close(lfd);
+		_exit(serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1);
+	}
+	if (pid < 0)
+		hk_warn("client %s: cannot fork: %s", peer, strerror(errno));
+	else
+		ch->pid[ch->n++] = pid;
+	close(fd);
 }
 
 /* Serve until SIGINT/SIGTERM, a process per client. */
 static int
 serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
 {
+	struct children ch = { .max = cfg->max_connections };
 	struct sockaddr_storage ss;
 	socklen_t len;
 	char peer[INET6_ADDRSTRLEN + 16];
-	pid_t pid;
 	int fd;
 
+	if (!cfg->once && (ch.pid = calloc((size_t)ch.max, sizeof(pid_t))) == NULL) {
+		hk_warn("out of memory");
+		return 1;
+	}
 	while (!stopping) {
-		reap();
+		reap(&ch);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -263,16 +378,11 @@ serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
 			close(lfd);
 			return serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1;
 		}
-		fflush(stdout);
-		if ((pid = fork()) == 0) {
-			close(lfd);
-			_exit(serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1);
-		}
-		if (pid < 0)
-			hk_warn("client %s: cannot fork: %s", peer, strerror(errno));
-		close(fd);
+		spawn(ctx, cfg, rootfd, lfd, &ch, fd, peer);
 	}
-	printf("Shutting down\n");
+	close(lfd);
+	shut_down(&ch, cfg->grace);
+	free(ch.pid);
 	return 0;
 }
 
@@ -348,8 +458,6 @@ main(int argc, char **argv)
 	ret = serve_forever(ctx, &cfg, rootfd, lfd);
 	if (rootfd >= 0)
 		close(rootfd);
-	if (!cfg.once)
-		close(lfd);
 	SSL_CTX_free(ctx);
 	return ret;
 }

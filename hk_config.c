@@ -19,7 +19,8 @@ enum opt_id {
 	OPT_CIPHERS, OPT_CIPHERSUITES, OPT_KTLS, OPT_MESSAGE, OPT_TIMEOUT,
 	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION, OPT_KEY_UPDATE_BYTES,
 	OPT_GET, OPT_BENCH, OPT_DIRECTION, OPT_BENCH_PATH, OPT_ROOT,
-	OPT_ZEROCOPY, OPT_NO_PAD, OPT_STATS,
+	OPT_ZEROCOPY, OPT_NO_PAD, OPT_STATS, OPT_HS_TIMEOUT, OPT_IDLE_TIMEOUT,
+	OPT_MAX_CONN, OPT_GRACE,
 };
 
 #define FOR_CLIENT 1
@@ -39,7 +40,14 @@ static const struct {
 	{ { "ciphersuites", required_argument, NULL, OPT_CIPHERSUITES }, FOR_BOTH },
 	{ { "ktls", required_argument, NULL, OPT_KTLS }, FOR_BOTH },
 	{ { "message", required_argument, NULL, OPT_MESSAGE }, FOR_BOTH },
-	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, FOR_BOTH },
+	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, FOR_CLIENT },
+	{ { "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
+	    FOR_SERVER },
+	{ { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
+	    FOR_SERVER },
+	{ { "max-connections", required_argument, NULL, OPT_MAX_CONN },
+	    FOR_SERVER },
+	{ { "grace", required_argument, NULL, OPT_GRACE }, FOR_SERVER },
 	{ { "key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES },
 	    FOR_BOTH },
 	{ { "help", no_argument, NULL, OPT_HELP }, FOR_BOTH },
@@ -110,7 +118,12 @@ static const char server_usage[] =
     "      --rx-expect-no-pad   TLS 1.3: let kTLS RX decrypt in place\n"
     "      --stats              show kernel and NIC TLS counter changes\n"
     "      --once               serve one client, then exit\n"
-    "      --timeout SECS       drop a client silent this long (10)\n"
+    "      --handshake-timeout S  drop a client whose handshake takes\n"
+    "                           longer than S seconds (10)\n"
+    "      --idle-timeout S     drop a client silent this long after (60)\n"
+    "      --max-connections N  refuse clients beyond N at once (1024)\n"
+    "      --grace S            at SIGTERM/SIGINT, let clients finish\n"
+    "                           for S seconds (10)\n"
     "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
     "                           1M, ...; default: before the cipher's limit)\n"
     "  -h, --help               this help\n"
@@ -137,6 +150,10 @@ defaults(struct hk_config *c, enum hk_role role)
 	c->port = "8443";
 	c->ktls = HK_KTLS_AUTO;
 	c->timeout = 10;
+	c->handshake_timeout = 10;
+	c->idle_timeout = 60;
+	c->max_connections = 1024;
+	c->grace = 10;
 	c->host = "127.0.0.1";
 	c->direction = "down";
 	c->bench_sendfile = 1;
@@ -208,9 +225,19 @@ set_value(struct hk_config *c, int id, const char *arg, char *err,
 		c->port = arg;
 		return 0;
 	case OPT_TIMEOUT:
-		if (parse_number(arg, 1, 86400, &n) < 0)
+	case OPT_HS_TIMEOUT:
+	case OPT_IDLE_TIMEOUT:
+	case OPT_GRACE:
+		if (parse_number(arg, id == OPT_GRACE ? 0 : 1, 86400, &n) < 0)
 			goto bad;
-		c->timeout = (int)n;
+		*(id == OPT_TIMEOUT ? &c->timeout : id == OPT_HS_TIMEOUT ?
+		    &c->handshake_timeout : id == OPT_IDLE_TIMEOUT ?
+		    &c->idle_timeout : &c->grace) = (int)n;
+		return 0;
+	case OPT_MAX_CONN:
+		if (parse_number(arg, 1, 1000000, &n) < 0)
+			goto bad;
+		c->max_connections = (int)n;
 		return 0;
 	case OPT_BENCH:
 		if (hk_parse_size(arg, &c->bench) < 0 || c->bench == 0)
@@ -256,6 +283,10 @@ bad:
 	snprintf(err, errlen, "invalid value for %s: '%s'",
 	    id == OPT_PORT ? "--port (0-65535)" :
 	    id == OPT_TIMEOUT ? "--timeout (1-86400 seconds)" :
+	    id == OPT_HS_TIMEOUT ? "--handshake-timeout (1-86400 seconds)" :
+	    id == OPT_IDLE_TIMEOUT ? "--idle-timeout (1-86400 seconds)" :
+	    id == OPT_GRACE ? "--grace (0-86400 seconds)" :
+	    id == OPT_MAX_CONN ? "--max-connections (1-1000000)" :
 	    id == OPT_TLS_VERSION ? "--tls-version (1.2 or 1.3)" :
 	    id == OPT_KEY_UPDATE_BYTES ? "--key-update-bytes (a size like 1M)" :
 	    id == OPT_BENCH ? "--bench (a size like 512M)" :

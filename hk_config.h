@@ -40,6 +40,10 @@ struct hk_config {
 	const char *bind;
 	const char *root;         /* --root DIR */
 	int once, echo, zerocopy;
+	int handshake_timeout;    /* whole-handshake deadline, seconds */
+	int idle_timeout;         /* longest silence after it */
+	int max_connections;
+	int grace;                /* seconds to let clients finish at shutdown */
 };
 
 /*

@@ -246,7 +246,65 @@ test_bench() {
 	    "bench size" 2 "invalid value for --bench" "$CLIENT" --bench 12Q
 }
 
+# idle_conns N SECS: N raw TCP connections to PORT that say nothing for SECS.
+idle_conns() {
+	python3 -c 'import socket, sys, time
+s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]
+print("open", flush=True)
+time.sleep(float(sys.argv[3]))' "$PORT" "$1" "$2" >"$WORK/idle.log" 2>&1 &
+	IDLE_PID=$!
+	wait_for_line "$WORK/idle.log" open
+}
+
+# Deadlines and limits: silent clients are dropped on time, a server at
+# its limit refuses quickly, and good clients are served throughout.
+test_limits() {
+	local t0
+	start_server --handshake-timeout 2 --max-connections 20
+	idle_conns 10 5
+	t0=$SECONDS
+	run_client "$WORK/c.log"
+	check "a good client is served while 10 silent ones wait" \
+	    test "$CLI_RC" -eq 0 -a $((SECONDS - t0)) -le 2
+	sleep 3
+	check "silent clients dropped at --handshake-timeout" \
+	    test "$(grep -c 'handshake not finished within 2 s (--handshake-timeout)' "$SRV_LOG")" -eq 10
+	wait "$IDLE_PID"
+	stop_server
+
+	start_server --handshake-timeout 2 --max-connections 3
+	idle_conns 3 4
+	wait_for_line "$SRV_LOG" "Client connected" && nap 0.5
+	run_client "$WORK/c.log"
+	check "over --max-connections: refused at once" test "$CLI_RC" -eq 1
+	check "over --max-connections: the refusal is logged" \
+	    wait_for_line "$SRV_LOG" "connections open (--max-connections)"
+	wait "$IDLE_PID"
+	sleep 0.5
+	run_client "$WORK/c.log"
+	check "below the limit again: a good client is served" test "$CLI_RC" -eq 0
+	stop_server
+}
+
+# SIGTERM: stop accepting, give open clients --grace, then end them.
+test_shutdown() {
+	local rc=0 t0
+	start_server --grace 1 --handshake-timeout 30
+	idle_conns 1 10
+	wait_for_line "$SRV_LOG" "Client connected"
+	t0=$SECONDS
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	kill "$IDLE_PID" 2>/dev/null
+	check "SIGTERM: exit 0 within the grace period" test "$rc" -eq 0 -a $((SECONDS - t0)) -le 4
+	check "SIGTERM: the open client is told and closed" \
+	    has "$SRV_LOG" "closed, the server is shutting down"
+}
+
 test_fallback
+test_limits
+test_shutdown
 test_get
 test_bench
 test_keylog
