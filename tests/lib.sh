@@ -27,9 +27,17 @@ hk_init() {
 # the helpers polled in loops stay inside bash.
 nap() { read -r -t "$1" -u 9 _ || true; }
 
+# Each result line ends with the seconds since the previous one.
+LAST=$SECONDS
+took() {
+	TOOK="[$((SECONDS - LAST)) s]"
+	LAST=$SECONDS
+}
+
 pass() {
 	PASSED=$((PASSED + 1))
-	echo "ok - $1"
+	took
+	echo "ok - $1 $TOOK"
 }
 
 # fail NAME WHY [LOG...]: report, then show the logs that explain it.
@@ -37,7 +45,8 @@ fail() {
 	local name=$1 why=$2 f
 	shift 2
 	FAILED=$((FAILED + 1))
-	echo "FAIL - $name: $why"
+	took
+	echo "FAIL - $name: $why $TOOK"
 	for f in "$@"; do
 		[ -f "$f" ] && sed 's/^/    | /' "$f" | tail -n 40
 	done
