@@ -21,6 +21,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 
 #include "conn.h"
@@ -95,7 +96,8 @@ listen_on(const char *bind_addr, const char *port, char *err, size_t errlen)
 		}
 		freeaddrinfo(res);
 	}
-	if (fd < 0 || listen(fd, 128) < 0) {
+	/* A burst of clients waits in the backlog, not in SYN retries. */
+	if (fd < 0 || listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "cannot listen on %s port %s: %s",
 		    bind_addr ? bind_addr : "all addresses", port, strerror(errno));
 		if (fd >= 0)
@@ -360,16 +362,25 @@ serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
 	char peer[INET6_ADDRSTRLEN + 16];
 	int fd;
 
+	struct timeval tick = { .tv_sec = 1 };
+
 	if (!cfg->once && (ch.pid = calloc((size_t)ch.max, sizeof(pid_t))) == NULL) {
 		hk_warn("out of memory");
 		return 1;
 	}
+	/*
+	 * accept() wakes at least once a second: a SIGCHLD that lands just
+	 * before it blocks must not leave a child unreaped (and counted
+	 * against --max-connections) until the next client.
+	 */
+	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
 	while (!stopping) {
 		reap(&ch);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno != EINTR && errno != ECONNABORTED)
+			if (errno != EINTR && errno != ECONNABORTED &&
+			    errno != EAGAIN)
 				hk_warn("accept: %s", strerror(errno));
 			continue;
 		}

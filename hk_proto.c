@@ -87,16 +87,39 @@ hk_proto_format_stats(char *buf, size_t len, const struct hk_stats *s)
 	    s->seconds, s->user, s->sys, s->path);
 }
 
+/* strtoull/strtod report overflow; sscanf's %llu would be undefined. */
+static int
+parse_double(const char *s, double *out)
+{
+	char *end;
+
+	if (*s < '0' || *s > '9')
+		return -1;
+	errno = 0;
+	*out = strtod(s, &end);
+	return errno == 0 && *end == '\0' ? 0 : -1;
+}
+
 int
 hk_proto_parse_stats(const char *line, struct hk_stats *s)
 {
-	char path[24];
+	char copy[256], *f[6], *save = NULL;
+	int n = 0;
 
 	memset(s, 0, sizeof(*s));
 	if (!hk_proto_is_line(line, strlen(line)) ||
-	    sscanf(line + MAGIC_LEN, "STATS %llu %lf %lf %lf %23s", &s->bytes,
-	    &s->seconds, &s->user, &s->sys, path) != 5)
+	    strlen(line) >= sizeof(copy))
 		return -1;
-	snprintf(s->path, sizeof(s->path), "%s", path);
+	memcpy(copy, line + MAGIC_LEN, strlen(line + MAGIC_LEN) + 1);
+	for (char *t = strtok_r(copy, " ", &save); t != NULL && n < 6;
+	    t = strtok_r(NULL, " ", &save))
+		f[n++] = t;
+	if (n != 6 || strtok_r(NULL, " ", &save) != NULL ||
+	    strcmp(f[0], "STATS") != 0 || parse_u64(f[1], &s->bytes) < 0 ||
+	    parse_double(f[2], &s->seconds) < 0 ||
+	    parse_double(f[3], &s->user) < 0 || parse_double(f[4], &s->sys) < 0 ||
+	    strlen(f[5]) >= sizeof(s->path))
+		return -1;
+	memcpy(s->path, f[5], strlen(f[5]) + 1);
 	return 0;
 }
