@@ -102,6 +102,18 @@ confirm_with_kernel(struct conn *c)
 	confirm_dir(c, KTLS_RX, d.rxconf);
 }
 
+/*
+ * Where RX stays in OpenSSL, let it read ahead: a record then costs one
+ * read() instead of two (header, body). Never before the switch to
+ * kTLS, which must find nothing buffered inside OpenSSL.
+ */
+static void
+userspace_tune(struct conn *c)
+{
+	if (!ktls_active(c->k, KTLS_RX))
+		SSL_set_read_ahead(c->ssl, 1);
+}
+
 int
 conn_offload(struct conn *c, enum hk_ktls_mode mode)
 {
@@ -109,10 +121,12 @@ conn_offload(struct conn *c, enum hk_ktls_mode mode)
 
 	if (mode == HK_KTLS_OFF) {
 		ktls_disable(c->k, "disabled with --ktls off");
+		userspace_tune(c);
 		return 0;
 	}
 	ret = ktls_offload(c->k, c->fd);
 	confirm_with_kernel(c);
+	userspace_tune(c);
 	ktls_set_rekey_bytes(c->k, c->rekey_bytes);
 	if (ret == 0 || mode != HK_KTLS_REQUIRE)
 		return 0;

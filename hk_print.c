@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
 #include <string.h>
 
 #include "hk_print.h"
@@ -18,17 +19,28 @@ hk_print_init(const char *prog)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
+/*
+ * One write() per line: the server's children share stderr, and a line
+ * written in pieces can be cut into by another process.
+ */
 void
 hk_warn(const char *fmt, ...)
 {
+	char line[1024];
 	va_list ap;
+	int n, m;
 
 	fflush(stdout);
-	fprintf(stderr, "%s: ", progname);
+	n = snprintf(line, sizeof(line), "%s: ", progname);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	if (m < 0)
+		m = 0;
+	n += (size_t)m < sizeof(line) - (size_t)n - 1 ? m :
+	    (int)(sizeof(line) - (size_t)n - 2);
+	line[n++] = '\n';
+	(void)!write(STDERR_FILENO, line, (size_t)n);
 }
 
 void

@@ -4,18 +4,21 @@
  * A loopback TCP pair; TCP_ULP "tls" on both ends, TLS_TX (TLS 1.3, the
  * chosen cipher, a fixed dummy key) on the sending end and TLS_RX with the
  * same key on the receiving end. A child process sends N bytes with write()
- * in CHUNK-byte pieces (or with sendfile() from a memfd, --sendfile); the
- * parent receives them with recvmsg() and a TLS_GET_RECORD_TYPE control
- * buffer, as any kTLS reader must, and times the transfer. No handshake, no
- * TLS library: this is the fastest our programs' I/O loops could be on this
- * kernel, and what bench.sh compares them against.
+ * (or with sendfile() from a memfd, --sendfile), WRITE-SIZE bytes a call;
+ * the parent receives them with recvmsg(), READ-SIZE bytes a call, and a
+ * TLS_GET_RECORD_TYPE control buffer, as any kTLS reader must, and times
+ * the transfer. No handshake, no TLS library: with the same call sizes as
+ * our programs, this is the fastest their I/O loops could be on this kernel,
+ * and what bench.sh compares them against.
  *
  *   ktls_pair_bench [--cipher aes-128-gcm|aes-256-gcm|chacha20-poly1305]
- *                   [--bytes N[K|M|G]] [--chunk N[K|M]] [--sendfile]
- *                   [--plain] [--timeout SECS]
+ *                   [--bytes N] [--write-size N] [--read-size N]
+ *                   [--sendfile] [--plain] [--timeout SECS]
  *
+ * Sizes take K, M, G (2^10, 2^20, 2^30); defaults 256M, 16K, 16K.
  * --plain skips kTLS (a plain TCP pair, for scale). Prints one line,
- *   PAIR bytes=N seconds=S gbps=G cipher=C path=P tx_cpu_per_gb=T rx_cpu_per_gb=R
+ *   PAIR bytes=N seconds=S gbps=G cipher=C path=write|sendfile
+ *        write_size=W read_size=Z tx_cpu_per_gb=T rx_cpu_per_gb=R
  * where gbps is 10^9 bits per second and *_cpu_per_gb is user+system CPU
  * seconds per 10^9 bytes of the sender and the receiver process.
  *
@@ -81,7 +84,7 @@ static const struct cipher {
 struct opts {
 	const struct cipher *cipher; /* NULL with --plain */
 	unsigned long long bytes;
-	size_t chunk; /* 0: write 16 KiB, sendfile the rest of the memfd */
+	size_t wsize, rsize; /* bytes per write()/sendfile(), per recvmsg() */
 	int sendfile;
 	unsigned timeout;
 };
@@ -104,21 +107,24 @@ die(int status, const char *fmt, ...)
 	exit(status);
 }
 
+static void usage(int status) __attribute__((noreturn));
+
 static void
-usage(void)
+usage(int status)
 {
+	FILE *f = status == 0 ? stdout : stderr;
 	size_t i;
 
-	fprintf(stderr,
-	    "usage: %s [--cipher NAME] [--bytes N[K|M|G]] [--chunk N[K|M]]\n"
-	    "       [--sendfile] [--plain] [--timeout SECS]\n"
+	fprintf(f,
+	    "usage: %s [--cipher NAME] [--bytes N] [--write-size N]\n"
+	    "       [--read-size N] [--sendfile] [--plain] [--timeout SECS]\n"
 	    "ciphers (TLS 1.3):",
 	    prog);
 	for (i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
-		fprintf(stderr, " %s", ciphers[i].name);
-	fprintf(stderr, "\ndefaults: aes-128-gcm, 256M, write() in 16K "
-			"pieces, timeout 120 s\n");
-	exit(2);
+		fprintf(f, " %s", ciphers[i].name);
+	fprintf(f, "\nsizes take K, M, G; defaults: aes-128-gcm, 256M, "
+		   "16K writes, 16K reads, timeout 120 s\n");
+	exit(status);
 }
 
 /* A size with an optional binary suffix: 64K, 256M, 1G. */
@@ -142,6 +148,17 @@ parse_size(const char *opt, const char *s)
 	return v * mult;
 }
 
+/* One call's worth: at most the memfd that sendfile() sends from. */
+static size_t
+parse_io_size(const char *opt, const char *s)
+{
+	unsigned long long v = parse_size(opt, s);
+
+	if (v > MEMFD_SIZE)
+		die(2, "%s: at most %u bytes", opt, MEMFD_SIZE);
+	return (size_t)v;
+}
+
 static const struct cipher *
 cipher_find(const char *name)
 {
@@ -159,32 +176,29 @@ parse_args(int argc, char **argv, struct opts *o)
 	int i;
 
 	*o = (struct opts){ .cipher = &ciphers[0], .bytes = 256ull << 20,
-		.timeout = 120 };
+		.wsize = 16384, .rsize = 16384, .timeout = 120 };
 	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-		int takes = strcmp(a, "--cipher") == 0 ||
-		    strcmp(a, "--bytes") == 0 || strcmp(a, "--chunk") == 0 ||
-		    strcmp(a, "--timeout") == 0;
+		const char *a = argv[i];
+		int more = i + 1 < argc; /* a value follows */
 
-		if (takes && v == NULL)
-			die(2, "%s needs a value", a);
-		if (strcmp(a, "--cipher") == 0)
-			o->cipher = cipher_find(v);
-		else if (strcmp(a, "--bytes") == 0)
-			o->bytes = parse_size(a, v);
-		else if (strcmp(a, "--chunk") == 0) {
-			if (parse_size(a, v) > MEMFD_SIZE)
-				die(2, "--chunk: at most %u", MEMFD_SIZE);
-			o->chunk = (size_t)parse_size(a, v);
-		} else if (strcmp(a, "--timeout") == 0)
-			o->timeout = (unsigned)parse_size(a, v);
-		else if (strcmp(a, "--sendfile") == 0)
+		if (strcmp(a, "--sendfile") == 0)
 			o->sendfile = 1;
 		else if (strcmp(a, "--plain") == 0)
 			o->cipher = NULL;
+		else if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)
+			usage(0);
+		else if (more && strcmp(a, "--cipher") == 0)
+			o->cipher = cipher_find(argv[++i]);
+		else if (more && strcmp(a, "--bytes") == 0)
+			o->bytes = parse_size(a, argv[++i]);
+		else if (more && strcmp(a, "--write-size") == 0)
+			o->wsize = parse_io_size(a, argv[++i]);
+		else if (more && strcmp(a, "--read-size") == 0)
+			o->rsize = parse_io_size(a, argv[++i]);
+		else if (more && strcmp(a, "--timeout") == 0)
+			o->timeout = (unsigned)parse_size(a, argv[++i]);
 		else
-			usage();
-		i += takes;
+			usage(2);
 	}
 }
 
@@ -248,7 +262,7 @@ ktls_install(int fd, int dir, const struct cipher *c)
 static void
 send_write(int fd, const struct opts *o)
 {
-	size_t chunk = o->chunk ? o->chunk : 16384;
+	size_t chunk = o->wsize;
 	unsigned long long left = o->bytes;
 	char *buf = malloc(chunk);
 
@@ -286,8 +300,8 @@ send_sendfile(int fd, const struct opts *o)
 		size_t n = MEMFD_SIZE - (size_t)off;
 		ssize_t w;
 
-		if (o->chunk && n > o->chunk)
-			n = o->chunk;
+		if (n > o->wsize)
+			n = o->wsize;
 		if (n > left)
 			n = (size_t)left;
 		w = sendfile(fd, mfd, &off, n);
@@ -324,7 +338,7 @@ sender(int fd, int go, const struct opts *o)
 static unsigned long long
 receive(int fd, const struct opts *o)
 {
-	size_t chunk = o->chunk ? o->chunk : 16384;
+	size_t chunk = o->rsize;
 	unsigned long long got = 0;
 	char *buf = malloc(chunk);
 	union {
@@ -372,8 +386,8 @@ now(void)
 static double
 cpu_seconds(const struct rusage *ru)
 {
-	return (double)ru->ru_utime.tv_sec + ru->ru_utime.tv_usec / 1e6 +
-	    (double)ru->ru_stime.tv_sec + ru->ru_stime.tv_usec / 1e6;
+	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
+	    (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
 }
 
 int
@@ -417,9 +431,11 @@ main(int argc, char **argv)
 		die(1, "received %llu of %llu bytes", got, o.bytes);
 	gb = (double)got / 1e9;
 	printf("PAIR bytes=%llu seconds=%.4f gbps=%.3f cipher=%s path=%s "
-	       "tx_cpu_per_gb=%.3f rx_cpu_per_gb=%.3f\n",
+	       "write_size=%zu read_size=%zu tx_cpu_per_gb=%.3f "
+	       "rx_cpu_per_gb=%.3f\n",
 	    got, secs, gb * 8 / secs, o.cipher ? o.cipher->name : "none",
-	    o.sendfile ? "sendfile" : "write", cpu_seconds(&child) / gb,
+	    o.sendfile ? "sendfile" : "write", o.wsize, o.rsize,
+	    cpu_seconds(&child) / gb,
 	    (cpu_seconds(&ru1) - cpu_seconds(&ru0)) / gb);
 	return 0;
 }

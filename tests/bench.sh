@@ -1,0 +1,477 @@
+#!/usr/bin/env bash
+# tests/bench.sh - what `make -f Makefile.ktls bench` runs: a small benchmark
+# of our programs next to reference numbers measured in the same run on the
+# same machine, printed as one markdown-style table per question:
+#   (a) bulk throughput of our userspace path (--ktls off) vs `openssl speed`
+#       for the same AEAD (one core's crypto limit);
+#   (b) full mTLS handshakes per second, `openssl s_time -new` against our
+#       server vs against `openssl s_server`, same certificates;
+#   (c) where the kernel has kTLS (natively, else in the UML guest of
+#       tests/uml.sh): our kTLS path vs our userspace path, sendfile vs
+#       write, and ours vs a bare kTLS socket pair (tests/ktls_pair_bench).
+# Not a test: nothing passes or fails; it exits non-zero only when it could
+# not measure at all. Loopback only; every step has a time limit.
+#
+# Environment (sizes take K, M, G = 2^10, 2^20, 2^30):
+#   HK_BENCH_BYTES      bytes per transfer (default 256M; 64M in the guest)
+#   HK_BENCH_UML_BYTES  bytes per transfer in the UML guest only
+#   HK_BENCH_RUNS       repetitions of each transfer and s_time run; the
+#                       median is shown (default 3)
+#   HK_BENCH_CIPHER     aes-128-gcm (default), aes-256-gcm, chacha20-poly1305
+#   HK_BENCH_HS_SECONDS s_time duration (default 5)
+#   HK_UML_BIN, HK_UML_MODULES  another guest kernel, as for tests/uml.sh
+# Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER runs (c)
+# (in the guest) and appends its numbers to RESULTS.
+set -u
+. "$(dirname "$0")/lib.sh"
+PAIR=$HK_ROOT/tests/ktls_pair_bench
+
+say() { echo "bench: $*" >&2; }
+
+# to_bytes SIZE: 256M -> 268435456.
+to_bytes() {
+	local n=${1%[kKmMgG]} mult=1
+	case $1 in
+	*[kK]) mult=1024 ;;
+	*[mM]) mult=$((1024 * 1024)) ;;
+	*[gG]) mult=$((1024 * 1024 * 1024)) ;;
+	esac
+	case $n in
+	'' | *[!0-9]*) echo "bench: not a size: $1" >&2; return 1 ;;
+	esac
+	echo $((n * mult))
+}
+
+# fmt EXPR: a number computed by awk, 2 decimals; "-" if it cannot be.
+fmt() { awk "BEGIN { x = $1; printf \"%.2f\", x }" 2>/dev/null || echo -; }
+
+# ratio A B: A/B as "0.42"; "-" when either is missing or B is 0.
+ratio() {
+	case "$1$2" in *-*|'') echo -; return ;; esac
+	awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f\n", a / b }'
+}
+
+# Results: KEY=VALUE lines in $RESULTS (the guest appends to the same file).
+put() { echo "$1=$2" >>"$RESULTS"; }
+get() {
+	local v
+	v=$(sed -n "s/^$1=//p" "$RESULTS" | tail -n 1)
+	echo "${v:--}"
+}
+
+# median FILE: the line whose first field is the median (upper of two).
+median() { sort -n "$1" | awk '{ l[NR] = $0 } END { if (NR) print l[int(NR / 2) + 1] }'; }
+
+# cipher CIPHER: the TLS 1.3 suite name for our programs.
+suite_for() {
+	case $1 in
+	aes-128-gcm) echo TLS_AES_128_GCM_SHA256 ;;
+	aes-256-gcm) echo TLS_AES_256_GCM_SHA384 ;;
+	chacha20-poly1305) echo TLS_CHACHA20_POLY1305_SHA256 ;;
+	*) echo "bench: unknown HK_BENCH_CIPHER $1" >&2; return 1 ;;
+	esac
+}
+
+has_bench() { "$CLIENT" --help 2>&1 | grep -q -- '--bench'; }
+
+# bench_parse DIR < client output: "gbps send_cpu recv_cpu send_path recv_path"
+# from the two BENCH lines of that direction. Throughput over the longer of
+# the two sides' times: the transfer as both ends saw it.
+bench_parse() {
+	awk -v dir="$1" '
+	$1 == "BENCH" {
+		split("", f)
+		for (i = 2; i <= NF; i++) {
+			eq = index($i, "=")
+			f[substr($i, 1, eq - 1)] = substr($i, eq + 1)
+		}
+		if (f["dir"] != dir) next
+		s = f["side"]; sec[s] = f["seconds"]; cpu[s] = f["cpu_per_gb"]
+		path[s] = f["path"]; bytes = f["bytes"]
+	}
+	END {
+		snd = dir == "down" ? "server" : "client"
+		rcv = dir == "down" ? "client" : "server"
+		if (!(snd in sec) || !(rcv in sec) || sec[snd] + 0 <= 0) exit 1
+		t = sec[snd] + 0 > sec[rcv] + 0 ? sec[snd] : sec[rcv]
+		printf "%.3f %s %s %s %s\n", bytes * 8 / t / 1e9, cpu[snd], cpu[rcv], path[snd], path[rcv]
+	}'
+}
+
+# ours KEY KTLS DIRECTION [CLIENT ARGS...]: RUNS transfers through one
+# server; records KEY_<dir>="gbps send_cpu recv_cpu send_path recv_path"
+# of the median run.
+ours() {
+	local key=$1 ktls=$2 direction=$3 d out line
+	shift 3
+	local tls=(--tls-version 1.3 --ciphersuites "$SUITE")
+	if ! start_server --ktls "$ktls" "${tls[@]}"; then
+		put "${key}_err" "server did not start"
+		return
+	fi
+	rm -f "$WORK/$key".*
+	for _ in $(seq "$RUNS"); do
+		new_log out "client-$key"
+		timeout 300 "$CLIENT" -p "$PORT" --bench "$BYTES" --direction "$direction" \
+		    --ktls "$ktls" "${tls[@]}" "$@" >"$out" 2>&1
+		for d in down up; do
+			[ "$direction" = both ] || [ "$direction" = "$d" ] || continue
+			if line=$(bench_parse "$d" <"$out"); then
+				echo "$line" >>"$WORK/$key.$d"
+			else
+				put "${key}_err" "$(grep -v '^BENCH' "$out" | tail -n 1)"
+			fi
+		done
+	done
+	stop_server
+	for d in down up; do
+		[ -s "$WORK/$key.$d" ] && put "${key}_$d" "$(median "$WORK/$key.$d")"
+	done
+}
+
+# pair KEY ARGS...: RUNS bare kTLS pair transfers; KEY=gbps send_cpu recv_cpu.
+pair() {
+	local key=$1 out
+	shift
+	rm -f "$WORK/$key.runs"
+	if [ ! -x "$PAIR" ]; then
+		put "${key}_err" "tests/ktls_pair_bench not built"
+		return
+	fi
+	for _ in $(seq "$RUNS"); do
+		out=$(timeout 300 "$PAIR" --bytes "$BYTES" "$@" 2>&1)
+		if ! echo "$out" | grep -q '^PAIR '; then
+			put "${key}_err" "$(echo "$out" | tail -n 1)"
+			return
+		fi
+		echo "$out" | awk '/^PAIR / {
+			for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] }
+			print f["gbps"], f["tx_cpu_per_gb"], f["rx_cpu_per_gb"] }' >>"$WORK/$key.runs"
+	done
+	put "$key" "$(median "$WORK/$key.runs")"
+}
+
+# (c): everything that needs kTLS, in whatever kernel this runs on.
+ktls_part() {
+	put ktls_kernel "$(uname -r)"
+	if [ ! -e /proc/net/tls_stat ]; then
+		put ktls_err "this kernel has no kTLS"
+		return
+	fi
+	if has_bench; then
+		say "(c) ours, --ktls off, $BYTES bytes each way"
+		ours c_us off both
+		say "(c) ours, --ktls require, sendfile"
+		ours c_sf require both --bench-path sendfile
+		say "(c) ours, --ktls require, read+write"
+		ours c_rw require down --bench-path readwrite
+	else
+		put c_us_err "our client has no --bench"
+		put c_sf_err "our client has no --bench"
+		put c_rw_err "our client has no --bench"
+	fi
+	# The baseline makes the calls our benchmark makes (hk_bench.c: 1 MiB
+	# per write or sendfile, 64 KiB per read): where syscalls are dear, as
+	# in UML, the call sizes decide the throughput as much as the crypto.
+	say "(c) bare kTLS socket pair, plain TCP pair"
+	pair c_pair_w --cipher "$CIPHER" --write-size 1M --read-size 64K
+	pair c_pair_sf --cipher "$CIPHER" --sendfile --write-size 1M --read-size 64K
+	pair c_pair_16k --cipher "$CIPHER" --write-size 16K --read-size 16K
+	pair c_plain --plain --write-size 1M --read-size 64K
+	put ktls_stat "$(awk '$1 == "TlsDecryptError" { print $2 }' /proc/net/tls_stat)"
+}
+
+# (a): our userspace path and one core's AEAD rate.
+part_a() {
+	local out v
+	say "(a) openssl speed -evp $CIPHER -bytes 16384 -seconds 3"
+	out=$(timeout 60 openssl speed -evp "$CIPHER" -bytes 16384 -seconds 3 2>/dev/null)
+	# "The 'numbers' are in 1000s of bytes per second": the last line is
+	# "AES-128-GCM   3259406.48k".
+	v=$(echo "$out" | awk '/bytes$/ { t = 1; next } t && NF >= 2 { sub(/k$/, "", $NF); printf "%.0f\n", $NF * 1000; exit }')
+	[ -n "$v" ] && put a_speed "$v"
+	if has_bench; then
+		say "(a) ours, --ktls off, $BYTES bytes each way, $RUNS runs"
+		ours a_us off both
+	else
+		put a_us_err "our client has no --bench"
+	fi
+}
+
+# s_time_rate NAME PORT: one s_time run; appends "connections/s count"
+# to $WORK/b_NAME.runs.
+s_time_rate() {
+	local name=$1 port=$2 log t0 t1 n
+	new_log log "s_time-$name"
+	t0=$(date +%s.%N)
+	timeout $((HS_SECONDS + 30)) openssl s_time -connect "127.0.0.1:$port" -new \
+	    -time "$HS_SECONDS" -cert client-cert.pem -key client-key.pem \
+	    -CAfile ca-cert.pem >"$log" 2>&1
+	t1=$(date +%s.%N)
+	# s_time reports whole seconds ("N connections in 6 real seconds"):
+	# divide its count by the wall time measured here instead.
+	n=$(sed -n 's/^\([0-9][0-9]*\) connections in [0-9]* real seconds.*/\1/p' "$log")
+	if [ -z "$n" ]; then
+		put "b_${name}_err" "s_time: $(tail -n 1 "$log")"
+		return
+	fi
+	awk -v n="$n" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f %d\n", n / (b - a), n }' \
+	    >>"$WORK/b_$name.runs"
+}
+
+# (b): handshakes per second, ours vs s_server, runs interleaved so that
+# a change of load on the machine hits both alike.
+part_b() {
+	local ss_port ss_log ss_pid
+	say "(b) openssl s_time -new -time $HS_SECONDS, ours vs s_server, $RUNS runs"
+	start_server --ktls off || { put b_ours_err "server did not start"; return; }
+	ss_port=$(free_port)
+	new_log ss_log s_server
+	# -www: s_server then never reads its stdin (whose end would stop it);
+	# s_time sends no request without its own -www, so the handshake is
+	# all either server does per connection. Not -quiet: it logs each
+	# client, as ours does, and says ACCEPT when it listens.
+	openssl s_server -accept "127.0.0.1:$ss_port" -cert server-cert.pem \
+	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -www \
+	    </dev/null >"$ss_log" 2>&1 &
+	ss_pid=$!
+	SS_PID=$ss_pid
+	wait_for_line "$ss_log" ACCEPT
+	for _ in $(seq "$RUNS"); do
+		s_time_rate ours "$PORT"
+		s_time_rate s_server "$ss_port"
+	done
+	if kill -0 "$SRV_PID" 2>/dev/null; then put b_ours_alive yes; else put b_ours_alive no; fi
+	put b_ours_warnings "$(grep -c '^hello_ktls_server: client' "$SRV_LOG")"
+	put b_ours_served "$(grep -c '^TLS handshake completed successfully' "$SRV_LOG")"
+	stop_server
+	kill "$ss_pid" 2>/dev/null
+	wait "$ss_pid" 2>/dev/null
+	SS_PID=
+	[ -s "$WORK/b_ours.runs" ] && put b_ours "$(median "$WORK/b_ours.runs")"
+	[ -s "$WORK/b_s_server.runs" ] && put b_s_server "$(median "$WORK/b_s_server.runs")"
+}
+
+# ---------------------------------------------------------------------------
+# The table.
+# ---------------------------------------------------------------------------
+W=40 # measurement column
+P=26 # data path column
+dashes() { printf -- '-%.0s' $(seq "$1"); }
+head_row() {
+	printf '| %-*s | %-*s | %7s | %13s | %13s | %-24s |\n' "$W" "$1" "$P" \
+	    "data path (send > recv)" Gbit/s "send CPU s/GB" "recv CPU s/GB" ratio
+	printf '|%s|%s|%s|%s|%s|%s|\n' "$(dashes $((W + 2)))" "$(dashes $((P + 2)))" \
+	    "$(dashes 8):" "$(dashes 14):" "$(dashes 14):" "$(dashes 26)"
+}
+# row LABEL PATH "gbps send_cpu recv_cpu" RATIO-TEXT
+row() {
+	local g s r
+	read -r g s r _ <<<"$3"
+	g=$(num "$g") s=$(num "$s") r=$(num "$r")
+	printf '| %-*s | %-*s | %7s | %13s | %13s | %-24s |\n' "$W" "$1" "$P" "$2" \
+	    "${g:--}" "${s:--}" "${r:--}" "$4"
+}
+# ours_row LABEL KEY ERRKEY RATIO: one of our transfers, or why it is missing.
+ours_row() {
+	local v g s r sp rp
+	v=$(get "$2")
+	if [ "$v" = - ]; then
+		row "$1" - "- - -" "n/a: $(get "$3_err" | cut -c1-50)"
+		return
+	fi
+	read -r g s r sp rp <<<"$v"
+	row "$1" "$sp > $rp" "$g $s $r" "$4"
+}
+# pair_row LABEL KEY PATH RATIO
+pair_row() {
+	local v
+	v=$(get "$2")
+	if [ "$v" = - ]; then
+		row "$1" "$3" "- - -" "n/a: $(get "$2_err" | cut -c1-50)"
+	else
+		row "$1" "$3" "$v" "$4"
+	fi
+}
+first() { echo "${1%% *}"; }
+mib() { echo "$(($1 / 1048576)) MiB"; }
+# num X: X with 2 decimals when it is a number, else X.
+num() {
+	if [[ ${1:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then printf '%.2f' "$1"; else echo "${1:--}"; fi
+}
+
+print_env() {
+	local cpu ktls
+	cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+	ktls="no (kTLS part in a User-Mode Linux guest)"
+	[ -e /proc/net/tls_stat ] && ktls=yes
+	echo "# hello_ktls benchmark, $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo
+	echo "- kernel: $(uname -r) ($(uname -m)); kTLS here: $ktls"
+	echo "- CPU: ${cpu:-unknown}, $(nproc) cores online, AES-NI: $(grep -qw aes /proc/cpuinfo && echo yes || echo no); load average at start: $LOAD0_3"
+	echo "- OpenSSL: $(openssl version); our programs: $("$CLIENT" --version 2>&1 | head -n 1)"
+	echo "- cipher: TLS 1.3 $SUITE ($CIPHER); $(mib "$HOST_BYTES") per transfer on the host; $RUNS run(s) each, median shown"
+	echo "- Gbit/s = 10^9 bit/s; CPU s/GB = user+system CPU seconds per 10^9 bytes, per side"
+	echo "- load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+	# A shared machine: say when other work competed for the cores.
+	if awk -v a="$LOAD0" -v b="$(cut -d' ' -f1 /proc/loadavg)" -v n="$(nproc)" \
+	    'BEGIN { exit !(a > n / 2 || b > n) }'; then
+		echo "- NOTE: the machine was busy with other work; expect noisy numbers"
+	fi
+	echo
+}
+
+print_a() {
+	local speed g
+	speed=$(get a_speed)
+	echo "## (a) bulk throughput: our userspace path vs one core's $CIPHER (host)"
+	echo
+	head_row measurement
+	if [ "$speed" = - ]; then
+		row "openssl speed -evp $CIPHER 16K" - "- - -" "n/a: openssl speed failed"
+	else
+		g=$(fmt "$speed * 8 / 1e9")
+		row "openssl speed -evp $CIPHER 16K" "EVP, 1 core, encrypt" "$g $(fmt "1e9 / $speed") -" "1.00 (reference)"
+	fi
+	ours_row "ours --ktls off, down (server sends)" a_us_down a_us \
+	    "$(ratio "$(first "$(get a_us_down)")" "${g:--}") x openssl speed"
+	ours_row "ours --ktls off, up (client sends)" a_us_up a_us \
+	    "$(ratio "$(first "$(get a_us_up)")" "${g:--}") x openssl speed"
+	echo
+	echo "openssl speed counts user CPU time on one core, encryption only; a"
+	echo "transfer encrypts on one core and decrypts on the other, plus TCP."
+	echo
+}
+
+print_b() {
+	local ours ss
+	ours=$(get b_ours) ss=$(get b_s_server)
+	echo "## (b) full mTLS handshakes per second: openssl s_time -new (host)"
+	echo
+	printf '| %-*s | %13s | %11s | %-22s |\n' "$W" server "handshakes/s" connections ratio
+	printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' $(seq $((W + 2))))" '--------------:' '------------:' '------------------------'
+	printf '| %-*s | %13s | %11s | %-22s |\n' "$W" "openssl s_server -Verify 1 -www" \
+	    "$(first "$ss")" "${ss##* }" "1.00 (reference)"
+	printf '| %-*s | %13s | %11s | %-22s |\n' "$W" "hello_ktls_server --ktls off" \
+	    "$(first "$ours")" "${ours##* }" "$(ratio "$(first "$ours")" "$(first "$ss")") x s_server"
+	echo
+	echo "Same s_time command for both, $HS_SECONDS s per run (connections: median run);"
+	echo "rate = connections / wall time. s_time sends nothing after the handshake"
+	echo "and closes without close_notify: our server served $(get b_ours_served) handshakes, logged"
+	echo "$(get b_ours_warnings) per-connection warnings (truncated / reset, expected), still"
+	echo "serving afterwards: $(get b_ours_alive). Ours forks a process per client;"
+	echo "s_server serves connections one after another in one process."
+	[ "$(get b_ours_err)" != - ] && echo "ours: $(get b_ours_err)"
+	[ "$(get b_s_server_err)" != - ] && echo "s_server: $(get b_s_server_err)"
+	echo
+}
+
+print_c() {
+	local us_d us_u sf_d sf_u rw_d pw ps p16 plain where
+	where="natively"
+	[ "$KTLS_WHERE" = uml ] && where="in the UML guest"
+	echo "## (c) kTLS, $where (kernel $(get ktls_kernel)), $(mib "$KTLS_BYTES") per transfer"
+	echo
+	if [ "$KTLS_WHERE" = uml ]; then
+		echo "CAVEAT: the UML guest's kernel crypto is generic C, without AES-NI, while"
+		echo "userspace OpenSSL in the guest still runs on the host CPU with AES-NI: only"
+		echo "ratios between rows of this table mean anything, kTLS vs userspace is biased"
+		echo "against kTLS here, and no number of it is absolute performance."
+		echo
+	fi
+	if [ "$(get ktls_err)" != - ]; then
+		echo "not measured: $(get ktls_err)"
+		echo
+		return
+	fi
+	us_d=$(first "$(get c_us_down)") us_u=$(first "$(get c_us_up)")
+	sf_d=$(first "$(get c_sf_down)") sf_u=$(first "$(get c_sf_up)")
+	rw_d=$(first "$(get c_rw_down)")
+	pw=$(first "$(get c_pair_w)") ps=$(first "$(get c_pair_sf)")
+	plain=$(first "$(get c_plain)") p16=$(first "$(get c_pair_16k)")
+	head_row measurement
+	ours_row "ours userspace, down" c_us_down c_us "1.00 (reference)"
+	ours_row "ours kTLS sendfile, down" c_sf_down c_sf "$(ratio "$sf_d" "$us_d") x userspace"
+	ours_row "ours kTLS read+write, down" c_rw_down c_rw "$(ratio "$rw_d" "$us_d") x userspace"
+	ours_row "ours userspace, up" c_us_up c_us "1.00 (reference for up)"
+	ours_row "ours kTLS write, up" c_sf_up c_sf "$(ratio "$sf_u" "$us_u") x userspace"
+	pair_row "bare kTLS pair" c_pair_w "write 1M > recvmsg 64K" "$(ratio "$pw" "$us_d") x userspace down"
+	pair_row "bare kTLS pair" c_pair_sf "sendfile 1M > recvmsg 64K" "$(ratio "$ps" "$us_d") x userspace down"
+	pair_row "bare kTLS pair, 16 KiB calls" c_pair_16k "write 16K > recvmsg 16K" "$(ratio "$p16" "$us_d") x userspace down"
+	pair_row "plain TCP pair, no TLS (for scale)" c_plain "write 1M > recv 64K" "$(ratio "$plain" "$us_d") x userspace down"
+	echo
+	echo "| comparison                                     | ratio | target |"
+	echo "|------------------------------------------------|------:|--------|"
+	printf '| %-46s | %5s | %-6s |\n' "kTLS sendfile / kTLS read+write (ours, down)" "$(ratio "$sf_d" "$rw_d")" ""
+	printf '| %-46s | %5s | %-6s |\n' "ours kTLS write / bare pair write (up)" "$(ratio "$sf_u" "$pw")" ">= 0.9"
+	printf '| %-46s | %5s | %-6s |\n' "ours kTLS read+write / bare pair write (down)" "$(ratio "$rw_d" "$pw")" ">= 0.9"
+	printf '| %-46s | %5s | %-6s |\n' "ours kTLS sendfile / bare pair sendfile" "$(ratio "$sf_d" "$ps")" ">= 0.9"
+	printf '| %-46s | %5s | %-6s |\n' "ours kTLS sendfile / ours userspace (down)" "$(ratio "$sf_d" "$us_d")" ""
+	echo
+	[ "$(get ktls_stat)" != - ] && echo "TlsDecryptError after the runs: $(get ktls_stat)"
+	echo
+}
+
+# ---------------------------------------------------------------------------
+# Main.
+# ---------------------------------------------------------------------------
+if [ "${1:-}" = --ktls-part ]; then
+	# In the guest (or natively): certificates and results are the host's.
+	RESULTS=$2 BYTES=$3 RUNS=$4 CIPHER=$5
+	SUITE=$(suite_for "$CIPHER") || exit 2
+	HK_CERTS=$(dirname "$RESULTS")/certs
+	hk_init
+	ktls_part
+	exit 0
+fi
+
+RUNS=${HK_BENCH_RUNS:-3}
+CIPHER=${HK_BENCH_CIPHER:-aes-128-gcm}
+HS_SECONDS=${HK_BENCH_HS_SECONDS:-5}
+SUITE=$(suite_for "$CIPHER") || exit 2
+HOST_BYTES=$(to_bytes "${HK_BENCH_BYTES:-256M}") || exit 2
+case $RUNS$HS_SECONDS in *[!0-9]*) echo "bench: HK_BENCH_RUNS and HK_BENCH_HS_SECONDS are counts" >&2; exit 2 ;; esac
+if [ ! -x "$SERVER" ] || [ ! -x "$CLIENT" ]; then
+	echo "bench: build first: make -f Makefile.ktls all tests/ktls_pair_bench" >&2
+	exit 1
+fi
+
+TOP=$(mktemp -d "${TMPDIR:-/tmp}/hk-bench.XXXXXX")
+SS_PID=
+trap 'stop_server; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "${WORK:-}"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+RESULTS=$TOP/results
+: >"$RESULTS"
+HK_CERTS=$TOP/certs
+if ! bash "$HK_ROOT/hello_ktls_setup.sh" -o "$HK_CERTS" >"$TOP/setup.log" 2>&1; then
+	cat "$TOP/setup.log" >&2
+	exit 1
+fi
+hk_init
+# hk_init's trap would forget the temp dirs and s_server.
+trap 'stop_server; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "$WORK"' EXIT
+has_bench || say "our client has no --bench yet: our transfer rows stay empty"
+
+LOAD0_3=$(cut -d' ' -f1-3 /proc/loadavg)
+LOAD0=${LOAD0_3%% *}
+BYTES=$HOST_BYTES
+part_a
+part_b
+if [ -e /proc/net/tls_stat ]; then
+	KTLS_WHERE=native KTLS_BYTES=$BYTES
+	ktls_part
+else
+	KTLS_WHERE=uml
+	KTLS_BYTES=$(to_bytes "${HK_BENCH_UML_BYTES:-${HK_BENCH_BYTES:-64M}}") || exit 2
+	say "(c) no kTLS here: booting the UML guest (tests/uml.sh)"
+	bash "$HK_ROOT/tests/uml.sh" --timeout 600 -- bash "$HK_ROOT/tests/bench.sh" \
+	    --ktls-part "$RESULTS" "$KTLS_BYTES" "$RUNS" "$CIPHER"
+	rc=$?
+	[ "$rc" -eq 0 ] || put ktls_err "the UML guest failed (tests/uml.sh exit $rc)"
+fi
+
+print_env
+print_a
+print_b
+print_c
