@@ -185,7 +185,12 @@ hk_parse_size(const char *s, unsigned long long *out)
 	if (errno != 0)
 		return -1;
 	if (*end != '\0') {
-		if (end[1] != '\0' || (u = strchr(units, end[0] & ~0x20)) == NULL)
+		/*
+		 * memchr, not strchr: strchr also finds the NUL, which is
+		 * ' ' & ~0x20, so "1 " parsed as 1T.
+		 */
+		if (end[1] != '\0' ||
+		    (u = memchr(units, end[0] & ~0x20, sizeof(units) - 1)) == NULL)
 			return -1;
 		shift = 10 * (int)(u - units + 1);
 		if (v > (ULLONG_MAX >> shift))
@@ -337,7 +342,11 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 			longopts[n++] = table[i].opt;
 	memset(&longopts[n], 0, sizeof(longopts[n]));
 	opterr = 0;
-	optind = 1;
+	/*
+	 * 0, not 1: glibc and musl then also forget where they were inside
+	 * a cluster like -hH, so a second parse starts afresh.
+	 */
+	optind = 0;
 	while ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
 		switch (id) {
 		case OPT_HELP:

@@ -63,6 +63,25 @@ void ktls_send_alert(struct ktls *k, int level, int desc);
 /* Next TLS 1.3 secret and key for dir, installed in the kernel. */
 int ktls_rekey(struct ktls *k, enum ktls_dir dir);
 
+/*
+ * What ktls_read() does with the bytes of a record that is not application
+ * data (type: 21 alert, 22 handshake, or any other, which is refused), in
+ * whatever pieces recvmsg returned them. Returns 1 when they were consumed
+ * (read on), 0 at the peer's close_notify, -1 with a message otherwise.
+ * ktls_read() calls nothing else for them, so tests/fuzz/fuzz_records.c
+ * can reach the same parsers without a socket.
+ */
+int ktls_io_control_bytes(struct ktls *k, unsigned char type,
+    const unsigned char *p, size_t n);
+
+/*
+ * Keep the TLS 1.3 application traffic secret of one keylog line
+ * ("LABEL <client_random hex> <secret hex>", as OpenSSL's keylog callback
+ * gives it) for our side, is_server telling which one that is. Other
+ * lines are ignored; a malformed secret leaves its slot empty.
+ */
+void ktls_keylog_capture_line(struct ktls *k, int is_server, const char *line);
+
 void ktls_seterr(struct ktls *k, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

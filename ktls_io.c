@@ -63,6 +63,19 @@ static const struct {
 	{ ECONNRESET, "connection reset by peer", 0 },
 };
 
+/*
+ * A failed decryption leaves the error pending on the socket, where it
+ * would also fail the alert we send about it: reading SO_ERROR clears it.
+ */
+static void
+clear_socket_error(struct ktls *k)
+{
+	socklen_t len = sizeof(int);
+	int e;
+
+	(void)getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e, &len);
+}
+
 static void
 rx_error(struct ktls *k, int err)
 {
@@ -71,8 +84,10 @@ rx_error(struct ktls *k, int err)
 	for (i = 0; i < sizeof(rx_errors) / sizeof(rx_errors[0]); i++) {
 		if (rx_errors[i].err == err) {
 			ktls_seterr(k, "kTLS read: %s", rx_errors[i].why);
-			if (rx_errors[i].alert != 0)
+			if (rx_errors[i].alert != 0) {
+				clear_socket_error(k);
 				ktls_send_alert(k, ALERT_FATAL, rx_errors[i].alert);
+			}
 			return;
 		}
 	}
@@ -282,11 +297,26 @@ alert(struct ktls *k, const unsigned char *p, size_t n)
 	return -1;
 }
 
+int
+ktls_io_control_bytes(struct ktls *k, unsigned char type,
+    const unsigned char *p, size_t n)
+{
+	switch (type) {
+	case REC_ALERT:
+		return alert(k, p, n);
+	case REC_HANDSHAKE:
+		return handshake_bytes(k, p, n) < 0 ? -1 : 1;
+	}
+	ktls_seterr(k, "peer sent a record of unknown type %u", type);
+	return -1;
+}
+
 ssize_t
 ktls_read(struct ktls *k, void *buf, size_t len)
 {
 	unsigned char type;
 	ssize_t n;
+	int r;
 
 	if (k->peer_closed || len == 0)
 		return 0;
@@ -298,27 +328,25 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 			    "close_notify (truncated)");
 			return -1;
 		}
-		switch (type) {
-		case REC_DATA:
+		if (type == REC_DATA)
 			return n;
-		case REC_ALERT:
-			switch (alert(k, buf, (size_t)n)) {
-			case -1:
-				return -1;
-			case 0:
-				return 0;
-			}
-			break;
-		case REC_HANDSHAKE:
-			if (handshake_bytes(k, buf, (size_t)n) < 0)
-				return -1;
-			break;
-		default:
-			ktls_seterr(k, "peer sent a record of unknown type %u",
-			    type);
-			return -1;
-		}
+		if ((r = ktls_io_control_bytes(k, type, buf, (size_t)n)) <= 0)
+			return r;
 	}
+}
+
+/*
+ * The kernel keeps one pending error per socket: a bad record that kTLS
+ * RX met in the background (a data record decrypted ahead of our read)
+ * fails the next write. Report it as the receive error it is.
+ */
+static int
+tx_is_rx_error(struct ktls *k, int err)
+{
+	if (err != EBADMSG && err != EMSGSIZE)
+		return 0;
+	rx_error(k, err);
+	return 1;
 }
 
 /* Rekey TX before the byte budget or the AEAD record limit runs out. */
@@ -349,6 +377,8 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 		n = write(k->fd, p + done, chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && tx_is_rx_error(k, errno))
+			return -1;
 		if (n < 0) {
 			ktls_seterr(k, "kTLS write: %s", errno == EAGAIN ?
 			    "timed out waiting for the peer" : strerror(errno));
@@ -384,6 +414,8 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 		n = sendfile(k->fd, in_fd, &offset, chunk);
 		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && tx_is_rx_error(k, errno))
+			return -1;
 		if (n <= 0) {
 			ktls_seterr(k, "kTLS sendfile: %s", n == 0 ?
 			    "the file ended early" : errno == EAGAIN ?

@@ -92,14 +92,15 @@ hex_decode(const char *s, size_t n, unsigned char *out, size_t max)
 
 /*
  * A keylog line is "LABEL <client_random hex> <secret hex>". Keep the
- * application traffic secrets; TX is ours, RX is the peer's.
+ * application traffic secrets; TX is ours, RX is the peer's. is_server
+ * is passed in, not asked of k->ssl, so the fuzz test needs no SSL.
  */
-static void
-keylog_capture(struct ktls *k, const char *line)
+void
+ktls_keylog_capture_line(struct ktls *k, int is_server, const char *line)
 {
 	const char *sp1, *sp2;
 	struct ktls_secret *s;
-	int n, ours_is_client = !SSL_is_server(k->ssl);
+	int n, ours_is_client = !is_server;
 
 	if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
 		s = &k->secret[ours_is_client ? KTLS_TX : KTLS_RX];
@@ -124,7 +125,7 @@ keylog_cb(const SSL *ssl, const char *line)
 
 	k = SSL_get_ex_data(ssl, ssl_idx);
 	if (k != NULL)
-		keylog_capture(k, line);
+		ktls_keylog_capture_line(k, SSL_is_server(ssl), line);
 	if (keylog_file != NULL) {
 		fprintf(keylog_file, "%s\n", line);
 		fflush(keylog_file);
@@ -466,18 +467,22 @@ ktls_kernel_can_rekey(void)
 int
 ktls_rekey(struct ktls *k, enum ktls_dir dir)
 {
-	const EVP_MD *md = SSL_CIPHER_get_handshake_digest(
-	    SSL_get_current_cipher(k->ssl));
 	struct ktls_secret *s = &k->secret[dir];
 	unsigned char next[EVP_MAX_MD_SIZE], key[32], iv[TLS13_IV_LEN];
 	union ktls_crypto_info ci;
+	const EVP_MD *md;
 	size_t len;
 	int ret = -1;
 
-	if (k->version != TLS1_3_VERSION || s->len == 0) {
+	/*
+	 * First, so that k->ssl is asked for the hash only when there is a
+	 * secret to update: tests/fuzz/fuzz_records.c runs without an SSL.
+	 */
+	if (k->version != TLS1_3_VERSION || s->len == 0 || k->cipher == NULL) {
 		ktls_seterr(k, "KeyUpdate outside TLS 1.3");
 		return -1;
 	}
+	md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
 	if (ktls_tls13_expand_label(md, s->b, s->len, "traffic upd", next,
 	    s->len) < 0 ||
 	    ktls_tls13_expand_label(md, next, s->len, "key", key,

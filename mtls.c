@@ -59,6 +59,13 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 	return -1;
 }
 
+/*
+ * TLS 1.2 default: forward-secret AEAD suites only, the ones kernel TLS
+ * (and NICs) can take. OpenSSL's own default also allows CBC suites,
+ * which would silently keep a connection in userspace.
+ */
+#define MTLS_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE-ECDSA-AES128-CCM"
+
 static int
 set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
     size_t errlen)
@@ -74,7 +81,8 @@ set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
 		    mtls_err_reason("unsupported"));
 		return -1;
 	}
-	if (c->ciphers != NULL && !SSL_CTX_set_cipher_list(ctx, c->ciphers)) {
+	if (!SSL_CTX_set_cipher_list(ctx, c->ciphers != NULL ? c->ciphers :
+	    MTLS_TLS12_CIPHERS)) {
 		snprintf(err, errlen, "--ciphers '%s': no usable TLS 1.2 cipher",
 		    c->ciphers);
 		return -1;

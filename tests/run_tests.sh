@@ -52,14 +52,18 @@ fi
 suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
+suite "host: hostile input" bash tests/hostile_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
+	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
 else
 	echo "# this kernel has no kTLS: the kernel tests run in UML guests"
 	suite "kernel (UML guest, bookworm 6.1)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
 	if sid=$(bash tests/fetch_uml_sid.sh); then
 		suite "kernel (UML guest, sid: rekey)" env $sid bash tests/uml.sh -- \
 		    bash "$ROOT/tests/kernel_tests.sh"
+		suite "kernel (UML guest, sid): tampered records" env $sid \
+		    bash tests/uml.sh -- bash "$ROOT/tests/tamper_tests.sh"
 	else
 		echo "FAIL - the newer UML kernel (Debian sid) could not be prepared"
 		TOTAL_FAILED=$((TOTAL_FAILED + 1))
