@@ -170,8 +170,12 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 		    "close_notify (truncated)", peer);
 	else if (e == SSL_ERROR_SSL)
 		snprintf(buf, len, "%s", mtls_err_reason("protocol error"));
-	else if (e == SSL_ERROR_SYSCALL && saved == EAGAIN)
+	else if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ ||
+	    e == SSL_ERROR_WANT_WRITE) && (saved == EAGAIN || saved == EWOULDBLOCK))
+		/* SO_RCVTIMEO/SO_SNDTIMEO ran out on a blocking socket. */
 		snprintf(buf, len, "timed out waiting for the %s", peer);
+	else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+		snprintf(buf, len, "interrupted while waiting for the %s", peer);
 	else if (e == SSL_ERROR_SYSCALL && saved != 0)
 		snprintf(buf, len, "%s", strerror(saved));
 	else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)
