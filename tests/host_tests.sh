@@ -246,34 +246,49 @@ test_bench() {
 	    "bench size" 2 "invalid value for --bench" "$CLIENT" --bench 12Q
 }
 
-# idle_conns N SECS: N raw TCP connections to PORT that say nothing for SECS.
+# idle_conns N SECS [HALF]: N raw TCP connections to PORT that say nothing
+# for SECS, and HALF more that send the start of a ClientHello record and
+# then nothing.
 idle_conns() {
 	python3 -c 'import socket, sys, time
-s = [socket.create_connection(("127.0.0.1", int(sys.argv[1]))) for _ in range(int(sys.argv[2]))]
+port, n, secs, half = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+s = [socket.create_connection(("127.0.0.1", port)) for _ in range(n + half)]
+for c in s[n:]:
+    c.sendall(bytes([22, 3, 1, 2, 0, 1, 0, 1, 252, 3, 3]) + bytes(30))
 print("open", flush=True)
-time.sleep(float(sys.argv[3]))' "$PORT" "$1" "$2" >"$WORK/idle.log" 2>&1 &
+time.sleep(secs)' "$PORT" "$1" "$2" "${3:-0}" >"$WORK/idle.log" 2>&1 &
 	IDLE_PID=$!
 	wait_for_line "$WORK/idle.log" open
 }
 
+now_ms() { echo $(($(date +%s%N) / 1000000)); }
+
 # Deadlines and limits: silent clients are dropped on time, a server at
 # its limit refuses quickly, and good clients are served throughout.
 test_limits() {
-	local t0
-	start_server --handshake-timeout 2 --max-connections 20
-	idle_conns 10 5
-	t0=$SECONDS
+	local t0 ms i
+	# HK_SLOW_CLIENTS raises the count (issue 4 asks for 200 + 200 and a
+	# good client within 1 s; the process-per-client server is not there
+	# yet on 2 busy cores, see README Limitations).
+	local n=${HK_SLOW_CLIENTS:-10} limit_ms=${HK_SLOW_LIMIT_MS:-2000}
+	start_server --handshake-timeout 3 --max-connections 1024
+	idle_conns "$n" 8 "$n"
+	t0=$(now_ms)
 	run_client "$WORK/c.log"
-	check "a good client is served while 10 silent ones wait" \
-	    test "$CLI_RC" -eq 0 -a $((SECONDS - t0)) -le 2
-	sleep 3
-	check "silent clients dropped at --handshake-timeout" \
-	    test "$(grep -c 'handshake not finished within 2 s (--handshake-timeout)' "$SRV_LOG")" -eq 10
+	ms=$(($(now_ms) - t0))
+	check "a good client is served while $n silent and $n half-handshake clients wait (${ms} ms, limit ${limit_ms})" \
+	    test "$CLI_RC" -eq 0 -a "$ms" -le "$limit_ms"
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c 'handshake not finished within 3 s (--handshake-timeout)' "$SRV_LOG")" -ge $((2 * n)) ] && break
+		nap 0.1
+	done
+	check "all $((2 * n)) dropped at --handshake-timeout" \
+	    test "$(grep -c 'handshake not finished within 3 s (--handshake-timeout)' "$SRV_LOG")" -eq $((2 * n))
 	wait "$IDLE_PID"
 	stop_server
 
 	start_server --handshake-timeout 2 --max-connections 3
-	idle_conns 3 4
+	idle_conns 3 4 0
 	wait_for_line "$SRV_LOG" "Client connected" && nap 0.5
 	run_client "$WORK/c.log"
 	check "over --max-connections: refused at once" test "$CLI_RC" -eq 1
@@ -290,7 +305,7 @@ test_limits() {
 test_shutdown() {
 	local rc=0 t0
 	start_server --grace 1 --handshake-timeout 30
-	idle_conns 1 10
+	idle_conns 1 10 0
 	wait_for_line "$SRV_LOG" "Client connected"
 	t0=$SECONDS
 	kill -TERM "$SRV_PID"
