@@ -143,7 +143,7 @@ test_s_client() {
 test_truncation() {
 	local v=$1 peer=$HK_ROOT/tests/truncating_peer.py
 	start_server --once --ktls require --tls-version "$v"
-	timeout 30 python3 "$peer" client "$PORT" >"$WORK/p.log" 2>&1
+	timeout 90 python3 "$peer" client "$PORT" >"$WORK/p.log" 2>&1
 	wait_server
 	if [ "$SRV_RC" -eq 1 ] && both_active "$SRV_LOG" &&
 	    has "$SRV_LOG" "peer closed the connection without close_notify (truncated)"; then
@@ -154,7 +154,7 @@ test_truncation() {
 
 	local plog
 	new_log plog peer
-	timeout 60 python3 "$peer" server >"$plog" 2>&1 &
+	timeout 90 python3 "$peer" server >"$plog" 2>&1 &
 	local pid=$!
 	wait_for_port "$plog" 'port '
 	run_client "$WORK/c.log" --ktls require --tls-version "$v"
