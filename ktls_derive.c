@@ -121,16 +121,28 @@ ktls_crypto_info_fill(union ktls_crypto_info *ci, uint16_t version,
 	return c->info_len;
 }
 
+/* Run the OpenSSL KDF called name over params into out. */
+static int
+kdf_derive(const char *name, const OSSL_PARAM *params, unsigned char *out,
+    size_t out_len)
+{
+	EVP_KDF *kdf = EVP_KDF_fetch(NULL, name, NULL);
+	EVP_KDF_CTX *kctx = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+	int ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) > 0;
+
+	EVP_KDF_CTX_free(kctx);
+	EVP_KDF_free(kdf);
+	return ok ? 0 : -1;
+}
+
 int
 ktls_tls13_expand_label(const EVP_MD *md, const unsigned char *secret,
     size_t secret_len, const char *label, unsigned char *out, size_t out_len)
 {
 	unsigned char info[2 + 1 + 255 + 1];
 	size_t label_len = strlen(label), info_len;
-	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY, ok;
+	int mode = EVP_KDF_HKDF_MODE_EXPAND_ONLY;
 	OSSL_PARAM params[5], *p = params;
-	EVP_KDF *kdf;
-	EVP_KDF_CTX *kctx = NULL;
 
 	if (md == NULL || label_len + 6 > 255 || out_len > 0xffff)
 		return -1;
@@ -151,13 +163,7 @@ ktls_tls13_expand_label(const EVP_MD *md, const unsigned char *secret,
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info,
 	    info_len);
 	*p = OSSL_PARAM_construct_end();
-	kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-	if (kdf != NULL)
-		kctx = EVP_KDF_CTX_new(kdf);
-	ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) > 0;
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	return ok ? 0 : -1;
+	return kdf_derive("HKDF", params, out, out_len);
 }
 
 int
@@ -168,9 +174,6 @@ ktls_tls12_key_block(const EVP_MD *md, const unsigned char *master,
 	static const char label[] = "key expansion";
 	unsigned char seed[sizeof(label) - 1 + 64];
 	OSSL_PARAM params[4], *p = params;
-	EVP_KDF *kdf;
-	EVP_KDF_CTX *kctx = NULL;
-	int ok;
 
 	if (md == NULL)
 		return -1;
@@ -185,11 +188,5 @@ ktls_tls12_key_block(const EVP_MD *md, const unsigned char *master,
 	*p++ = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed,
 	    sizeof(seed));
 	*p = OSSL_PARAM_construct_end();
-	kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
-	if (kdf != NULL)
-		kctx = EVP_KDF_CTX_new(kdf);
-	ok = kctx != NULL && EVP_KDF_derive(kctx, out, out_len, params) > 0;
-	EVP_KDF_CTX_free(kctx);
-	EVP_KDF_free(kdf);
-	return ok ? 0 : -1;
+	return kdf_derive("TLS1-PRF", params, out, out_len);
 }
