@@ -3,6 +3,8 @@
  * kernel took it and through OpenSSL elsewhere.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,6 +12,7 @@
 
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <linux/tls.h>
 
@@ -38,10 +41,13 @@ conn_set_timeout(struct conn *c, int secs)
 }
 
 int
-conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout)
+conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
+    const char *timeout_opt)
 {
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	c->timeout = timeout;
+	c->timeout_opt = timeout_opt;
 	set_timeout(fd, timeout);
 	if ((c->ssl = SSL_new(ctx)) == NULL || (c->k = ktls_new(c->ssl)) == NULL ||
 	    !SSL_set_fd(c->ssl, fd)) {
@@ -52,18 +58,109 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout)
 	return 0;
 }
 
+void
+conn_set_interrupt(struct conn *c, const volatile sig_atomic_t *flag)
+{
+	c->interrupt = flag;
+	ktls_set_interrupt(c->k, flag);
+}
+
+int
+conn_interrupted(const struct conn *c)
+{
+	return c->interrupt != NULL && *c->interrupt;
+}
+
+/* Before each network call: fail at once if we have been told to stop. */
+static int
+stop_check(struct conn *c)
+{
+	if (!conn_interrupted(c))
+		return 0;
+	snprintf(c->err, sizeof(c->err), "interrupted");
+	return -1;
+}
+
+/* After OpenSSL wanted I/O on a blocking socket: a signal, go on? */
+static int
+ssl_retry(const struct conn *c, int e, int saved_errno)
+{
+	return (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) &&
+	    saved_errno == EINTR && !conn_interrupted(c);
+}
+
+static long
+ms_left(const struct timespec *deadline)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)(deadline->tv_sec - t.tv_sec) * 1000 +
+	    (deadline->tv_nsec - t.tv_nsec) / 1000000;
+}
+
+/*
+ * Wait for the socket as the handshake wants it, until the deadline:
+ * the deadline is for the whole handshake, so a peer that trickles a
+ * byte at a time cannot stretch it.
+ */
+static int
+handshake_wait(struct conn *c, int e, const struct timespec *deadline)
+{
+	struct pollfd p = { .fd = c->fd,
+		.events = e == SSL_ERROR_WANT_READ ? POLLIN : POLLOUT };
+	long ms;
+	int r;
+
+	for (;;) {
+		if (stop_check(c) < 0)
+			return -1;
+		if ((ms = ms_left(deadline)) <= 0) {
+			snprintf(c->err, sizeof(c->err), "handshake not finished "
+			    "within %d s (%s)", c->timeout, c->timeout_opt);
+			return -1;
+		}
+		if ((r = poll(&p, 1, (int)ms)) > 0)
+			return 0;
+		if (r < 0 && errno != EINTR) {
+			snprintf(c->err, sizeof(c->err), "waiting for the "
+			    "handshake: %s", strerror(errno));
+			return -1;
+		}
+	}
+}
+
 int
 conn_handshake(struct conn *c)
 {
-	int ret;
+	struct timespec deadline;
+	int flags, ret, e;
 
-	ERR_clear_error();
-	ret = SSL_is_server(c->ssl) ? SSL_accept(c->ssl) : SSL_connect(c->ssl);
-	if (ret == 1)
-		return 0;
-	mtls_ssl_error(c->ssl, ret, c->err, sizeof(c->err));
-	c->failed = 1;
-	return -1;
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += c->timeout;
+	flags = fcntl(c->fd, F_GETFL);
+	if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
+		snprintf(c->err, sizeof(c->err), "socket: %s", strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		ERR_clear_error();
+		ret = SSL_is_server(c->ssl) ? SSL_accept(c->ssl) :
+		    SSL_connect(c->ssl);
+		if (ret == 1)
+			break;
+		e = SSL_get_error(c->ssl, ret);
+		if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+			if (handshake_wait(c, e, &deadline) == 0)
+				continue;
+		} else
+			mtls_ssl_error(c->ssl, ret, c->err, sizeof(c->err));
+		c->failed = 1;
+		break;
+	}
+	/* Blocking again, as everything after the handshake expects. */
+	fcntl(c->fd, F_SETFL, flags);
+	return ret == 1 ? 0 : -1;
 }
 
 /* What the kernel's per-socket report says of one active direction. */
@@ -189,7 +286,7 @@ conn_read_line(struct conn *c, char *line, size_t max)
 ssize_t
 conn_read(struct conn *c, void *buf, size_t len)
 {
-	int n;
+	int n, e, saved;
 	ssize_t r;
 
 	if (c->roff < c->rlen) {
@@ -200,18 +297,29 @@ conn_read(struct conn *c, void *buf, size_t len)
 	}
 
 	if (ktls_active(c->k, KTLS_RX)) {
-		if ((r = ktls_read(c->k, buf, len)) < 0) {
+		/* Told to stop is not a TLS failure: close_notify still goes. */
+		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0) {
 			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
 		return r;
 	}
-	ERR_clear_error();
-	n = SSL_read(c->ssl, buf, len > 0x40000000 ? 0x40000000 : (int)len);
-	if (n > 0)
-		return n;
-	if (SSL_get_error(c->ssl, n) == SSL_ERROR_ZERO_RETURN)
-		return 0;
+	for (;;) {
+		if (stop_check(c) < 0)
+			return -1;
+		ERR_clear_error();
+		n = SSL_read(c->ssl, buf, len > 0x40000000 ? 0x40000000 :
+		    (int)len);
+		saved = errno;
+		if (n > 0)
+			return n;
+		if ((e = SSL_get_error(c->ssl, n)) == SSL_ERROR_ZERO_RETURN)
+			return 0;
+		if (!ssl_retry(c, e, saved))
+			break;
+	}
+	if (stop_check(c) < 0)
+		return -1;
 	mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
 	c->failed = 1;
 	return -1;
@@ -221,17 +329,22 @@ int
 conn_write(struct conn *c, const void *buf, size_t len)
 {
 	size_t done = 0;
-	int n;
+	int n, saved;
 
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_write(c->k, buf, len) < 0) {
-			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
-			c->failed = 1;
+			if (stop_check(c) == 0) {
+				snprintf(c->err, sizeof(c->err), "%s",
+				    ktls_error(c->k));
+				c->failed = 1;
+			}
 			return -1;
 		}
 		return 0;
 	}
 	while (done < len) {
+		if (stop_check(c) < 0)
+			return -1;
 		ERR_clear_error();
 		/* OpenSSL rekeys by itself only when asked. */
 		if (c->rekey_bytes > 0 && c->since_rekey >= c->rekey_bytes &&
@@ -241,7 +354,12 @@ conn_write(struct conn *c, const void *buf, size_t len)
 		}
 		n = SSL_write(c->ssl, (const char *)buf + done,
 		    len - done > 0x40000000 ? 0x40000000 : (int)(len - done));
+		saved = errno;
 		if (n <= 0) {
+			if (ssl_retry(c, SSL_get_error(c->ssl, n), saved))
+				continue;
+			if (stop_check(c) < 0)
+				return -1;
 			mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
 			c->failed = 1;
 			return -1;
@@ -262,8 +380,10 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count)
 			return 0;
-		snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
-		c->failed = 1;
+		if (stop_check(c) == 0) {
+			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+			c->failed = 1;
+		}
 		return -1;
 	}
 	while (done < count) {

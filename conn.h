@@ -6,6 +6,7 @@
 #ifndef CONN_H
 #define CONN_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -19,6 +20,9 @@ struct conn {
 	SSL *ssl;
 	struct ktls *k;
 	int failed; /* a fatal error: no close_notify on close */
+	int timeout;            /* seconds: the handshake, then each wait */
+	const char *timeout_opt; /* the option that set it, for messages */
+	const volatile sig_atomic_t *interrupt; /* see conn_set_interrupt */
 	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
 	char unconfirmed[200];          /* why the kernel did not confirm kTLS */
@@ -29,14 +33,29 @@ struct conn {
 
 /*
  * Take ownership of the connected socket fd (it is closed by
- * conn_free even on failure). timeout bounds every network wait.
+ * conn_free even on failure). timeout bounds the whole handshake and
+ * then every network wait; timeout_opt ("--timeout") names it in errors.
  */
-int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout);
+int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
+    const char *timeout_opt);
+
+/*
+ * Once *flag is set, a signal ends whatever network wait the connection
+ * is in: the call fails with "interrupted", and conn_close still sends
+ * close_notify where the connection allows it.
+ */
+void conn_set_interrupt(struct conn *c, const volatile sig_atomic_t *flag);
+
+/* The call that failed was ended by conn_set_interrupt's flag. */
+int conn_interrupted(const struct conn *c);
 
 /* Bound every later network wait (send and receive) by secs. */
 void conn_set_timeout(struct conn *c, int secs);
 
-/* The TLS handshake, in the role of the SSL_CTX. */
+/*
+ * The TLS handshake, in the role of the SSL_CTX, finished within the
+ * timeout however the peer trickles its bytes.
+ */
 int conn_handshake(struct conn *c);
 
 /*

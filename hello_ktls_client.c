@@ -274,7 +274,7 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 		return 1;
 	}
 	printf("TCP connection established\n");
-	if (conn_init(&c, ctx, fd, cfg->timeout) < 0)
+	if (conn_init(&c, ctx, fd, cfg->timeout, "--timeout") < 0)
 		goto out;
 	if (mtls_set_peer_host(c.ssl, cfg->host) < 0) {
 		snprintf(c.err, sizeof(c.err), "cannot check the server's "

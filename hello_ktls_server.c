@@ -5,13 +5,19 @@
  * It listens on all IPv4 and IPv6 addresses, requires and verifies a
  * client certificate, offloads TLS to the kernel, reads the client's
  * message and answers it (or echoes everything with --echo). Each client
- * is served by its own process, so a slow or broken client never holds
- * up or takes down the others; --once serves a single client in-process.
+ * has its own thread, which waits on its socket alone (a whole-handshake
+ * deadline, then an idle deadline), so a slow client never holds up the
+ * others; --once serves a single client in the main thread.
  */
 #include <errno.h>
 #include <fcntl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <netdb.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,9 +26,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
-#include <sys/wait.h>
 
 #include "conn.h"
 #include "hk_config.h"
@@ -33,6 +39,8 @@
 #include "mtls.h"
 
 #define BUF_SIZE (64 * 1024)
+/* Deep enough for OpenSSL's handshake and our 16 KiB buffers, with room. */
+#define THREAD_STACK (512 * 1024)
 
 static volatile sig_atomic_t stopping;
 
@@ -196,186 +204,218 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 }
 
 /*
- * Per-client deadlines and shutdown. Each client has its own process,
- * so a whole-handshake deadline is an alarm: SO_RCVTIMEO alone would let
- * a client that sends a byte every few seconds hold on forever. The
- * handlers only use async-signal-safe calls on prepared messages.
+ * What every connection's thread shares: read-only after start-up. The
+ * worker list is the accept loop's alone; a worker only sets its done.
  */
-static struct conn *current;
-static char deadline_msg[256], stop_msg[256];
+struct server {
+	SSL_CTX *ctx;
+	const struct hk_config *cfg;
+	int rootfd;
+	struct worker *workers;
+	int n;
+};
 
-static void
-on_deadline(int sig)
-{
-	(void)sig;
-	(void)!write(STDERR_FILENO, deadline_msg, strlen(deadline_msg));
-	_exit(1);
-}
+struct worker {
+	const struct server *srv;
+	pthread_t tid;
+	void *stack;
+	int fd;
+	atomic_int done;
+	char peer[INET6_ADDRSTRLEN + 16];
+	struct worker *next;
+};
 
-/* The server is shutting down: close_notify through kTLS where it is on. */
-static void
-on_child_stop(int sig)
-{
-	(void)sig;
-	if (current != NULL && current->k != NULL &&
-	    ktls_active(current->k, KTLS_TX))
-		ktls_close_notify(current->k);
-	(void)!write(STDERR_FILENO, stop_msg, strlen(stop_msg));
-	_exit(1);
-}
-
-static void
-deadline_arm(const char *peer, int secs)
-{
-	struct sigaction sa;
-
-	snprintf(deadline_msg, sizeof(deadline_msg), "hello_ktls_server: client "
-	    "%s: handshake not finished within %d s (--handshake-timeout)\n",
-	    peer, secs);
-	snprintf(stop_msg, sizeof(stop_msg), "hello_ktls_server: client %s: "
-	    "closed, the server is shutting down\n", peer);
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_deadline;
-	sigaction(SIGALRM, &sa, NULL);
-	sa.sa_handler = on_child_stop;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	alarm((unsigned)secs);
-}
+/* Set when the grace period is over: every open connection ends now. */
+static volatile sig_atomic_t cutoff;
 
 static int
-serve(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int fd,
-    const char *peer)
+serve(const struct server *srv, int fd, const char *peer,
+    const volatile sig_atomic_t *stop)
 {
+	const struct hk_config *cfg = srv->cfg;
 	struct conn c;
 	struct hk_counters counters;
 	char *buf = NULL;
 	int ret = -1;
 
 	printf("Client connected from %s\n", peer);
-	if (conn_init(&c, ctx, fd, cfg->handshake_timeout) < 0)
+	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
+	    "--handshake-timeout") < 0)
 		goto out;
-	current = &c;
-	deadline_arm(peer, cfg->handshake_timeout);
+	conn_set_interrupt(&c, stop);
 	if (hk_session_start(&c, cfg, "Client", &counters) < 0)
 		goto out;
-	alarm(0);
 	conn_set_timeout(&c, cfg->idle_timeout);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		snprintf(c.err, sizeof(c.err), "out of memory");
 		goto out;
 	}
-	if (exchange(&c, cfg, rootfd, buf) < 0)
+	if (exchange(&c, cfg, srv->rootfd, buf) < 0)
 		goto out;
 	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
-	if (ret < 0)
+	if (ret < 0 && conn_interrupted(&c))
+		hk_warn("client %s: closed, the server is shutting down", peer);
+	else if (ret < 0)
 		hk_warn("client %s: %s", peer, c.err);
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	if (conn_close(&c) == 0 && ret == 0)
 		printf("Connection with %s closed\n", peer);
-	alarm(0);
-	current = NULL;
 	free(buf);
 	conn_free(&c);
 	return ret;
 }
 
-/* Only interrupts accept() so that finished children are reaped. */
-static void
-on_child(int sig)
+static void *
+worker_main(void *arg)
 {
-	(void)sig;
+	struct worker *w = arg;
+
+	serve(w->srv, w->fd, w->peer, &cutoff);
+	atomic_store(&w->done, 1);
+	return NULL;
 }
 
-struct children {
-	pid_t *pid;
-	int n, max;
-};
-
-static void
-reap(struct children *ch)
+/*
+ * Join the workers that have finished; returns how many are left. When
+ * the last one is gone, give the memory of the burst back to the system:
+ * glibc keeps freed memory in per-thread arenas otherwise.
+ */
+static int
+reap(struct server *srv)
 {
-	pid_t pid;
-	int i;
+	struct worker **pp = &srv->workers, *w;
+	int had = srv->n;
 
-	while ((pid = waitpid(-1, NULL, WNOHANG)) > 0)
-		for (i = 0; i < ch->n; i++)
-			if (ch->pid[i] == pid) {
-				ch->pid[i] = ch->pid[--ch->n];
-				break;
-			}
-}
-
-/* Stop accepting; let clients finish for --grace, then end the rest. */
-static void
-shut_down(struct children *ch, int grace)
-{
-	struct timespec nap = { .tv_sec = 0, .tv_nsec = 100 * 1000 * 1000 };
-	int i, ticks;
-
-	printf("Shutting down: %d client(s) still connected\n", ch->n);
-	for (ticks = 0; ch->n > 0 && ticks < grace * 10; ticks++) {
-		nanosleep(&nap, NULL);
-		reap(ch);
+	while ((w = *pp) != NULL) {
+		if (atomic_load(&w->done)) {
+			pthread_join(w->tid, NULL);
+			*pp = w->next;
+			munmap(w->stack, THREAD_STACK);
+			free(w);
+			srv->n--;
+		} else
+			pp = &w->next;
 	}
-	for (i = 0; i < ch->n; i++)
-		kill(ch->pid[i], SIGTERM);
-	while (ch->n > 0 && waitpid(-1, NULL, 0) > 0)
-		reap(ch);
-	reap(ch);
+#ifdef __GLIBC__
+	if (had > 0 && srv->n == 0)
+		malloc_trim(0);
+#endif
+	return srv->n;
 }
 
-/* One accepted client: its own process, unless over the limit. */
+/*
+ * Stop accepting; let clients finish for --grace; then end the rest:
+ * with cutoff set, a signal makes each one's blocked call return, and it
+ * sends close_notify (through kTLS where that is on) and closes. The
+ * signal is repeated because one that lands between two calls is lost.
+ */
 static void
-spawn(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd,
-    struct children *ch, int fd, const char *peer)
+shut_down(struct server *srv, int grace)
 {
-	pid_t pid;
+	struct timespec nap = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
+	struct worker *w;
+	int ticks;
 
-	if (ch->n >= ch->max) {
+	printf("Shutting down: %d client(s) still connected\n", reap(srv));
+	for (ticks = 0; reap(srv) > 0 && ticks < grace * 20; ticks++)
+		nanosleep(&nap, NULL);
+	cutoff = 1;
+	for (ticks = 0; reap(srv) > 0 && ticks < 100; ticks++) {
+		for (w = srv->workers; w != NULL; w = w->next)
+			pthread_kill(w->tid, SIGUSR1);
+		nanosleep(&nap, NULL);
+	}
+	/* Exiting ends the stragglers' connections with the process. */
+	if (srv->n > 0)
+		hk_warn("%d client(s) did not stop within 5 s; exiting anyway",
+		    srv->n);
+}
+
+/*
+ * A thread's stack of our own: unmapped when the thread is joined, so a
+ * burst of clients leaves no cache of touched stacks behind (glibc keeps
+ * up to 40 MiB of its own). The lowest page is the guard.
+ */
+static int
+start_thread(struct worker *w)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	int err;
+
+	w->stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (w->stack == MAP_FAILED)
+		return errno;
+	if (mprotect(w->stack, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE) < 0) {
+		err = errno;
+		munmap(w->stack, THREAD_STACK);
+		return err;
+	}
+	pthread_attr_init(&attr);
+	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
+	/* Threads get no process signals: SIGINT/SIGTERM are the accept loop's. */
+	sigfillset(&all);
+	sigdelset(&all, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&w->tid, &attr, worker_main, w);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (err != 0)
+		munmap(w->stack, THREAD_STACK);
+	return err;
+}
+
+/* One accepted client: its own thread, unless over the limit. */
+static void
+spawn(struct server *srv, int fd, const char *peer)
+{
+	struct worker *w;
+	int err;
+
+	if (reap(srv) >= srv->cfg->max_connections) {
 		hk_warn("refusing client %s: %d connections open "
-		    "(--max-connections)", peer, ch->n);
+		    "(--max-connections)", peer, srv->n);
 		close(fd);
 		return;
 	}
-	fflush(stdout);
-	if ((pid = fork()) == 0) {
-		close(lfd);
-		_exit(serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1);
+	if ((w = calloc(1, sizeof(*w))) == NULL) {
+		hk_warn("client %s: out of memory", peer);
+		close(fd);
+		return;
 	}
-	if (pid < 0)
-		hk_warn("client %s: cannot fork: %s", peer, strerror(errno));
-	else
-		ch->pid[ch->n++] = pid;
-	close(fd);
+	w->srv = srv;
+	w->fd = fd;
+	snprintf(w->peer, sizeof(w->peer), "%s", peer);
+	if ((err = start_thread(w)) != 0) {
+		hk_warn("client %s: cannot start a thread: %s", peer,
+		    strerror(err));
+		close(fd);
+		free(w);
+		return;
+	}
+	w->next = srv->workers;
+	srv->workers = w;
+	srv->n++;
 }
 
-/* Serve until SIGINT/SIGTERM, a process per client. */
+/* Serve until SIGINT/SIGTERM, a thread per client. */
 static int
-serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
+serve_forever(struct server *srv, int lfd)
 {
-	struct children ch = { .max = cfg->max_connections };
+	const struct hk_config *cfg = srv->cfg;
+	struct timeval tick = { .tv_sec = 1 };
 	struct sockaddr_storage ss;
-	socklen_t len;
 	char peer[INET6_ADDRSTRLEN + 16];
+	socklen_t len;
 	int fd;
 
-	struct timeval tick = { .tv_sec = 1 };
-
-	if (!cfg->once && (ch.pid = calloc((size_t)ch.max, sizeof(pid_t))) == NULL) {
-		hk_warn("out of memory");
-		return 1;
-	}
-	/*
-	 * accept() wakes at least once a second: a SIGCHLD that lands just
-	 * before it blocks must not leave a child unreaped (and counted
-	 * against --max-connections) until the next client.
-	 */
+	/* accept() wakes at least once a second to join finished threads. */
 	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
 	while (!stopping) {
-		reap(&ch);
+		reap(srv);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -387,14 +427,20 @@ serve_forever(SSL_CTX *ctx, const struct hk_config *cfg, int rootfd, int lfd)
 		peer_name(&ss, peer, sizeof(peer));
 		if (cfg->once) {
 			close(lfd);
-			return serve(ctx, cfg, rootfd, fd, peer) == 0 ? 0 : 1;
+			return serve(srv, fd, peer, &stopping) == 0 ? 0 : 1;
 		}
-		spawn(ctx, cfg, rootfd, lfd, &ch, fd, peer);
+		spawn(srv, fd, peer);
 	}
 	close(lfd);
-	shut_down(&ch, cfg->grace);
-	free(ch.pid);
+	shut_down(srv, cfg->grace);
 	return 0;
+}
+
+/* Only there so that SIGUSR1 interrupts a worker's blocked call. */
+static void
+on_interrupt(int sig)
+{
+	(void)sig;
 }
 
 static void
@@ -405,19 +451,19 @@ signals(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	/* No SA_RESTART: a signal must interrupt accept(). */
+	/* No SA_RESTART: a signal must interrupt accept() and blocked I/O. */
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_child;
-	sa.sa_flags = SA_NOCLDSTOP;
-	sigaction(SIGCHLD, &sa, NULL);
+	sa.sa_handler = on_interrupt;
+	sigaction(SIGUSR1, &sa, NULL);
 }
 
 int
 main(int argc, char **argv)
 {
 	struct hk_config cfg;
+	struct server srv = { 0 };
 	SSL_CTX *ctx;
 	char err[512];
 	int lfd, ret, rootfd = -1;
@@ -439,6 +485,8 @@ main(int argc, char **argv)
 		break;
 	}
 	signals();
+	/* Whole lines as they happen, whichever thread prints them. */
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("=== kTLS mTLS Server ===\n");
 	printf("Loading server certificate: %s\n", cfg.cert);
 	printf("Loading server private key: %s\n", cfg.key);
@@ -466,7 +514,10 @@ main(int argc, char **argv)
 	printf("Waiting for client connections...\n");
 	if (cfg.root != NULL)
 		printf("Serving files below %s\n", cfg.root);
-	ret = serve_forever(ctx, &cfg, rootfd, lfd);
+	srv.ctx = ctx;
+	srv.cfg = &cfg;
+	srv.rootfd = rootfd;
+	ret = serve_forever(&srv, lfd);
 	if (rootfd >= 0)
 		close(rootfd);
 	SSL_CTX_free(ctx);

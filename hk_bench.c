@@ -6,6 +6,7 @@
  * integrity check that costs far less than the crypto it measures.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,22 +21,30 @@
 #define PATTERN_SIZE (1 << 20)
 #define PROGRESS_EVERY 0.5
 
+/* Made once, shared read-only by every connection's thread. */
 static unsigned char *pattern;
+static pthread_once_t pattern_once = PTHREAD_ONCE_INIT;
+
+static void
+pattern_make(void)
+{
+	uint64_t x = 0x9e3779b97f4a7c15ULL; /* any fixed seed: xorshift64 */
+	unsigned char *p;
+	size_t i;
+
+	if ((p = malloc(PATTERN_SIZE)) == NULL)
+		return;
+	for (i = 0; i < PATTERN_SIZE; i++) {
+		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+		p[i] = (unsigned char)(x >> 32);
+	}
+	pattern = p;
+}
 
 static const unsigned char *
 pattern_get(void)
 {
-	uint64_t x = 0x9e3779b97f4a7c15ULL; /* any fixed seed: xorshift64 */
-	size_t i;
-
-	if (pattern != NULL)
-		return pattern;
-	if ((pattern = malloc(PATTERN_SIZE)) == NULL)
-		return NULL;
-	for (i = 0; i < PATTERN_SIZE; i++) {
-		x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-		pattern[i] = (unsigned char)(x >> 32);
-	}
+	pthread_once(&pattern_once, pattern_make);
 	return pattern;
 }
 
@@ -65,7 +74,7 @@ static void
 meter_start(struct meter *m)
 {
 	clock_gettime(CLOCK_MONOTONIC, &m->t0);
-	getrusage(RUSAGE_SELF, &m->r0);
+	getrusage(RUSAGE_THREAD, &m->r0);
 	m->last = 0;
 }
 
@@ -74,7 +83,7 @@ meter_stop(const struct meter *m, unsigned long long bytes, struct hk_stats *s)
 {
 	struct rusage r;
 
-	getrusage(RUSAGE_SELF, &r);
+	getrusage(RUSAGE_THREAD, &r);
 	s->bytes = bytes;
 	s->seconds = elapsed(m);
 	s->user = tv_secs(r.ru_utime) - tv_secs(m->r0.ru_utime);
@@ -148,39 +157,43 @@ hk_bench_recv(struct conn *c, unsigned long long bytes, struct hk_stats *s,
     hk_progress_fn progress)
 {
 	const unsigned char *p = pattern_get();
-	static unsigned char buf[64 * 1024];
+	const size_t bufsize = 64 * 1024;
+	unsigned char *buf = malloc(bufsize);
 	unsigned long long done = 0;
 	struct meter m;
 	size_t want, off;
 	ssize_t n;
+	int ret = -1;
 
-	if (p == NULL) {
+	if (p == NULL || buf == NULL) {
 		snprintf(c->err, sizeof(c->err), "out of memory");
-		return -1;
+		goto out;
 	}
 	snprintf(s->path, sizeof(s->path), "%s", conn_path(c, KTLS_RX));
 	meter_start(&m);
 	while (done < bytes) {
 		off = (size_t)(done % PATTERN_SIZE);
 		/* Never cross the end of the pattern within one compare. */
-		want = PATTERN_SIZE - off < sizeof(buf) ? PATTERN_SIZE - off :
-		    sizeof(buf);
+		want = PATTERN_SIZE - off < bufsize ? PATTERN_SIZE - off : bufsize;
 		if (bytes - done < want)
 			want = (size_t)(bytes - done);
 		if ((n = conn_read(c, buf, want)) <= 0) {
 			if (n == 0)
 				snprintf(c->err, sizeof(c->err), "stream ended "
 				    "after %llu of %llu bytes", done, bytes);
-			return -1;
+			goto out;
 		}
 		if (memcmp(buf, p + off, (size_t)n) != 0) {
 			snprintf(c->err, sizeof(c->err), "data corrupted near "
 			    "byte %llu", done);
-			return -1;
+			goto out;
 		}
 		done += (unsigned long long)n;
 		tick(&m, done, bytes, progress);
 	}
 	meter_stop(&m, bytes, s);
-	return 0;
+	ret = 0;
+out:
+	free(buf);
+	return ret;
 }

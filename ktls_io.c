@@ -94,6 +94,25 @@ rx_error(struct ktls *k, int err)
 	ktls_seterr(k, "kTLS read: %s", strerror(err));
 }
 
+/*
+ * Whether to go on after EINTR: yes, unless the application has asked
+ * for signals to end blocked calls (ktls_set_interrupt) and one did.
+ */
+static int
+retry_eintr(const struct ktls *k)
+{
+	return errno == EINTR && (k->interrupt == NULL || !*k->interrupt);
+}
+
+static int
+interrupted(struct ktls *k)
+{
+	if (k->interrupt == NULL || !*k->interrupt)
+		return 0;
+	ktls_seterr(k, "interrupted");
+	return 1;
+}
+
 /* One recvmsg: n bytes of a single record type (the kernel never mixes). */
 static ssize_t
 recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
@@ -114,7 +133,9 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 
 	do
 		n = recvmsg(k->fd, &msg, 0);
-	while (n < 0 && errno == EINTR);
+	while (n < 0 && retry_eintr(k));
+	if (n < 0 && interrupted(k))
+		return -1;
 	if (n < 0) {
 		rx_error(k, errno);
 		return -1;
@@ -153,7 +174,7 @@ send_record(struct ktls *k, unsigned char type, const void *buf, size_t len)
 	*CMSG_DATA(cmsg) = type;
 	do
 		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	while (n < 0 && retry_eintr(k));
 	return n == (ssize_t)len ? 0 : -1;
 }
 
@@ -369,13 +390,13 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 	ssize_t n;
 
 	while (done < len) {
-		if (tx_budget(k) < 0)
+		if (interrupted(k) || tx_budget(k) < 0)
 			return -1;
 		chunk = len - done;
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
 		n = write(k->fd, p + done, chunk);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && retry_eintr(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
@@ -404,7 +425,7 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 	ssize_t n;
 
 	while (done < count) {
-		if (tx_budget(k) < 0)
+		if (interrupted(k) || tx_budget(k) < 0)
 			return -1;
 		chunk = count - done;
 		if (chunk > (size_t)1 << 30)
@@ -412,7 +433,7 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
 		n = sendfile(k->fd, in_fd, &offset, chunk);
-		if (n < 0 && errno == EINTR)
+		if (n < 0 && retry_eintr(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
@@ -446,6 +467,12 @@ void
 ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes)
 {
 	k->rekey_bytes = bytes;
+}
+
+void
+ktls_set_interrupt(struct ktls *k, const volatile sig_atomic_t *flag)
+{
+	k->interrupt = flag;
 }
 
 void

@@ -16,6 +16,7 @@
 #ifndef KTLS_KEYS_H
 #define KTLS_KEYS_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -126,6 +127,14 @@ int ktls_kernel_can_rekey(void);
  * before the cipher's record limit, RFC 8446 5.5, which is the default).
  */
 void ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes);
+
+/*
+ * Let a signal end a blocked read, write or sendfile: once *flag is set,
+ * a call interrupted by a signal (or one that starts afterwards) fails
+ * with "interrupted" instead of carrying on. Without it, EINTR is retried.
+ * close_notify is still sent after it, as far as the socket takes it.
+ */
+void ktls_set_interrupt(struct ktls *k, const volatile sig_atomic_t *flag);
 
 /* How many KeyUpdates went each way. */
 void ktls_key_update_counts(const struct ktls *k, uint64_t *sent,

@@ -6,7 +6,7 @@
 #   - the peer is dropped promptly (EOF within a few seconds, not a hang
 #     until the handshake deadline), with the alert OpenSSL sends for it;
 #   - the server logs exactly one line for that client, naming the problem;
-#   - the server still runs, has no handler process left over, and serves a
+#   - the server still runs, has no handler thread left over, and serves a
 #     good client right afterwards.
 set -u
 . "$(dirname "$0")/lib.sh"
@@ -159,13 +159,14 @@ server_proc() {
 	SRV_PROC=$c
 }
 
-# no_children: up to 5 s for every per-client process, zombies too, to go.
-no_children() {
-	local i c
+# threads: the server's thread count (the main thread + one per client).
+threads() { awk '$1 == "Threads:" { print $2 }' "/proc/$SRV_PROC/status" 2>/dev/null; }
+
+# no_handlers: up to 5 s for every per-client thread to end.
+no_handlers() {
+	local i
 	for ((i = 0; i < 100; i++)); do
-		c=
-		read -r c _ <"/proc/$SRV_PROC/task/$SRV_PROC/children" 2>/dev/null
-		[ -z "$c" ] && return 0
+		[ "$(threads)" = 1 ] && return 0
 		nap 0.05
 	done
 	return 1
@@ -195,7 +196,7 @@ logged() {
 	fi
 }
 
-# after NAME: the server is alive, no handler process is left behind, and
+# after NAME: the server is alive, no handler thread is left behind, and
 # a good client is served.
 after() {
 	local name=$1 out
@@ -205,10 +206,10 @@ after() {
 		fail "$name: server survives" "server process $SRV_PROC is gone" "$SRV_LOG"
 	elif [ "$CLI_RC" -ne 0 ] || ! has "$out" "$HELLO_C"; then
 		fail "$name: a good client is served afterwards" "rc=$CLI_RC" "$out" "$SRV_LOG"
-	elif ! no_children; then
-		fail "$name: server survives" "per-client processes left over: $(cat "/proc/$SRV_PROC/task/$SRV_PROC/children")"
+	elif ! no_handlers; then
+		fail "$name: server survives" "per-client threads left over: $(threads) threads"
 	else
-		pass "$name: server alive, no process left over, a good client is served afterwards"
+		pass "$name: server alive, no thread left over, a good client is served afterwards"
 	fi
 }
 
@@ -275,7 +276,7 @@ hangup() {
 	fi
 	logged "$name" "${BASH_REMATCH[1]}" \
 	    "the client closed the connection without close_notify (truncated)"
-	if no_children && [ $((SECONDS - t0)) -lt "$PROMPT" ]; then
+	if no_handlers && [ $((SECONDS - t0)) -lt "$PROMPT" ]; then
 		pass "$name: its handler exited within $PROMPT s"
 	else
 		fail "$name: its handler exited within $PROMPT s" "still there after $((SECONDS - t0)) s" "$SRV_LOG"

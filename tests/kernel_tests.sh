@@ -344,6 +344,33 @@ test_rekey_refused() {
 	fi
 }
 
+# SIGTERM with a kTLS connection open: once --grace is over, the server
+# sends close_notify through kTLS TX (sendmsg with TLS_SET_RECORD_TYPE)
+# and the peer sees a clean TLS end, not a bare FIN.
+test_shutdown_ktls() {
+	local v=$1 rc=0 peer t0
+	start_server --ktls require --tls-version "$v" --grace 1
+	new_log peer waiting
+	timeout 120 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60 >"$peer" 2>&1 &
+	if ! wait_long "$peer" ready 90 || ! wait_for_line "$SRV_LOG" "kTLS RX: active"; then
+		fail "TLS $v shutdown with kTLS" "the peer did not connect" "$peer" "$SRV_LOG"
+		stop_server
+		return
+	fi
+	t0=$SECONDS
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	wait_long "$peer" close_notify 30
+	if [ "$rc" -eq 0 ] && both_active "$SRV_LOG" &&
+	    has "$SRV_LOG" "closed, the server is shutting down" &&
+	    [ "$(tail -n 1 "$peer")" = close_notify ] && [ $((SECONDS - t0)) -le 10 ]; then
+		pass "TLS $v SIGTERM: close_notify through kTLS TX to the open client, exit 0"
+	else
+		fail "TLS $v SIGTERM with kTLS" "rc=$rc after $((SECONDS - t0)) s" "$SRV_LOG" "$peer"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -367,6 +394,7 @@ for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"
 	test_truncation "$v"
+	test_shutdown_ktls "$v"
 done
 test_nic_probe
 test_stats

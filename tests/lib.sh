@@ -77,6 +77,16 @@ wait_for_line() {
 	return 1
 }
 
+# wait_long FILE TEXT SECS: wait_for_line for up to SECS (a multiple of 5)
+# seconds, for peers that start slowly (python3 in a loaded UML guest).
+wait_long() {
+	local i
+	for ((i = 0; i < $3 / 5; i++)); do
+		wait_for_line "$1" "$2" && return 0
+	done
+	return 1
+}
+
 # new_log VAR NAME: set VAR to a fresh file name. A background job
 # creates its log only when it starts, so reusing a name could show the
 # last run's contents. (Not $(...): the count must survive the call.)

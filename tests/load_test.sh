@@ -3,11 +3,11 @@
 # loopback, in userspace TLS (no kernel TLS needed):
 #   1. HK_LOAD_N (500) clients from one python3 asyncio loop: all
 #      handshakes in flight at once, then all send, then all read, so
-#      every one of the server's per-client processes is alive together;
+#      every one of the server's per-client threads is alive together;
 #   2. HK_LOAD_N of our own hello_ktls_client processes started at once.
 # Each wave must be served completely within HK_LOAD_SECS (120) s. After
 # each, the server must be back where it started: the same open fds, its
-# RSS within 2 MiB of the baseline, no children (zombies included).
+# RSS within 2 MiB of the baseline, no per-client thread left.
 # Prints each wave's timings and ends with "N passed, N failed".
 #
 # Standalone: bash tests/load_test.sh (makes its own certificates unless
@@ -32,7 +32,7 @@ fi
 hk_init
 trap 'stop_server; rm -rf "$WORK" ${OWN_CERTS:+"$OWN_CERTS"}' EXIT
 
-# Each client process needs a few fds and the server a process per client.
+# Each client process needs a few fds and the server one per client.
 ulimit -n 4096 2>/dev/null || true
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
@@ -50,32 +50,32 @@ server_pid() {
 
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 nfds() { ls "/proc/$1/fd" | wc -l; }
-nchildren() { ps -o pid= --ppid "$1" | wc -l; }
+# Per-client threads: all of the server's threads but its main one.
+nhandlers() { awk '$1 == "Threads:" { print $2 - 1 }' "/proc/$1/status"; }
 
-# settle PID: wait up to 10 s for the server to have no children again;
-# a child's exit is noticed at the server's next SIGCHLD.
+# settle PID: wait up to 10 s for the server's per-client threads to end.
 settle() {
 	local i
 	for ((i = 0; i < 100; i++)); do
-		[ "$(nchildren "$1")" -eq 0 ] && return 0
+		[ "$(nhandlers "$1")" -eq 0 ] && return 0
 		nap 0.1
 	done
 	return 1
 }
 
-# check_baseline WAVE: fds exactly, RSS within RSS_SLACK_KB, no children.
+# check_baseline WAVE: fds exactly, RSS within RSS_SLACK_KB, no handlers.
 check_baseline() {
-	local wave=$1 kids rss fds
+	local wave=$1 left rss fds
 	settle "$SPID"
-	kids=$(ps -o pid=,stat= --ppid "$SPID" | wc -l)
-	check "$wave: no children or zombies left afterwards (found $kids)" test "$kids" -eq 0
+	left=$(nhandlers "$SPID")
+	check "$wave: no per-client thread left afterwards (found $left)" test "$left" -eq 0
 	fds=$(nfds "$SPID")
 	check "$wave: server fds back to the baseline ($fds, was $BASE_FDS)" \
 	    test "$fds" -eq "$BASE_FDS"
 	rss=$(rss_kb "$SPID")
 	check "$wave: server RSS within 2 MiB of the baseline (${rss} kB, was ${BASE_RSS} kB)" \
 	    test "$rss" -le $((BASE_RSS + RSS_SLACK_KB))
-	echo "# $wave: server RSS ${BASE_RSS} -> ${rss} kB, fds ${BASE_FDS} -> ${fds}, children $kids"
+	echo "# $wave: server RSS ${BASE_RSS} -> ${rss} kB, fds ${BASE_FDS} -> ${fds}, handler threads $left"
 }
 
 # Wave 1: one asyncio loop, three phases, each with its own barrier.
@@ -194,7 +194,7 @@ start_server --max-connections $((N + 64)) --handshake-timeout 60 || {
 	exit 1
 }
 SPID=$(server_pid) || { fail "find the server's pid" "no child of $SRV_PID"; hk_summary; exit; }
-# A warm-up client: the baseline is after the first fork and handshake,
+# A warm-up client: the baseline is after the first thread and handshake,
 # so lazily loaded OpenSSL state does not count as a leak.
 run_client "$WORK/warm.log"
 check "warm-up client served" test "$CLI_RC" -eq 0
