@@ -41,6 +41,11 @@
 #define BUF_SIZE (64 * 1024)
 /* Deep enough for OpenSSL's handshake and our 16 KiB buffers, with room. */
 #define THREAD_STACK (512 * 1024)
+/*
+ * Stacks kept for the next clients: unmapping one per connection costs
+ * a TLB shootdown on every CPU, which a VM makes expensive.
+ */
+#define SPARE_STACKS 32
 
 static volatile sig_atomic_t stopping;
 
@@ -213,6 +218,10 @@ struct server {
 	int rootfd;
 	struct worker *workers;
 	int n;
+	void *spare[SPARE_STACKS]; /* stacks of joined threads, for reuse */
+	int nspare;
+	int dirty;         /* clients came and went since the last release */
+	time_t idle_since; /* when the last client went */
 };
 
 struct worker {
@@ -277,31 +286,62 @@ worker_main(void *arg)
 	return NULL;
 }
 
+static void
+stack_release(struct server *srv, void *stack)
+{
+	if (srv->nspare < SPARE_STACKS)
+		srv->spare[srv->nspare++] = stack;
+	else
+		munmap(stack, THREAD_STACK);
+}
+
+static time_t
+now_secs(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec;
+}
+
 /*
- * Join the workers that have finished; returns how many are left. When
- * the last one is gone, give the memory of the burst back to the system:
- * glibc keeps freed memory in per-thread arenas otherwise.
+ * Once no client has been connected for a second, give the memory of
+ * the last burst back to the system: the spare stacks, and what glibc
+ * keeps in its arenas. Not sooner: clients that come one after another
+ * would pay for it each time.
  */
+static void
+idle_release(struct server *srv)
+{
+	if (!srv->dirty || srv->n > 0 || now_secs() - srv->idle_since < 1)
+		return;
+	srv->dirty = 0;
+	while (srv->nspare > 0)
+		munmap(srv->spare[--srv->nspare], THREAD_STACK);
+#ifdef __GLIBC__
+	malloc_trim(0);
+#endif
+}
+
+/* Join the workers that have finished; returns how many are left. */
 static int
 reap(struct server *srv)
 {
 	struct worker **pp = &srv->workers, *w;
-	int had = srv->n;
 
 	while ((w = *pp) != NULL) {
 		if (atomic_load(&w->done)) {
 			pthread_join(w->tid, NULL);
 			*pp = w->next;
-			munmap(w->stack, THREAD_STACK);
+			stack_release(srv, w->stack);
 			free(w);
-			srv->n--;
+			if (--srv->n == 0)
+				srv->idle_since = now_secs();
+			srv->dirty = 1;
 		} else
 			pp = &w->next;
 	}
-#ifdef __GLIBC__
-	if (had > 0 && srv->n == 0)
-		malloc_trim(0);
-#endif
+	idle_release(srv);
 	return srv->n;
 }
 
@@ -334,26 +374,37 @@ shut_down(struct server *srv, int grace)
 }
 
 /*
- * A thread's stack of our own: unmapped when the thread is joined, so a
- * burst of clients leaves no cache of touched stacks behind (glibc keeps
- * up to 40 MiB of its own). The lowest page is the guard.
+ * A thread's stack of our own, so that the server decides how much of
+ * it stays mapped after a burst (glibc would cache up to 40 MiB of its
+ * own). The lowest page is the guard.
  */
+static void *
+stack_get(struct server *srv)
+{
+	void *stack;
+
+	if (srv->nspare > 0)
+		return srv->spare[--srv->nspare];
+	stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE,
+	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+	if (stack == MAP_FAILED)
+		return NULL;
+	if (mprotect(stack, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE) < 0) {
+		munmap(stack, THREAD_STACK);
+		return NULL;
+	}
+	return stack;
+}
+
 static int
-start_thread(struct worker *w)
+start_thread(struct server *srv, struct worker *w)
 {
 	pthread_attr_t attr;
 	sigset_t all, old;
 	int err;
 
-	w->stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (w->stack == MAP_FAILED)
+	if ((w->stack = stack_get(srv)) == NULL)
 		return errno;
-	if (mprotect(w->stack, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE) < 0) {
-		err = errno;
-		munmap(w->stack, THREAD_STACK);
-		return err;
-	}
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
 	/* Threads get no process signals: SIGINT/SIGTERM are the accept loop's. */
@@ -364,7 +415,7 @@ start_thread(struct worker *w)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (err != 0)
-		munmap(w->stack, THREAD_STACK);
+		stack_release(srv, w->stack);
 	return err;
 }
 
@@ -389,7 +440,7 @@ spawn(struct server *srv, int fd, const char *peer)
 	w->srv = srv;
 	w->fd = fd;
 	snprintf(w->peer, sizeof(w->peer), "%s", peer);
-	if ((err = start_thread(w)) != 0) {
+	if ((err = start_thread(srv, w)) != 0) {
 		hk_warn("client %s: cannot start a thread: %s", peer,
 		    strerror(err));
 		close(fd);
@@ -487,6 +538,17 @@ main(int argc, char **argv)
 	signals();
 	/* Whole lines as they happen, whichever thread prints them. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
+#ifdef __GLIBC__
+	/*
+	 * One arena, whose free memory stays while clients come and go (no
+	 * madvise, and its TLB shootdown, per connection) and which
+	 * malloc_trim empties completely when they have gone (idle_release);
+	 * glibc trims the top of per-thread arenas only as they free. With
+	 * the per-thread caches in front, one arena is no bottleneck here.
+	 */
+	mallopt(M_ARENA_MAX, 1);
+	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
+#endif
 	printf("=== kTLS mTLS Server ===\n");
 	printf("Loading server certificate: %s\n", cfg.cert);
 	printf("Loading server private key: %s\n", cfg.key);
