@@ -59,7 +59,7 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 }
 
 void
-conn_set_interrupt(struct conn *c, const volatile sig_atomic_t *flag)
+conn_set_interrupt(struct conn *c, const atomic_int *flag)
 {
 	c->interrupt = flag;
 	ktls_set_interrupt(c->k, flag);
@@ -68,7 +68,7 @@ conn_set_interrupt(struct conn *c, const volatile sig_atomic_t *flag)
 int
 conn_interrupted(const struct conn *c)
 {
-	return c->interrupt != NULL && *c->interrupt;
+	return c->interrupt != NULL && atomic_load(c->interrupt);
 }
 
 /* Before each network call: fail at once if we have been told to stop. */

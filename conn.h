@@ -6,7 +6,7 @@
 #ifndef CONN_H
 #define CONN_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -22,7 +22,7 @@ struct conn {
 	int failed; /* a fatal error: no close_notify on close */
 	int timeout;            /* seconds: the handshake, then each wait */
 	const char *timeout_opt; /* the option that set it, for messages */
-	const volatile sig_atomic_t *interrupt; /* see conn_set_interrupt */
+	const atomic_int *interrupt; /* see conn_set_interrupt */
 	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
 	char unconfirmed[200];          /* why the kernel did not confirm kTLS */
@@ -44,7 +44,7 @@ int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
  * is in: the call fails with "interrupted", and conn_close still sends
  * close_notify where the connection allows it.
  */
-void conn_set_interrupt(struct conn *c, const volatile sig_atomic_t *flag);
+void conn_set_interrupt(struct conn *c, const atomic_int *flag);
 
 /* The call that failed was ended by conn_set_interrupt's flag. */
 int conn_interrupted(const struct conn *c);

@@ -46,14 +46,15 @@
  * a TLB shootdown on every CPU, which a VM makes expensive.
  */
 #define SPARE_STACKS 32
+#define CLIENT_THREAD_NAME "hk-client"
 
-static volatile sig_atomic_t stopping;
+static atomic_int stopping; /* SIGINT/SIGTERM; lock-free, so fine in a handler */
 
 static void
 on_stop(int sig)
 {
 	(void)sig;
-	stopping = 1;
+	atomic_store(&stopping, 1);
 }
 
 /* The wildcard listener: dual-stack IPv6, or IPv4 alone where the kernel has no IPv6. */
@@ -235,11 +236,11 @@ struct worker {
 };
 
 /* Set when the grace period is over: every open connection ends now. */
-static volatile sig_atomic_t cutoff;
+static atomic_int cutoff;
 
 static int
 serve(const struct server *srv, int fd, const char *peer,
-    const volatile sig_atomic_t *stop)
+    const atomic_int *stop)
 {
 	const struct hk_config *cfg = srv->cfg;
 	struct conn c;
@@ -361,7 +362,7 @@ shut_down(struct server *srv, int grace)
 	printf("Shutting down: %d client(s) still connected\n", reap(srv));
 	for (ticks = 0; reap(srv) > 0 && ticks < grace * 20; ticks++)
 		nanosleep(&nap, NULL);
-	cutoff = 1;
+	atomic_store(&cutoff, 1);
 	for (ticks = 0; reap(srv) > 0 && ticks < 100; ticks++) {
 		for (w = srv->workers; w != NULL; w = w->next)
 			pthread_kill(w->tid, SIGUSR1);
@@ -414,9 +415,13 @@ start_thread(struct server *srv, struct worker *w)
 	err = pthread_create(&w->tid, &attr, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
-	if (err != 0)
+	if (err != 0) {
 		stack_release(srv, w->stack);
-	return err;
+		return err;
+	}
+	/* What `top -H` and /proc/PID/task/ show of a client's thread. */
+	pthread_setname_np(w->tid, CLIENT_THREAD_NAME);
+	return 0;
 }
 
 /* One accepted client: its own thread, unless over the limit. */
@@ -465,7 +470,7 @@ serve_forever(struct server *srv, int lfd)
 
 	/* accept() wakes at least once a second to join finished threads. */
 	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
-	while (!stopping) {
+	while (!atomic_load(&stopping)) {
 		reap(srv);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);

@@ -56,7 +56,7 @@ struct ktls {
 	uint64_t rekey_bytes;    /* 0 = only at the record limit */
 	uint64_t key_updates_sent, key_updates_received;
 
-	const volatile sig_atomic_t *interrupt; /* see ktls_set_interrupt */
+	const atomic_int *interrupt; /* see ktls_set_interrupt */
 };
 
 /* A best-effort alert record through kTLS TX. */

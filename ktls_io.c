@@ -101,13 +101,14 @@ rx_error(struct ktls *k, int err)
 static int
 retry_eintr(const struct ktls *k)
 {
-	return errno == EINTR && (k->interrupt == NULL || !*k->interrupt);
+	return errno == EINTR &&
+	    (k->interrupt == NULL || !atomic_load(k->interrupt));
 }
 
 static int
 interrupted(struct ktls *k)
 {
-	if (k->interrupt == NULL || !*k->interrupt)
+	if (k->interrupt == NULL || !atomic_load(k->interrupt))
 		return 0;
 	ktls_seterr(k, "interrupted");
 	return 1;
@@ -470,7 +471,7 @@ ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes)
 }
 
 void
-ktls_set_interrupt(struct ktls *k, const volatile sig_atomic_t *flag)
+ktls_set_interrupt(struct ktls *k, const atomic_int *flag)
 {
 	k->interrupt = flag;
 }

@@ -16,7 +16,7 @@
 #ifndef KTLS_KEYS_H
 #define KTLS_KEYS_H
 
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -134,7 +134,7 @@ void ktls_set_rekey_bytes(struct ktls *k, uint64_t bytes);
  * with "interrupted" instead of carrying on. Without it, EINTR is retried.
  * close_notify is still sent after it, as far as the socket takes it.
  */
-void ktls_set_interrupt(struct ktls *k, const volatile sig_atomic_t *flag);
+void ktls_set_interrupt(struct ktls *k, const atomic_int *flag);
 
 /* How many KeyUpdates went each way. */
 void ktls_key_update_counts(const struct ktls *k, uint64_t *sent,

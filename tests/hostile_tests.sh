@@ -159,14 +159,13 @@ server_proc() {
 	SRV_PROC=$c
 }
 
-# threads: the server's thread count (the main thread + one per client).
-threads() { awk '$1 == "Threads:" { print $2 }' "/proc/$SRV_PROC/status" 2>/dev/null; }
+threads() { client_threads "$SRV_PROC"; }
 
 # no_handlers: up to 5 s for every per-client thread to end.
 no_handlers() {
 	local i
 	for ((i = 0; i < 100; i++)); do
-		[ "$(threads)" = 1 ] && return 0
+		[ "$(threads)" = 0 ] && return 0
 		nap 0.05
 	done
 	return 1
@@ -207,7 +206,7 @@ after() {
 	elif [ "$CLI_RC" -ne 0 ] || ! has "$out" "$HELLO_C"; then
 		fail "$name: a good client is served afterwards" "rc=$CLI_RC" "$out" "$SRV_LOG"
 	elif ! no_handlers; then
-		fail "$name: server survives" "per-client threads left over: $(threads) threads"
+		fail "$name: server survives" "per-client threads left over: $(threads)"
 	else
 		pass "$name: server alive, no thread left over, a good client is served afterwards"
 	fi

@@ -77,6 +77,16 @@ wait_for_line() {
 	return 1
 }
 
+# client_threads PID: how many threads the server PID has serving clients
+# (it names them hk-client), without a fork.
+client_threads() {
+	local f name n=0
+	for f in /proc/"$1"/task/*/comm; do
+		read -r name <"$f" 2>/dev/null && [ "$name" = hk-client ] && n=$((n + 1))
+	done
+	echo "$n"
+}
+
 # wait_long FILE TEXT SECS: wait_for_line for up to SECS (a multiple of 5)
 # seconds, for peers that start slowly (python3 in a loaded UML guest).
 wait_long() {

@@ -5,16 +5,19 @@
 #      under valgrind memcheck: no errors and no definite leaks;
 #   2. the same copy rebuilt with clang -fsanitize=address,undefined;
 #      the unit tests, tests/nic_probe and tests/host_tests.sh run on
-#      those binaries. Any sanitizer report, from any process including
-#      the server's per-client children, is a failure.
+#      those binaries. Any sanitizer report, from any process, is a
+#      failure;
+#   3. rebuilt with clang -fsanitize=thread: tests/host_tests.sh and the
+#      load test (HK_TSAN_LOAD_N, default 200, concurrent clients, each
+#      in its own server thread; its RSS check is left out, TSan's shadow
+#      memory grows with every thread). Any ThreadSanitizer report fails.
 # Sanitizer reports go to files (log_path), not to stderr, so the tests
 # that check stderr text are not disturbed and reports from children
 # whose stderr a test throws away are still seen.
 #
-# LeakSanitizer checks at exit(): the server's per-client children end
-# with _exit(), so they get no leak check (and so no false reports); the
-# serving code is leak-checked through the --once runs, whose server
-# returns from main, and through every client run.
+# LeakSanitizer checks at exit(): the server returns from main after
+# SIGTERM, having joined its client threads, so its serving code is
+# leak-checked as well as every client run.
 #
 # Needs clang with its sanitizer runtimes (Debian: clang, libclang-rt-*-dev
 # on newer releases), valgrind, python3, openssl. Prints "N passed, N failed".
@@ -99,20 +102,22 @@ wait_for_port_long() {
 
 # --- sanitizers: the unit and host tests -------------------------------
 # run_suite NAME LOG COMMAND...: pass when it exits 0 with "0 failed".
+# $UNDER names the sanitizers.
 run_suite() {
 	local name=$1 log=$2 rc=0 line
 	shift 2
 	"$@" >"$log" 2>&1 || rc=$?
 	line=$(grep -E '[0-9]+ passed, [0-9]+ failed' "$log" | tail -n 1)
 	if [ "$rc" -eq 0 ] && [[ $line == *" 0 failed" ]]; then
-		pass "$name under ASan/UBSan: ${line##*: }"
+		pass "$name under $UNDER: ${line##*: }"
 	else
-		fail "$name under ASan/UBSan" "exit $rc, '${line:-no result line}'"
+		fail "$name under $UNDER" "exit $rc, '${line:-no result line}'"
 		grep -E -A3 '^FAIL' "$log" | head -n 40 | sed 's/^/    | /'
 	fi
 }
 
 sanitized_tests() {
+	UNDER=ASan/UBSan
 	export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:log_path=$REPORTS/asan"
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
 	export LSAN_OPTIONS="log_path=$REPORTS/lsan"
@@ -137,8 +142,35 @@ sanitized_tests() {
 	fi
 }
 
+# --- ThreadSanitizer: the server's threads -----------------------------
+# OpenSSL itself is not instrumented; its locks are still seen, and so
+# is every access of ours to state the threads share.
+tsan_tests() {
+	UNDER=TSan
+	export TSAN_OPTIONS="halt_on_error=1:log_path=$REPORTS/tsan"
+	run_suite "host system tests (tests/host_tests.sh)" "$TMP/tsan-host.log" \
+	    bash "$TREE/tests/host_tests.sh"
+	run_suite "load test, ${HK_TSAN_LOAD_N:-200} clients at once" "$TMP/tsan-load.log" \
+	    env HK_LOAD_N="${HK_TSAN_LOAD_N:-200}" HK_LOAD_RSS=0 bash "$TREE/tests/load_test.sh"
+	unset TSAN_OPTIONS
+	local hits
+	hits=$(grep -lE 'WARNING: ThreadSanitizer|ERROR: ThreadSanitizer' \
+	    "$REPORTS"/tsan* "$TMP"/tsan-*.log 2>/dev/null)
+	if [ -z "$hits" ]; then
+		pass "no ThreadSanitizer report from any process"
+	else
+		fail "ThreadSanitizer reports" "$(echo "$hits" | wc -l) file(s)"
+		for f in $hits; do
+			echo "    === ${f##*/}"
+			grep -A 30 'ThreadSanitizer' "$f" | head -n 50 | sed 's/^/    | /'
+		done
+	fi
+}
+
 build "normal (-O2 -g)"
 valgrind_e2e
 build "clang ASan/UBSan" CC=clang CFLAGS="-O1 -g $SAN" LDFLAGS="$SAN"
 sanitized_tests
+build "clang TSan" CC=clang CFLAGS="-O1 -g -fsanitize=thread" LDFLAGS="-fsanitize=thread"
+tsan_tests
 hk_summary
