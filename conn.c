@@ -24,6 +24,8 @@
 
 /* How long close waits for the peer's close_notify. */
 #define CLOSE_LINGER_SECS 2
+/* Userspace TLS: bytes per read() and write() on the socket, at most. */
+#define IO_BUFFER (64 * 1024)
 
 static void
 set_timeout(int fd, int secs)
@@ -199,16 +201,43 @@ confirm_with_kernel(struct conn *c)
 	confirm_dir(c, KTLS_RX, d.rxconf);
 }
 
+/* A BIO_f_buffer of size bytes on top of sock, which it then owns. */
+static BIO *
+buffered(BIO *sock, long size, int for_read)
+{
+	BIO *buf = BIO_new(BIO_f_buffer());
+
+	if (buf == NULL || (for_read ? BIO_set_read_buffer_size(buf, size) :
+	    BIO_set_write_buffer_size(buf, size)) <= 0 || !BIO_up_ref(sock)) {
+		BIO_free(buf);
+		return NULL;
+	}
+	return BIO_push(buf, sock);
+}
+
 /*
- * Where RX stays in OpenSSL, let it read ahead: a record then costs one
- * read() instead of two (header, body). Never before the switch to
- * kTLS, which must find nothing buffered inside OpenSSL.
+ * Where a direction stays in OpenSSL, put a buffer between it and the
+ * socket: one read() then takes in up to IO_BUFFER bytes, many records
+ * (OpenSSL alone reads one record, or one header, at a time), and one
+ * write() sends many records where OpenSSL writes each on its own. On
+ * loopback every read() also sends an ACK and every write() runs the
+ * peer's receive path, so this is most of the userspace path's system
+ * time. Never before the switch to kTLS, which must find nothing
+ * buffered above the socket. Best effort: without it, I/O still works.
  */
 static void
 userspace_tune(struct conn *c)
 {
-	if (!ktls_active(c->k, KTLS_RX))
-		SSL_set_read_ahead(c->ssl, 1);
+	BIO *sock = SSL_get_rbio(c->ssl), *b;
+
+	if (sock == NULL)
+		return;
+	if (!ktls_active(c->k, KTLS_RX) &&
+	    (b = buffered(sock, IO_BUFFER, 1)) != NULL)
+		SSL_set0_rbio(c->ssl, b);
+	if (!ktls_active(c->k, KTLS_TX) &&
+	    (b = buffered(sock, IO_BUFFER, 0)) != NULL)
+		SSL_set0_wbio(c->ssl, b);
 }
 
 int
@@ -325,23 +354,32 @@ conn_read(struct conn *c, void *buf, size_t len)
 	return -1;
 }
 
-int
-conn_write(struct conn *c, const void *buf, size_t len)
+/* Records out of OpenSSL's write buffer (userspace TX) onto the socket. */
+static int
+flush(struct conn *c)
+{
+	BIO *w = SSL_get_wbio(c->ssl);
+
+	while (BIO_flush(w) <= 0) {
+		if (BIO_should_retry(w) && errno == EINTR && !conn_interrupted(c))
+			continue;
+		if (stop_check(c) < 0)
+			return -1;
+		snprintf(c->err, sizeof(c->err), "sending: %s", errno == EAGAIN ?
+		    "timed out waiting for the peer" : strerror(errno));
+		c->failed = 1;
+		return -1;
+	}
+	return 0;
+}
+
+/* SSL_write all of buf; the records may wait in the buffer for flush(). */
+static int
+ssl_write_all(struct conn *c, const void *buf, size_t len)
 {
 	size_t done = 0;
 	int n, saved;
 
-	if (ktls_active(c->k, KTLS_TX)) {
-		if (ktls_write(c->k, buf, len) < 0) {
-			if (stop_check(c) == 0) {
-				snprintf(c->err, sizeof(c->err), "%s",
-				    ktls_error(c->k));
-				c->failed = 1;
-			}
-			return -1;
-		}
-		return 0;
-	}
 	while (done < len) {
 		if (stop_check(c) < 0)
 			return -1;
@@ -371,6 +409,23 @@ conn_write(struct conn *c, const void *buf, size_t len)
 }
 
 int
+conn_write(struct conn *c, const void *buf, size_t len)
+{
+	if (ktls_active(c->k, KTLS_TX)) {
+		if (ktls_write(c->k, buf, len) < 0) {
+			if (stop_check(c) == 0) {
+				snprintf(c->err, sizeof(c->err), "%s",
+				    ktls_error(c->k));
+				c->failed = 1;
+			}
+			return -1;
+		}
+		return 0;
+	}
+	return ssl_write_all(c, buf, len) < 0 ? -1 : flush(c);
+}
+
+int
 conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 {
 	char buf[16384];
@@ -394,11 +449,11 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 			    n == 0 ? "it ended early" : strerror(errno));
 			return -1;
 		}
-		if (conn_write(c, buf, (size_t)n) < 0)
+		if (ssl_write_all(c, buf, (size_t)n) < 0)
 			return -1;
 		done += (size_t)n;
 	}
-	return 0;
+	return flush(c);
 }
 
 const char *
@@ -436,7 +491,8 @@ send_close_notify(struct conn *c)
 		return -1;
 	}
 	ERR_clear_error();
-	if (SSL_shutdown(c->ssl) >= 0)
+	/* OpenSSL flushes its alert; the flush is for any records before it. */
+	if (SSL_shutdown(c->ssl) >= 0 && BIO_flush(SSL_get_wbio(c->ssl)) > 0)
 		return 0;
 	snprintf(c->err, sizeof(c->err), "sending close_notify: %s",
 	    mtls_err_reason("connection lost"));
