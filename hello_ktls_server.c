@@ -368,10 +368,15 @@ shut_down(struct server *srv, int grace)
 			pthread_kill(w->tid, SIGUSR1);
 		nanosleep(&nap, NULL);
 	}
-	/* Exiting ends the stragglers' connections with the process. */
-	if (srv->n > 0)
-		hk_warn("%d client(s) did not stop within 5 s; exiting anyway",
-		    srv->n);
+	if (srv->n == 0)
+		return;
+	/*
+	 * Threads stuck in a call no signal ends: exiting ends their
+	 * connections with the process; nothing is freed under them.
+	 */
+	hk_warn("%d client(s) did not stop within 5 s; exiting anyway", srv->n);
+	fflush(stdout);
+	_exit(0);
 }
 
 /*

@@ -190,6 +190,9 @@ part_a() {
 	# "AES-128-GCM   3259406.48k".
 	v=$(echo "$out" | awk '/bytes$/ { t = 1; next } t && NF >= 2 { sub(/k$/, "", $NF); printf "%.0f\n", $NF * 1000; exit }')
 	[ -n "$v" ] && put a_speed "$v"
+	# The same loopback without TLS: what TCP alone costs on this machine.
+	say "(a) plain TCP pair, no TLS, $BYTES bytes, 64K calls, $RUNS runs"
+	pair a_plain --plain --write-size 64K --read-size 64K
 	if has_bench; then
 		say "(a) ours, --ktls off, $BYTES bytes each way, $RUNS runs"
 		ours a_us off both
@@ -322,7 +325,7 @@ print_env() {
 }
 
 print_a() {
-	local speed g
+	local speed g plain ceil
 	speed=$(get a_speed)
 	echo "## (a) bulk throughput: our userspace path vs one core's $CIPHER (host)"
 	echo
@@ -333,6 +336,8 @@ print_a() {
 		g=$(fmt "$speed * 8 / 1e9")
 		row "openssl speed -evp $CIPHER 16K" "EVP, 1 core, encrypt" "$g $(fmt "1e9 / $speed") -" "1.00 (reference)"
 	fi
+	pair_row "plain TCP pair, no TLS" a_plain "write 64K > read 64K" \
+	    "$(ratio "$(first "$(get a_plain)")" "${g:--}") x openssl speed"
 	ours_row "ours --ktls off, down (server sends)" a_us_down a_us \
 	    "$(ratio "$(first "$(get a_us_down)")" "${g:--}") x openssl speed"
 	ours_row "ours --ktls off, up (client sends)" a_us_up a_us \
@@ -340,6 +345,16 @@ print_a() {
 	echo
 	echo "openssl speed counts user CPU time on one core, encryption only; a"
 	echo "transfer encrypts on one core and decrypts on the other, plus TCP."
+	# Sender CPU per GB is at least TCP's plus the cipher's: the best a
+	# userspace TLS transfer can do on this loopback.
+	plain=$(get a_plain)
+	if [ "$speed" != - ] && [ "$plain" != - ]; then
+		read -r _ ptx _ <<<"$plain"
+		ceil=$(fmt "8 / ($ptx + 1e9 / $speed)")
+		echo "Ceiling on this machine: sending costs at least TCP's CPU per GB"
+		echo "($ptx s) plus the cipher's ($(fmt "1e9 / $speed") s), so no userspace TLS"
+		echo "transfer here can beat $ceil Gbit/s = $(ratio "$ceil" "$g") x openssl speed."
+	fi
 	echo
 }
 
@@ -359,7 +374,7 @@ print_b() {
 	echo "rate = connections / wall time. s_time sends nothing after the handshake"
 	echo "and closes without close_notify: our server served $(get b_ours_served) handshakes, logged"
 	echo "$(get b_ours_warnings) per-connection warnings (truncated / reset, expected), still"
-	echo "serving afterwards: $(get b_ours_alive). Ours forks a process per client;"
+	echo "serving afterwards: $(get b_ours_alive). Ours starts a thread per client;"
 	echo "s_server serves connections one after another in one process."
 	[ "$(get b_ours_err)" != - ] && echo "ours: $(get b_ours_err)"
 	[ "$(get b_s_server_err)" != - ] && echo "s_server: $(get b_s_server_err)"
