@@ -225,7 +225,7 @@ bench_line(const char *side, const char *dir, const struct hk_stats *s)
 static int
 exchange_bench(struct conn *c, const struct hk_config *cfg, int down)
 {
-	struct hk_stats ours, theirs;
+	struct hk_stats ours = { 0 }, theirs = { 0 };
 	const char *dir = down ? "down" : "up";
 
 	printf("Benchmark %s: %llu bytes\n", dir, cfg->bench);

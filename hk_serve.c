@@ -78,7 +78,7 @@ hk_serve_request(struct conn *c, int rootfd, const void *buf, size_t len,
 {
 	char line[HK_PROTO_LINE_MAX], why[128];
 	struct hk_request r;
-	struct hk_stats s;
+	struct hk_stats s = { 0 };
 
 	if (conn_unread(c, buf, len) < 0 ||
 	    conn_read_line(c, line, sizeof(line)) < 0)
