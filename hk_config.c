@@ -207,7 +207,8 @@ parse_number(const char *s, long lo, long hi, long *out)
 	char *end;
 	long v;
 
-	if (*s == '\0')
+	/* Digits only: strtol would also take " 80", "+80" and "-0". */
+	if (*s < '0' || *s > '9')
 		return -1;
 	v = strtol(s, &end, 10);
 	if (*end != '\0' || v < lo || v > hi)
@@ -327,13 +328,34 @@ set_string(struct hk_config *c, int id, const char *arg)
 		*slot[id - OPT_CERT] = arg;
 }
 
+/*
+ * Name what getopt refused. Inside a cluster like -zq optind has not
+ * moved past it (prev is where it was), and optopt is the letter; a long
+ * option has no letter (optopt 0), unless it was given a value it does
+ * not take (--once=1), when optopt is its id.
+ */
+static void
+refused(char **argv, int prev, char *err, size_t errlen)
+{
+	const char *a = argv[optind - 1];
+
+	if (optind == prev || (a[0] == '-' && a[1] != '-'))
+		snprintf(err, errlen, "unknown option '-%c'", optopt);
+	else if (optopt != 0)
+		snprintf(err, errlen, "option '%.*s' takes no value",
+		    (int)strcspn(a, "="), a);
+	else
+		snprintf(err, errlen, "unknown option '%s'", a);
+}
+
 enum hk_parse
 hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
     char **argv, char *err, size_t errlen)
 {
 	struct option longopts[NOPTS + 1];
-	const char *shortopts = role == HK_SERVER ? ":p:b:h" : ":p:H:o:h";
-	int mask = role == HK_SERVER ? FOR_SERVER : FOR_CLIENT, id;
+	/* '+': no reordering, so optind tells where getopt is (refused()). */
+	const char *shortopts = role == HK_SERVER ? "+:p:b:h" : "+:p:H:o:h";
+	int mask = role == HK_SERVER ? FOR_SERVER : FOR_CLIENT, id, prev;
 	size_t i, n = 0;
 
 	defaults(c, role);
@@ -347,7 +369,10 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 	 * a cluster like -hH, so a second parse starts afresh.
 	 */
 	optind = 0;
-	while ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) != -1) {
+	for (;;) {
+		prev = optind > 0 ? optind : 1;
+		if ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) == -1)
+			break;
 		switch (id) {
 		case OPT_HELP:
 			return HK_PARSE_HELP;
@@ -373,8 +398,7 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 			    argv[optind - 1]);
 			return HK_PARSE_ERROR;
 		case '?':
-			snprintf(err, errlen, "unknown option '%s'",
-			    argv[optind - 1]);
+			refused(argv, prev, err, errlen);
 			return HK_PARSE_ERROR;
 		}
 		switch (set_value(c, id, optarg, err, errlen)) {

@@ -29,33 +29,60 @@ parse_u64(const char *s, unsigned long long *out)
 	return errno == 0 && *end == '\0' ? 0 : -1;
 }
 
+/*
+ * Split s in place at single spaces into at most max fields; returns the
+ * count, or -1 if there are more fields or an empty one (two spaces, a
+ * leading or trailing space, a tab counts as part of a field).
+ */
+static int
+fields(char *s, char **f, int max)
+{
+	int n = 0;
+	char *t;
+
+	while ((t = strsep(&s, " ")) != NULL) {
+		if (*t == '\0' || n == max)
+			return -1;
+		f[n++] = t;
+	}
+	return n;
+}
+
 int
 hk_proto_parse_request(const char *line, struct hk_request *r, char *err,
     size_t errlen)
 {
-	char what[8], size[24], how[16];
+	char copy[64], *f[4];
+	size_t len = strlen(line);
 	int n;
 
 	memset(r, 0, sizeof(*r));
-	if (!hk_proto_is_line(line, strlen(line)))
+	if (!hk_proto_is_line(line, len))
 		goto bad;
 	line += MAGIC_LEN;
-	if (strncmp(line, "GET ", 4) == 0 && line[4] != '\0') {
+	len -= MAGIC_LEN;
+	/* The path is the rest of the line, spaces and all. */
+	if (strncmp(line, "GET ", 4) == 0 && line[4] != '\0' &&
+	    len - 4 < sizeof(r->path)) {
 		r->type = HK_REQ_GET;
-		snprintf(r->path, sizeof(r->path), "%s", line + 4);
+		memcpy(r->path, line + 4, len - 4 + 1);
 		return 0;
 	}
-	n = sscanf(line, "BENCH %7s %23s %15s", what, size, how);
-	if (n < 2 || parse_u64(size, &r->bytes) < 0)
+	if (len >= sizeof(copy))
 		goto bad;
-	if (strcmp(what, "UP") == 0 && n == 2) {
+	memcpy(copy, line, len + 1);
+	n = fields(copy, f, 4);
+	if (n < 3 || strcmp(f[0], "BENCH") != 0 ||
+	    parse_u64(f[2], &r->bytes) < 0)
+		goto bad;
+	if (n == 3 && strcmp(f[1], "UP") == 0) {
 		r->type = HK_REQ_BENCH_UP;
 		return 0;
 	}
-	if (strcmp(what, "DOWN") == 0 && n == 3 &&
-	    (strcmp(how, "sendfile") == 0 || strcmp(how, "readwrite") == 0)) {
+	if (n == 4 && strcmp(f[1], "DOWN") == 0 &&
+	    (strcmp(f[3], "sendfile") == 0 || strcmp(f[3], "readwrite") == 0)) {
 		r->type = HK_REQ_BENCH_DOWN;
-		r->use_sendfile = how[0] == 's';
+		r->use_sendfile = f[3][0] == 's';
 		return 0;
 	}
 bad:

@@ -164,6 +164,11 @@ test_bad_files_and_flags() {
 		expect_start_error "$n: missing CA file" 1 \
 		    "cannot load CA certificate nope.pem" "$b" --ca nope.pem
 		expect_start_error "$n: unknown option" 2 "unknown option '--bogus'" "$b" --bogus
+		expect_start_error "$n: unknown option inside a cluster" 2 "unknown option '-z'" "$b" -zq
+		expect_start_error "$n: a value for an option that takes none" 2 \
+		    "option '--help' takes no value" "$b" --help=1
+		expect_start_error "$n: --port with a sign" 2 "invalid value for --port" "$b" --port +80
+		expect_start_error "$n: --port with a leading space" 2 "invalid value for --port" "$b" --port " 80"
 		expect_start_error "$n: bad --ktls value" 2 "invalid value for --ktls" "$b" --ktls maybe
 		expect_start_error "$n: bad --tls-version" 2 "invalid value for --tls-version" "$b" --tls-version 1.1
 		expect_start_error "$n: bad --port" 2 "invalid value for --port" "$b" --port 70000
@@ -246,6 +251,31 @@ test_bench() {
 	    "bench size" 2 "invalid value for --bench" "$CLIENT" --bench 12Q
 }
 
+# Request lines our client never sends: each gets one ERR line and a
+# clean close, and one log line; the well-formed line after them works.
+test_framing() {
+	local line out
+	start_server
+	for line in 'HKTLS/1 BENCH  UP 5' 'HKTLS/1 BENCH UP 5 x' 'HKTLS/1 BENCH UP +5' \
+	    'HKTLS/1 BENCH DOWN 5 sendfile ' 'HKTLS/1 BENCH UP' 'HKTLS/1 PUT x' \
+	    'HKTLS/1 BENCH DOWN 18446744073709551616 sendfile'; do
+		new_log out framing
+		timeout 30 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 10 "$line" >"$out" 2>&1
+		if has "$out" "got: HKTLS/1 ERR malformed request" && [ "$(tail -n 1 "$out")" = close_notify ]; then
+			pass "request '$line': refused as malformed, then close_notify"
+		else
+			fail "request '$line' refused" "no ERR line or no close_notify" "$out"
+		fi
+	done
+	check "each malformed request logged once" \
+	    test "$(grep -c ': refused: malformed request$' "$SRV_LOG")" -eq 7
+	new_log out framing
+	timeout 30 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 10 'HKTLS/1 BENCH UP 0' >"$out" 2>&1
+	check "the well-formed 'HKTLS/1 BENCH UP 0' is answered with STATS" \
+	    has "$out" "got: HKTLS/1 STATS 0 "
+	stop_server
+}
+
 # idle_conns N SECS [HALF]: N raw TCP connections to PORT that say nothing
 # for SECS, and HALF more that send the start of a ClientHello record and
 # then nothing.
@@ -326,6 +356,7 @@ test_limits
 test_shutdown
 test_get
 test_bench
+test_framing
 test_keylog
 test_off
 test_bad_clients 1.2

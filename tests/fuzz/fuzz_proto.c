@@ -24,6 +24,21 @@
 		}                                                      \
 	} while (0)
 
+/* An accepted BENCH line: `fields` fields, one space apart, all printable. */
+static void
+bench_shape(const char *line, int fields)
+{
+	const char *p = line + MAGIC_LEN;
+	int spaces = 0;
+
+	require(*p != ' ' && p[strlen(p) - 1] != ' ' && strstr(p, "  ") == NULL);
+	for (; *p != '\0'; p++) {
+		require((*p >= 0x21 && *p <= 0x7e) || *p == ' ');
+		spaces += *p == ' ';
+	}
+	require(spaces == fields - 1);
+}
+
 static void
 request(const char *line)
 {
@@ -38,16 +53,18 @@ request(const char *line)
 	require(strncmp(line, HK_PROTO, MAGIC_LEN) == 0);
 	switch (r.type) {
 	case HK_REQ_GET:
-		/* The path is the rest of the line, cut to fit. */
+		/* The path is the rest of the line, whole (or refused). */
 		len = strnlen(r.path, sizeof(r.path));
 		require(len > 0 && len < sizeof(r.path));
-		require(memcmp(r.path, line + MAGIC_LEN + 4, len) == 0);
+		require(strcmp(r.path, line + MAGIC_LEN + 4) == 0);
 		break;
 	case HK_REQ_BENCH_DOWN:
 		require(r.use_sendfile == 0 || r.use_sendfile == 1);
+		bench_shape(line, 4);
 		break;
 	case HK_REQ_BENCH_UP:
 		require(r.use_sendfile == 0);
+		bench_shape(line, 3);
 		break;
 	default:
 		require(!"unknown request type");
