@@ -323,6 +323,16 @@ int
 ktls_io_control_bytes(struct ktls *k, unsigned char type,
     const unsigned char *p, size_t n)
 {
+	/*
+	 * recvmsg returns nothing of a control record only when it is empty,
+	 * which RFC 8446 5.1 (and RFC 5246 6.2.1) forbid for both types.
+	 */
+	if (n == 0 && (type == REC_ALERT || type == REC_HANDSHAKE)) {
+		ktls_seterr(k, "peer sent an empty %s record",
+		    type == REC_ALERT ? "alert" : "handshake");
+		ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+		return -1;
+	}
 	switch (type) {
 	case REC_ALERT:
 		return alert(k, p, n);
@@ -354,6 +364,16 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 			return n;
 		if ((r = ktls_io_control_bytes(k, type, buf, (size_t)n)) <= 0)
 			return r;
+		/*
+		 * The kernel returns a control record whole when there is
+		 * room: half an alert with room to spare was a one-byte
+		 * record, and alerts must not be fragmented (RFC 8446 5.1).
+		 */
+		if (type == REC_ALERT && k->alert_len != 0 && (size_t)n < len) {
+			ktls_seterr(k, "peer sent a fragmented alert");
+			ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+			return -1;
+		}
 	}
 }
 

@@ -114,6 +114,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			/* An error always says why; nothing else leaves one. */
 			require((r == -1) == (k->err[0] != '\0'));
 			require(r != 0 || (type == 21 && k->peer_closed));
+			/* An empty control record is always refused. */
+			require(len > 0 || r == -1);
 			/* Partial messages stay within their buffers. */
 			require(k->hs_hdr_len <= sizeof(k->hs_hdr));
 			require(r == -1 || k->alert_len < sizeof(k->alert));
