@@ -7,9 +7,9 @@
  * net/tls/tls_main.c tls_get_info() fills INET_ULP_INFO_TLS.
  */
 #include "ktls_diag.h"
+#include "ktls_nic_internal.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -101,10 +101,7 @@ static const char *const diag_conf_names[] = {
 };
 
 /* The kernel's error answers that mean something specific here. */
-static const struct {
-	int err;
-	const char *why;
-} diag_errnos[] = {
+static const struct nic_errno diag_errnos[] = {
 	/* inet_diag_find_one_icsk() also turns a cookie mismatch into this. */
 	{ENOENT, "the kernel knows no such TCP socket (closed or replaced, "
 		 "in another network namespace, or no tcp_diag support)"},
@@ -113,38 +110,11 @@ static const struct {
 		 "mismatch)"},
 };
 
-/* Leave a message for the caller, set errno to e, return -1. */
-static int __attribute__((format(printf, 4, 5)))
-diag_fail(char *err, size_t errlen, int e, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err != NULL && errlen > 0) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	errno = e;
-	return -1;
-}
-
-static int
-diag_fail_errno(char *err, size_t errlen, const char *what)
-{
-	int e = errno;
-
-	return diag_fail(err, errlen, e, "%s: %s", what, strerror(e));
-}
-
 static int
 diag_fail_kernel(char *err, size_t errlen, int e)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(diag_errnos) / sizeof(diag_errnos[0]); i++)
-		if (diag_errnos[i].err == e)
-			return diag_fail(err, errlen, e, "%s", diag_errnos[i].why);
-	return diag_fail(err, errlen, e, "sock_diag: %s", strerror(e));
+	return nic_fail_known(err, errlen, e, diag_errnos,
+	    sizeof(diag_errnos) / sizeof(diag_errnos[0]), "sock_diag");
 }
 
 /*
@@ -218,7 +188,7 @@ diag_req_addr(struct inet_diag_req_v2 *req,
 		memcpy(req->id.idiag_src, &l->sin6_addr, sizeof(l->sin6_addr));
 		memcpy(req->id.idiag_dst, &p->sin6_addr, sizeof(p->sin6_addr));
 	} else {
-		return diag_fail(err, errlen, EAFNOSUPPORT,
+		return nic_fail(err, errlen, EAFNOSUPPORT,
 				 "socket is neither IPv4 nor IPv6");
 	}
 	req->sdiag_family = (uint8_t)local->ss_family;
@@ -234,14 +204,14 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 	socklen_t protolen = sizeof(proto);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &protolen) == -1)
-		return diag_fail_errno(err, errlen, "getsockopt SO_PROTOCOL");
+		return nic_fail_errno(err, errlen, "getsockopt SO_PROTOCOL");
 	if (proto != IPPROTO_TCP)
-		return diag_fail(err, errlen, EPROTONOSUPPORT,
+		return nic_fail(err, errlen, EPROTONOSUPPORT,
 				 "not a TCP socket");
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1)
-		return diag_fail_errno(err, errlen, "getsockname");
+		return nic_fail_errno(err, errlen, "getsockname");
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == -1)
-		return diag_fail_errno(err, errlen, "getpeername");
+		return nic_fail_errno(err, errlen, "getpeername");
 
 	memset(req, 0, sizeof(*req));
 	if (diag_req_addr(req, &local, &peer, err, errlen) == -1)
@@ -259,32 +229,10 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 }
 
 static int
-diag_open(char *err, size_t errlen)
-{
-	/* The kernel answers at once; this only bounds a reply that is lost. */
-	struct timeval tv = {.tv_sec = DIAG_TIMEOUT_SEC};
-	int nl;
-
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-	if (nl == -1)
-		return diag_fail_errno(err, errlen, "netlink socket");
-	if (setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1)
-		goto err;
-	return nl;
-
-err:
-	diag_fail_errno(err, errlen, "netlink SO_RCVTIMEO");
-	close(nl);
-	return -1;
-}
-
-static int
 diag_send(int nl, const struct inet_diag_req_v2 *req, char *err,
 	  size_t errlen)
 {
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
 	struct diag_request msg;
-	ssize_t n;
 
 	memset(&msg, 0, sizeof(msg));
 	msg.nlh.nlmsg_len = sizeof(msg);
@@ -293,16 +241,7 @@ diag_send(int nl, const struct inet_diag_req_v2 *req, char *err,
 	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
 	msg.nlh.nlmsg_seq = DIAG_SEQ;
 	msg.req = *req;
-
-	do
-		n = sendto(nl, &msg, sizeof(msg), 0, (struct sockaddr *)&kernel,
-			   sizeof(kernel));
-	while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return diag_fail_errno(err, errlen, "netlink send");
-	if ((size_t)n != sizeof(msg))
-		return diag_fail(err, errlen, EIO, "netlink send: short write");
-	return 0;
+	return nic_netlink_send(nl, &msg, sizeof(msg), err, errlen);
 }
 
 /* Next attribute: 1, or 0 at the end, -1 if it would run past the end. */
@@ -418,10 +357,10 @@ diag_attrs(const unsigned char *p, size_t len, struct ktls_diag *out,
 
 	while ((r = diag_attr_next(&it, &a)) == 1)
 		if (a.type == DIAG_ULP_INFO && diag_ulp(a.data, a.len, out) == -1)
-			return diag_fail(err, errlen, EPROTO,
+			return nic_fail(err, errlen, EPROTO,
 					 "malformed INET_DIAG_ULP_INFO");
 	if (r == -1)
-		return diag_fail(err, errlen, EPROTO,
+		return nic_fail(err, errlen, EPROTO,
 				 "truncated inet_diag attribute");
 	return 0;
 }
@@ -454,13 +393,13 @@ diag_sock_msg(const struct nlmsghdr *h, const unsigned char *p, size_t len,
 	size_t off = NLMSG_ALIGN(sizeof(*m));
 
 	if (len < sizeof(*m))
-		return diag_fail(err, errlen, EPROTO,
+		return nic_fail(err, errlen, EPROTO,
 				 "truncated inet_diag_msg");
 	if (rep->found)
-		return diag_fail(err, errlen, EPROTO,
+		return nic_fail(err, errlen, EPROTO,
 				 "the kernel reported more than one socket");
 	if (!diag_same_socket(rep->req, m))
-		return diag_fail(err, errlen, EPROTO,
+		return nic_fail(err, errlen, EPROTO,
 				 "the kernel described a different socket");
 	rep->found = 1;
 	if (!(h->nlmsg_flags & NLM_F_MULTI))
@@ -495,7 +434,7 @@ diag_message(const struct nlmsghdr *h, struct diag_reply *rep, char *err,
 		return 0;
 	case NLMSG_ERROR:
 		if (len < sizeof(e))
-			return diag_fail(err, errlen, EPROTO,
+			return nic_fail(err, errlen, EPROTO,
 					 "truncated NLMSG_ERROR");
 		memcpy(&e, p, sizeof(e));
 		rep->done = 1; /* error 0 is an acknowledgement */
@@ -503,7 +442,7 @@ diag_message(const struct nlmsghdr *h, struct diag_reply *rep, char *err,
 	case SOCK_DIAG_BY_FAMILY:
 		return diag_sock_msg(h, p, len, rep, err, errlen);
 	default:
-		return diag_fail(err, errlen, EPROTO,
+		return nic_fail(err, errlen, EPROTO,
 				 "unexpected netlink message type %u",
 				 (unsigned)h->nlmsg_type);
 	}
@@ -522,7 +461,7 @@ diag_datagram(const unsigned char *buf, size_t len, struct diag_reply *rep,
 
 		if (len - off < hdrlen || h->nlmsg_len < hdrlen ||
 		    h->nlmsg_len > len - off)
-			return diag_fail(err, errlen, EPROTO,
+			return nic_fail(err, errlen, EPROTO,
 					 "truncated netlink message");
 		if (diag_message(h, rep, err, errlen) == -1)
 			return -1;
@@ -546,13 +485,13 @@ diag_recv(int nl, struct diag_reply *rep, char *err, size_t errlen)
 		if (n == -1 && errno == EINTR)
 			continue;
 		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return diag_fail(err, errlen, ETIMEDOUT,
+			return nic_fail(err, errlen, ETIMEDOUT,
 					 "no answer from the kernel within %d s",
 					 DIAG_TIMEOUT_SEC);
 		if (n == -1)
-			return diag_fail_errno(err, errlen, "netlink receive");
+			return nic_fail_errno(err, errlen, "netlink receive");
 		if ((size_t)n > sizeof(buf))
-			return diag_fail(err, errlen, EMSGSIZE,
+			return nic_fail(err, errlen, EMSGSIZE,
 					 "netlink reply of %zd bytes truncated",
 					 n);
 		/* Only port 0 is the kernel. */
@@ -562,7 +501,7 @@ diag_recv(int nl, struct diag_reply *rep, char *err, size_t errlen)
 			return -1;
 	}
 	if (!rep->found)
-		return diag_fail(err, errlen, ENOENT,
+		return nic_fail(err, errlen, ENOENT,
 				 "the kernel's answer named no socket");
 	return 0;
 }
@@ -579,7 +518,8 @@ ktls_diag_query(int fd, struct ktls_diag *out, char *err, size_t errlen)
 		err[0] = '\0';
 	if (diag_req_fill(fd, &req, err, errlen) == -1)
 		goto out;
-	if ((nl = diag_open(err, errlen)) == -1)
+	nl = nic_netlink_open(NETLINK_SOCK_DIAG, DIAG_TIMEOUT_SEC, err, errlen);
+	if (nl == -1)
 		goto out;
 	if (diag_send(nl, &req, err, errlen) == -1 ||
 	    diag_recv(nl, &rep, err, errlen) == -1)

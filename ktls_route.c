@@ -51,10 +51,7 @@ _Static_assert(offsetof(struct route_request, attrs) ==
 	       "attributes follow the rtmsg without padding");
 
 /* The kernel's answers that mean something specific here. */
-static const struct {
-	int err;
-	const char *why;
-} route_errnos[] = {
+static const struct nic_errno route_errnos[] = {
 	{ENETUNREACH, "no route to the peer (network unreachable)"},
 	{EHOSTUNREACH, "no route to the peer (host unreachable)"},
 	/* ip_route_output_key_hash(): blackhole, or a source address gone. */
@@ -69,12 +66,8 @@ static const unsigned char v4mapped_prefix[12] = {
 static int
 route_fail_kernel(char *err, size_t errlen, int e)
 {
-	size_t i;
-
-	for (i = 0; i < sizeof(route_errnos) / sizeof(route_errnos[0]); i++)
-		if (route_errnos[i].err == e)
-			return nic_fail(err, errlen, e, "%s", route_errnos[i].why);
-	return nic_fail(err, errlen, e, "RTM_GETROUTE: %s", strerror(e));
+	return nic_fail_known(err, errlen, e, route_errnos,
+	    sizeof(route_errnos) / sizeof(route_errnos[0]), "RTM_GETROUTE");
 }
 
 /* ss's address into addr; its family after unmapping, -1 if not IP. */
@@ -166,41 +159,6 @@ route_request_build(const struct route_key *k, struct route_request *r)
 		route_attr(r, RTA_OIF, &k->oif, sizeof(k->oif));
 	if (k->mark != 0)
 		route_attr(r, RTA_MARK, &k->mark, sizeof(k->mark));
-}
-
-static int
-route_open(char *err, size_t errlen)
-{
-	/* The kernel answers at once; this only bounds a reply that is lost. */
-	struct timeval tv = {.tv_sec = ROUTE_TIMEOUT_SEC};
-	int nl;
-
-	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_ROUTE);
-	if (nl == -1)
-		return nic_fail_errno(err, errlen, "netlink socket");
-	if (setsockopt(nl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) == -1) {
-		nic_fail_errno(err, errlen, "netlink SO_RCVTIMEO");
-		close(nl);
-		return -1;
-	}
-	return nl;
-}
-
-static int
-route_send(int nl, const struct route_request *r, char *err, size_t errlen)
-{
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-	ssize_t n;
-
-	do
-		n = sendto(nl, r, r->nlh.nlmsg_len, 0,
-			   (const struct sockaddr *)&kernel, sizeof(kernel));
-	while (n == -1 && errno == EINTR);
-	if (n == -1)
-		return nic_fail_errno(err, errlen, "netlink send");
-	if ((size_t)n != r->nlh.nlmsg_len)
-		return nic_fail(err, errlen, EIO, "netlink send: short write");
-	return 0;
 }
 
 /* One message: 1 with *oif set, 0 to keep reading, -1 on error. */
@@ -303,9 +261,10 @@ ktls_route_oif(int fd, unsigned *ifindex, char *err, size_t errlen)
 	if (route_key_fill(fd, &key, err, errlen) == -1)
 		return -1;
 	route_request_build(&key, &req);
-	if ((nl = route_open(err, errlen)) == -1)
+	nl = nic_netlink_open(NETLINK_ROUTE, ROUTE_TIMEOUT_SEC, err, errlen);
+	if (nl == -1)
 		return -1;
-	if (route_send(nl, &req, err, errlen) == 0 &&
+	if (nic_netlink_send(nl, &req, req.nlh.nlmsg_len, err, errlen) == 0 &&
 	    route_recv(nl, &oif, err, errlen) == 0) {
 		*ifindex = oif;
 		rc = 0;
