@@ -499,6 +499,15 @@ send_close_notify(struct conn *c)
 	return -1;
 }
 
+/* Up to secs for the peer to end its side (or a signal). */
+static void
+wait_for_fin(int fd, int secs)
+{
+	struct pollfd p = { .fd = fd, .events = POLLRDHUP };
+
+	(void)poll(&p, 1, secs * 1000);
+}
+
 /*
  * Closing always stops writing first and then waits briefly for the
  * peer to close too: a socket closed with unread data sends a TCP reset,
@@ -522,6 +531,12 @@ conn_close(struct conn *c)
 		while (conn_read(c, buf, sizeof(buf)) > 0)
 			;
 		c->err[0] = '\0';
+	} else if (ktls_active(c->k, KTLS_RX)) {
+		/*
+		 * Reading would make the kernel decrypt again, and fail again
+		 * on a bad record: wait for the peer's FIN instead.
+		 */
+		wait_for_fin(c->fd, CLOSE_LINGER_SECS);
 	} else {
 		while (recv(c->fd, buf, sizeof(buf), 0) > 0)
 			;
