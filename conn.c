@@ -238,6 +238,9 @@ userspace_tune(struct conn *c)
 	if (!ktls_active(c->k, KTLS_TX) &&
 	    (b = buffered(sock, IO_BUFFER, 0)) != NULL)
 		SSL_set0_wbio(c->ssl, b);
+	/* SSL_write returns after each record: see ssl_write_all. */
+	if (!ktls_active(c->k, KTLS_TX))
+		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
 }
 
 int
@@ -354,14 +357,20 @@ conn_read(struct conn *c, void *buf, size_t len)
 	return -1;
 }
 
-/* Records out of OpenSSL's write buffer (userspace TX) onto the socket. */
+/*
+ * Records out of OpenSSL's write buffer (userspace TX) onto the socket.
+ * finishing: we have been told to stop, and this is the last of what
+ * goes out before close_notify, so a signal does not end it (the
+ * server's own deadline does).
+ */
 static int
-flush(struct conn *c)
+flush(struct conn *c, int finishing)
 {
 	BIO *w = SSL_get_wbio(c->ssl);
 
 	while (BIO_flush(w) <= 0) {
-		if (BIO_should_retry(w) && errno == EINTR && !conn_interrupted(c))
+		if (BIO_should_retry(w) && errno == EINTR &&
+		    (finishing || !conn_interrupted(c)))
 			continue;
 		if (stop_check(c) < 0)
 			return -1;
@@ -373,15 +382,20 @@ flush(struct conn *c)
 	return 0;
 }
 
-/* SSL_write all of buf; the records may wait in the buffer for flush(). */
+/*
+ * SSL_write all of buf; the records may wait in the buffer for flush().
+ * Told to stop in the middle of a record, finish that record first (the
+ * peer may well be reading): OpenSSL can send close_notify only after
+ * it. With SSL_MODE_ENABLE_PARTIAL_WRITE that SSL_write then returns.
+ */
 static int
 ssl_write_all(struct conn *c, const void *buf, size_t len)
 {
 	size_t done = 0;
-	int n, saved;
+	int n, e, saved, finishing = 0;
 
 	while (done < len) {
-		if (stop_check(c) < 0)
+		if (!finishing && stop_check(c) < 0)
 			return -1;
 		ERR_clear_error();
 		/* OpenSSL rekeys by itself only when asked. */
@@ -394,8 +408,14 @@ ssl_write_all(struct conn *c, const void *buf, size_t len)
 		    len - done > 0x40000000 ? 0x40000000 : (int)(len - done));
 		saved = errno;
 		if (n <= 0) {
-			if (ssl_retry(c, SSL_get_error(c->ssl, n), saved))
+			e = SSL_get_error(c->ssl, n);
+			if (ssl_retry(c, e, saved))
 				continue;
+			if (e == SSL_ERROR_WANT_WRITE && saved == EINTR &&
+			    conn_interrupted(c)) {
+				finishing = 1;
+				continue;
+			}
 			if (stop_check(c) < 0)
 				return -1;
 			mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
@@ -404,6 +424,8 @@ ssl_write_all(struct conn *c, const void *buf, size_t len)
 		}
 		done += (size_t)n;
 		c->since_rekey += (unsigned long long)n;
+		if (finishing)
+			return stop_check(c);
 	}
 	return 0;
 }
@@ -422,7 +444,7 @@ conn_write(struct conn *c, const void *buf, size_t len)
 		}
 		return 0;
 	}
-	return ssl_write_all(c, buf, len) < 0 ? -1 : flush(c);
+	return ssl_write_all(c, buf, len) < 0 ? -1 : flush(c, 0);
 }
 
 int
@@ -453,7 +475,7 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 			return -1;
 		done += (size_t)n;
 	}
-	return flush(c);
+	return flush(c, 0);
 }
 
 const char *
@@ -484,15 +506,25 @@ conn_key_updates(const struct conn *c, unsigned long long *sent,
 static int
 send_close_notify(struct conn *c)
 {
+	int r;
+
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_close_notify(c->k) == 0)
 			return 0;
 		snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
 		return -1;
 	}
-	ERR_clear_error();
-	/* OpenSSL flushes its alert; the flush is for any records before it. */
-	if (SSL_shutdown(c->ssl) >= 0 && BIO_flush(SSL_get_wbio(c->ssl)) > 0)
+	/*
+	 * Signals may still come (the server is shutting down): they do not
+	 * stop this last write. OpenSSL flushes its alert; the flush is for
+	 * records still in our buffer before it.
+	 */
+	do {
+		ERR_clear_error();
+		r = SSL_shutdown(c->ssl);
+	} while (r < 0 && SSL_get_error(c->ssl, r) == SSL_ERROR_WANT_WRITE &&
+	    errno == EINTR);
+	if (r >= 0 && flush(c, 1) == 0)
 		return 0;
 	snprintf(c->err, sizeof(c->err), "sending close_notify: %s",
 	    mtls_err_reason("connection lost"));

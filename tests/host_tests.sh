@@ -328,6 +328,43 @@ test_limits() {
 	stop_server
 }
 
+# SIGTERM during downloads: one that ends within --grace completes; ones
+# kept blocked in the middle of a long write (slow readers) are cut after
+# it, each at a record boundary with close_notify, not a bare FIN, once
+# their reader catches up.
+test_shutdown_transfers() {
+	local rc=0 i ok=0 out
+	local -a peers=()
+	mkdir -p "$WORK/root"
+	head -c 64M /dev/zero >"$WORK/root/big"
+	head -c 8M /dev/zero >"$WORK/root/small"
+	start_server --root "$WORK/root" --grace 2
+	for i in 1 2 3; do
+		new_log out cut
+		peers+=("$out")
+		python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 "HKTLS/1 GET big" 4 >"$out" 2>&1 &
+	done
+	for out in "${peers[@]}"; do
+		wait_for_line "$out" "got: HKTLS/1 OK"
+	done
+	new_log out within
+	python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 "HKTLS/1 GET small" 1 >"$out" 2>&1 &
+	wait_for_line "$out" "got: HKTLS/1 OK"
+	kill -TERM "$SRV_PID"
+	wait "$SRV_PID" || rc=$?
+	SRV_PID=
+	wait
+	check "SIGTERM during downloads: the server exits 0" test "$rc" -eq 0
+	check "a download that ends within --grace completes (8 MiB, close_notify)" \
+	    test "$(tail -n 2 "$out" | tr '\n' ' ')" = "bytes: 8388627 close_notify "
+	for out in "${peers[@]}"; do
+		[ "$(tail -n 1 "$out")" = close_notify ] && ok=$((ok + 1))
+	done
+	check "downloads cut after --grace end with close_notify ($ok of 3)" test "$ok" -eq 3
+	check "each cut download got less than the file" \
+	    test "$(grep -l "^bytes: $((20 + 64 * 1048576))\$" "${peers[@]}" | wc -l)" -eq 0
+}
+
 # SIGTERM: stop accepting, give open clients --grace, then end them:
 # one still in its handshake, one established and silent, which must get
 # close_notify (in userspace TLS here; kernel_tests.sh does it with kTLS).
@@ -354,6 +391,7 @@ test_shutdown() {
 test_fallback
 test_limits
 test_shutdown
+test_shutdown_transfers
 test_get
 test_bench
 test_framing

@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
-"""A TLS client that handshakes with our server, then only listens.
+"""A TLS client that handshakes with our server, then mostly listens.
 
-  waiting_peer.py PORT [SECS] [LINE]
+  waiting_peer.py PORT [SECS] [LINE] [SLOW]
 
 Prints "ready" once the handshake is done; with LINE, sends it and a
-newline. Then prints every line the server sends as "got: LINE" and waits
-up to SECS (30) for the server to end the connection, and prints how it
-did: "close_notify" for a clean TLS end, "no close_notify: ..." for a TCP
-close without one, "timeout" if nothing came. Run from the test
+newline. Then it reads until the server ends the connection: for the
+first SLOW seconds (default 0) slowly, 1 KiB every 10 ms, so that the
+server is kept blocked in the middle of a long write, then as fast as it
+can. It prints the server's first lines as "got: LINE", the byte count
+as "bytes: N", and how the connection ended: "close_notify" for a clean
+TLS end, "no close_notify: ..." for a TCP close without one, or
+"timeout" when nothing came for SECS (default 30). Run from the test
 certificate directory. The shutdown tests use it to see whether the
 server says goodbye properly to a client it cuts off; the framing tests
 to send request lines our client never would.
@@ -15,11 +18,14 @@ to send request lines our client never would.
 import socket
 import ssl
 import sys
+import time
 
 
 def main():
     port = int(sys.argv[1])
     secs = float(sys.argv[2]) if len(sys.argv) > 2 else 30
+    line = sys.argv[3] if len(sys.argv) > 3 else ""
+    slow = float(sys.argv[4]) if len(sys.argv) > 4 else 0
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.load_cert_chain("client-cert.pem", "client-key.pem")
     ctx.load_verify_locations("ca-cert.pem")
@@ -28,23 +34,34 @@ def main():
         tls = ctx.wrap_socket(raw, server_hostname="localhost",
                               suppress_ragged_eofs=False)
         print("ready", flush=True)
-        if len(sys.argv) > 3:
-            tls.sendall(sys.argv[3].encode() + b"\n")
-        pending = b""
+        if line:
+            tls.sendall(line.encode() + b"\n")
+        fast_from = time.monotonic() + slow
+        head = bytearray()  # where lines are looked for: the start only
+        total = 0
+        end = None
         try:
             while True:
-                data = tls.recv(4096)
+                slow_now = time.monotonic() < fast_from
+                data = tls.recv(1024 if slow_now else 65536)
                 if not data:
-                    print("close_notify", flush=True)
-                    return
-                pending += data
-                while b"\n" in pending:
-                    line, pending = pending.split(b"\n", 1)
-                    print("got:", line.decode(errors="replace"), flush=True)
+                    end = "close_notify"
+                    break
+                total += len(data)
+                if len(head) < 4096:
+                    head += data
+                    while b"\n" in head[:4096]:
+                        first, _, rest = bytes(head).partition(b"\n")
+                        print("got:", first.decode(errors="replace"), flush=True)
+                        head = bytearray(rest)
+                if slow_now:
+                    time.sleep(0.01)
         except socket.timeout:
-            print("timeout", flush=True)
+            end = "timeout"
         except (ssl.SSLError, OSError) as e:
-            print("no close_notify:", repr(e), flush=True)
+            end = "no close_notify: " + repr(e)
+        print("bytes:", total, flush=True)
+        print(end, flush=True)
 
 
 main()
