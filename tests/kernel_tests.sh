@@ -96,9 +96,9 @@ test_s_server() {
 	local v=$1 name="TLS $1 our client vs openssl s_server" port sslog
 	port=$(free_port)
 	new_log sslog s_server
-	# Only the last process is waited for: a long sleep costs nothing,
-	# and s_server must not see the end of its input before we connect.
-	(printf 'Hello from openssl s_server\n'; sleep 20) |
+	# s_server must not see the end of its input before we are done: the
+	# feeder ends when s_server has logged the end of the connection.
+	(printf 'Hello from openssl s_server\n'; wait_long "$sslog" DONE 25) |
 	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
 	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
 	    "-tls${v/./_}" >"$sslog" 2>&1 &
@@ -293,7 +293,7 @@ test_rekey_s_server() {
 	new_log sslog s_server
 	# s_server takes a command only as the first byte of one stdin read.
 	(wait_for_line "$sslog" "CN = Test Client"; sleep 0.5; echo k; sleep 0.5; echo K
-	 sleep 0.5; echo Hello from openssl s_server; sleep 20) |
+	 sleep 0.5; echo Hello from openssl s_server; wait_long "$sslog" DONE 25) |
 	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
 	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error -tls1_3 \
 	    >"$sslog" 2>&1 &
