@@ -11,11 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#ifdef __GLIBC__
-#include <malloc.h>
-#endif
 #include <netdb.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,12 +22,12 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
 #include "conn.h"
 #include "hk_config.h"
+#include "hk_pool.h"
 #include "hk_print.h"
 #include "hk_proto.h"
 #include "hk_serve.h"
@@ -39,14 +35,6 @@
 #include "mtls.h"
 
 #define BUF_SIZE (64 * 1024)
-/* Deep enough for OpenSSL's handshake and our 16 KiB buffers, with room. */
-#define THREAD_STACK (512 * 1024)
-/*
- * Stacks kept for the next clients: unmapping one per connection costs
- * a TLB shootdown on every CPU, which a VM makes expensive.
- */
-#define SPARE_STACKS 32
-#define CLIENT_THREAD_NAME "hk-client"
 
 static atomic_int stopping; /* SIGINT/SIGTERM; lock-free, so fine in a handler */
 
@@ -209,34 +197,12 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 	return 0;
 }
 
-/*
- * What every connection's thread shares: read-only after start-up. The
- * worker list is the accept loop's alone; a worker only sets its done.
- */
+/* What every client's thread reads; it does not change after start-up. */
 struct server {
 	SSL_CTX *ctx;
 	const struct hk_config *cfg;
 	int rootfd;
-	struct worker *workers;
-	int n;
-	void *spare[SPARE_STACKS]; /* stacks of joined threads, for reuse */
-	int nspare;
-	int dirty;         /* clients came and went since the last release */
-	time_t idle_since; /* when the last client went */
 };
-
-struct worker {
-	const struct server *srv;
-	pthread_t tid;
-	void *stack;
-	int fd;
-	atomic_int done;
-	char peer[INET6_ADDRSTRLEN + 16];
-	struct worker *next;
-};
-
-/* Set when the grace period is over: every open connection ends now. */
-static atomic_int cutoff;
 
 static int
 serve(const struct server *srv, int fd, const char *peer,
@@ -277,206 +243,38 @@ out:
 	return ret;
 }
 
-static void *
-worker_main(void *arg)
-{
-	struct worker *w = arg;
-
-	serve(w->srv, w->fd, w->peer, &cutoff);
-	atomic_store(&w->done, 1);
-	return NULL;
-}
-
+/* A client's thread (hk_pool.h). */
 static void
-stack_release(struct server *srv, void *stack)
+serve_client(void *arg, int fd, const char *peer, const atomic_int *stop)
 {
-	if (srv->nspare < SPARE_STACKS)
-		srv->spare[srv->nspare++] = stack;
-	else
-		munmap(stack, THREAD_STACK);
-}
-
-static time_t
-now_secs(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec;
+	serve(arg, fd, peer, stop);
 }
 
 /*
- * Once no client has been connected for a second, give the memory of
- * the last burst back to the system: the spare stacks, and what glibc
- * keeps in its arenas. Not sooner: clients that come one after another
- * would pay for it each time.
+ * Serve until SIGINT/SIGTERM, a thread per client; then stop accepting,
+ * give the clients --grace, and end the rest with close_notify.
  */
-static void
-idle_release(struct server *srv)
-{
-	if (!srv->dirty || srv->n > 0 || now_secs() - srv->idle_since < 1)
-		return;
-	srv->dirty = 0;
-	while (srv->nspare > 0)
-		munmap(srv->spare[--srv->nspare], THREAD_STACK);
-#ifdef __GLIBC__
-	malloc_trim(0);
-#endif
-}
-
-/* Join the workers that have finished; returns how many are left. */
-static int
-reap(struct server *srv)
-{
-	struct worker **pp = &srv->workers, *w;
-
-	while ((w = *pp) != NULL) {
-		if (atomic_load(&w->done)) {
-			pthread_join(w->tid, NULL);
-			*pp = w->next;
-			stack_release(srv, w->stack);
-			free(w);
-			if (--srv->n == 0)
-				srv->idle_since = now_secs();
-			srv->dirty = 1;
-		} else
-			pp = &w->next;
-	}
-	idle_release(srv);
-	return srv->n;
-}
-
-/*
- * Stop accepting; let clients finish for --grace; then end the rest:
- * with cutoff set, a signal makes each one's blocked call return, and it
- * sends close_notify (through kTLS where that is on) and closes. The
- * signal is repeated because one that lands between two calls is lost.
- */
-static void
-shut_down(struct server *srv, int grace)
-{
-	struct timespec nap = { .tv_sec = 0, .tv_nsec = 50 * 1000 * 1000 };
-	struct worker *w;
-	int ticks;
-
-	printf("Shutting down: %d client(s) still connected\n", reap(srv));
-	for (ticks = 0; reap(srv) > 0 && ticks < grace * 20; ticks++)
-		nanosleep(&nap, NULL);
-	atomic_store(&cutoff, 1);
-	for (ticks = 0; reap(srv) > 0 && ticks < 100; ticks++) {
-		for (w = srv->workers; w != NULL; w = w->next)
-			pthread_kill(w->tid, SIGUSR1);
-		nanosleep(&nap, NULL);
-	}
-	if (srv->n == 0)
-		return;
-	/*
-	 * Threads stuck in a call no signal ends: exiting ends their
-	 * connections with the process; nothing is freed under them.
-	 */
-	hk_warn("%d client(s) did not stop within 5 s; exiting anyway", srv->n);
-	fflush(stdout);
-	_exit(0);
-}
-
-/*
- * A thread's stack of our own, so that the server decides how much of
- * it stays mapped after a burst (glibc would cache up to 40 MiB of its
- * own). The lowest page is the guard.
- */
-static void *
-stack_get(struct server *srv)
-{
-	void *stack;
-
-	if (srv->nspare > 0)
-		return srv->spare[--srv->nspare];
-	stack = mmap(NULL, THREAD_STACK, PROT_READ | PROT_WRITE,
-	    MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-	if (stack == MAP_FAILED)
-		return NULL;
-	if (mprotect(stack, (size_t)sysconf(_SC_PAGESIZE), PROT_NONE) < 0) {
-		munmap(stack, THREAD_STACK);
-		return NULL;
-	}
-	return stack;
-}
-
-static int
-start_thread(struct server *srv, struct worker *w)
-{
-	pthread_attr_t attr;
-	sigset_t all, old;
-	int err;
-
-	if ((w->stack = stack_get(srv)) == NULL)
-		return errno;
-	pthread_attr_init(&attr);
-	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
-	/* Threads get no process signals: SIGINT/SIGTERM are the accept loop's. */
-	sigfillset(&all);
-	sigdelset(&all, SIGUSR1);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
-	err = pthread_create(&w->tid, &attr, worker_main, w);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	pthread_attr_destroy(&attr);
-	if (err != 0) {
-		stack_release(srv, w->stack);
-		return err;
-	}
-	/* What `top -H` and /proc/PID/task/ show of a client's thread. */
-	pthread_setname_np(w->tid, CLIENT_THREAD_NAME);
-	return 0;
-}
-
-/* One accepted client: its own thread, unless over the limit. */
-static void
-spawn(struct server *srv, int fd, const char *peer)
-{
-	struct worker *w;
-	int err;
-
-	if (reap(srv) >= srv->cfg->max_connections) {
-		hk_warn("refusing client %s: %d connections open "
-		    "(--max-connections)", peer, srv->n);
-		close(fd);
-		return;
-	}
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		hk_warn("client %s: out of memory", peer);
-		close(fd);
-		return;
-	}
-	w->srv = srv;
-	w->fd = fd;
-	snprintf(w->peer, sizeof(w->peer), "%s", peer);
-	if ((err = start_thread(srv, w)) != 0) {
-		hk_warn("client %s: cannot start a thread: %s", peer,
-		    strerror(err));
-		close(fd);
-		free(w);
-		return;
-	}
-	w->next = srv->workers;
-	srv->workers = w;
-	srv->n++;
-}
-
-/* Serve until SIGINT/SIGTERM, a thread per client. */
 static int
 serve_forever(struct server *srv, int lfd)
 {
 	const struct hk_config *cfg = srv->cfg;
 	struct timeval tick = { .tv_sec = 1 };
 	struct sockaddr_storage ss;
-	char peer[INET6_ADDRSTRLEN + 16];
+	char peer[INET6_ADDRSTRLEN + 16], err[256];
+	struct hk_pool *pool = NULL;
 	socklen_t len;
-	int fd;
+	int fd, left;
 
+	if (!cfg->once && (pool = hk_pool_new(cfg->max_connections,
+	    serve_client, srv)) == NULL) {
+		hk_warn("out of memory");
+		return 1;
+	}
 	/* accept() wakes at least once a second to join finished threads. */
 	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
 	while (!atomic_load(&stopping)) {
-		reap(srv);
+		if (pool != NULL)
+			hk_pool_reap(pool);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -490,18 +288,28 @@ serve_forever(struct server *srv, int lfd)
 			close(lfd);
 			return serve(srv, fd, peer, &stopping) == 0 ? 0 : 1;
 		}
-		spawn(srv, fd, peer);
+		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0) {
+			hk_warn("refusing client %s: %s", peer, err);
+			close(fd);
+		}
 	}
 	close(lfd);
-	shut_down(srv, cfg->grace);
+	if (pool == NULL)
+		return 0;
+	printf("Shutting down: %d client(s) still connected\n",
+	    hk_pool_reap(pool));
+	if ((left = hk_pool_stop(pool, cfg->grace)) > 0) {
+		/*
+		 * Threads stuck in a call no signal ends: exiting ends their
+		 * connections with the process; nothing is freed under them.
+		 */
+		hk_warn("%d client(s) did not stop within 5 s; exiting anyway",
+		    left);
+		fflush(stdout);
+		_exit(0);
+	}
+	hk_pool_free(pool);
 	return 0;
-}
-
-/* Only there so that SIGUSR1 interrupts a worker's blocked call. */
-static void
-on_interrupt(int sig)
-{
-	(void)sig;
 }
 
 static void
@@ -512,12 +320,10 @@ signals(void)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = SIG_IGN;
 	sigaction(SIGPIPE, &sa, NULL);
-	/* No SA_RESTART: a signal must interrupt accept() and blocked I/O. */
+	/* No SA_RESTART: a signal must interrupt accept() (and --once I/O). */
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
-	sa.sa_handler = on_interrupt;
-	sigaction(SIGUSR1, &sa, NULL);
 }
 
 int
@@ -548,17 +354,6 @@ main(int argc, char **argv)
 	signals();
 	/* Whole lines as they happen, whichever thread prints them. */
 	setvbuf(stdout, NULL, _IOLBF, 0);
-#ifdef __GLIBC__
-	/*
-	 * One arena, whose free memory stays while clients come and go (no
-	 * madvise, and its TLB shootdown, per connection) and which
-	 * malloc_trim empties completely when they have gone (idle_release);
-	 * glibc trims the top of per-thread arenas only as they free. With
-	 * the per-thread caches in front, one arena is no bottleneck here.
-	 */
-	mallopt(M_ARENA_MAX, 1);
-	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-#endif
 	printf("=== kTLS mTLS Server ===\n");
 	printf("Loading server certificate: %s\n", cfg.cert);
 	printf("Loading server private key: %s\n", cfg.key);

@@ -1,0 +1,53 @@
+/*
+ * hk_pool.h - the server's client threads: one per connection, at most
+ * a fixed number at once, each serving its connection with blocking
+ * calls; and the way to end them all at shutdown. Never prints.
+ *
+ * All calls but the client function itself are the accept loop's: the
+ * pool is not shared between threads otherwise.
+ */
+#ifndef HK_POOL_H
+#define HK_POOL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+
+/*
+ * Serves one client: fd (closed by it), the peer's name, and the flag
+ * that, once set, asks it to end every blocked call and close (see
+ * conn_set_interrupt).
+ */
+typedef void hk_pool_fn(void *arg, int fd, const char *peer,
+    const atomic_int *stop);
+
+struct hk_pool;
+
+/* A pool for at most max clients at once; NULL when out of memory. */
+struct hk_pool *hk_pool_new(int max, hk_pool_fn *fn, void *arg);
+
+/*
+ * Hand fd to a new thread. Returns 0, or -1 with a message when it
+ * cannot (over the limit, or no thread), the caller still owning fd.
+ */
+int hk_pool_spawn(struct hk_pool *p, int fd, const char *peer, char *err,
+    size_t errlen);
+
+/*
+ * Join the threads that have finished; once no client has been there
+ * for a second, give the memory of the last burst back. Returns how
+ * many clients are still being served. Call it at least once a second.
+ */
+int hk_pool_reap(struct hk_pool *p);
+
+/*
+ * Shutdown: wait up to grace seconds for the clients to finish, then
+ * tell the rest to end (their blocked calls return; they send
+ * close_notify and close) and wait up to 5 s more. Returns how many
+ * threads are still running after that: the pool must then not be freed,
+ * and the process should _exit.
+ */
+int hk_pool_stop(struct hk_pool *p, int grace);
+
+void hk_pool_free(struct hk_pool *p);
+
+#endif
