@@ -238,6 +238,9 @@ out:
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	if (conn_close(&c) == 0 && ret == 0)
 		printf("Connection with %s closed\n", peer);
+	else if (ret == 0)
+		hk_warn("client %s: served, but no clean close: %s", peer,
+		    c.err);
 	free(buf);
 	conn_free(&c);
 	return ret;

@@ -89,6 +89,11 @@ check_baseline() {
 	echo "# $wave: server RSS ${BASE_RSS} -> ${rss} kB, fds ${BASE_FDS} -> ${fds}, handler threads $left"
 }
 
+# The server's one-line reports so far (none expected), for the log.
+server_warnings() {
+	grep '^hello_ktls_server: ' "$SRV_LOG" | sed 's/^/    | /' | tail -n 20
+}
+
 # Wave 1: one asyncio loop, three phases, each with its own barrier.
 # Prints "ok N", the per-phase milliseconds, and one line per failure.
 DRIVER='
@@ -163,8 +168,10 @@ wave_asyncio() {
 	fi
 	check "asyncio: $N clients within ${LIMIT} s (${ms} ms)" test "$ms" -le $((LIMIT * 1000))
 	echo "# asyncio wave: $(grep '^ms ' "$out")"
+	settle "$SPID"
 	check "asyncio: the server logged $N clean closes" \
 	    test "$(grep -c '^Connection with .* closed$' "$SRV_LOG")" -ge "$N"
+	server_warnings
 }
 
 # Wave 2: our own client binary, N processes at once.
@@ -188,8 +195,12 @@ wave_processes() {
 	fi
 	check "processes: $N clients within ${LIMIT} s (${ms} ms)" test "$ms" -le $((LIMIT * 1000))
 	echo "# process wave: $N clients in ${ms} ms"
+	# A thread logs its close after the client has gone: count when all
+	# have ended, not when the clients have.
+	settle "$SPID"
 	check "processes: the server logged $N more clean closes" \
 	    test "$(($(grep -c '^Connection with .* closed$' "$SRV_LOG") - before))" -ge "$N"
+	server_warnings
 }
 
 # wait for every background client, but not for the server.
