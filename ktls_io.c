@@ -173,9 +173,13 @@ send_record(struct ktls *k, unsigned char type, const void *buf, size_t len)
 	cmsg->cmsg_type = TLS_SET_RECORD_TYPE;
 	cmsg->cmsg_len = CMSG_LEN(sizeof(unsigned char));
 	*CMSG_DATA(cmsg) = type;
+	/*
+	 * Control records go out even after ktls_set_interrupt's flag: the
+	 * close_notify that follows an interrupted write is the point of it.
+	 */
 	do
 		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL);
-	while (n < 0 && retry_eintr(k));
+	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)len ? 0 : -1;
 }
 

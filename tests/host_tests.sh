@@ -329,12 +329,12 @@ test_limits() {
 }
 
 # SIGTERM during downloads: one that ends within --grace completes; ones
-# kept blocked in the middle of a long write (slow readers) are cut after
-# it, each at a record boundary with close_notify, not a bare FIN, once
-# their reader catches up.
+# kept blocked in the middle of a long write (readers that stay slow
+# until told) are cut after it, each at a record boundary with
+# close_notify, not a bare FIN, once their reader catches up.
 test_shutdown_transfers() {
-	local rc=0 i ok=0 out
-	local -a peers=()
+	local rc=0 ok=0 out i
+	local -a peers=() pids=()
 	mkdir -p "$WORK/root"
 	head -c 64M /dev/zero >"$WORK/root/big"
 	head -c 8M /dev/zero >"$WORK/root/small"
@@ -342,15 +342,20 @@ test_shutdown_transfers() {
 	for i in 1 2 3; do
 		new_log out cut
 		peers+=("$out")
-		python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 "HKTLS/1 GET big" 4 >"$out" 2>&1 &
-	done
-	for out in "${peers[@]}"; do
-		wait_for_line "$out" "got: HKTLS/1 OK"
+		python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60 "HKTLS/1 GET big" usr1 >"$out" 2>&1 &
+		pids+=($!)
 	done
 	new_log out within
-	python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 "HKTLS/1 GET small" 1 >"$out" 2>&1 &
-	wait_for_line "$out" "got: HKTLS/1 OK"
+	python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60 "HKTLS/1 GET small" 1 >"$out" 2>&1 &
+	for i in "${peers[@]}" "$out"; do
+		wait_long "$i" "got: HKTLS/1 OK" 30
+	done
 	kill -TERM "$SRV_PID"
+	# Past the grace period the server cuts the slow ones; then they
+	# read fast so that what it sent, close_notify last, can arrive.
+	wait_for_line "$SRV_LOG" "Shutting down"
+	nap 2.5
+	kill -USR1 "${pids[@]}" 2>/dev/null
 	wait "$SRV_PID" || rc=$?
 	SRV_PID=
 	wait

@@ -376,17 +376,22 @@ test_shutdown_ktls() {
 # server's close_notify (sendmsg with TLS_SET_RECORD_TYPE) follows the
 # last whole record; the reader sees a clean TLS end with less than the file.
 test_shutdown_ktls_download() {
-	local v=$1 rc=0 peer root=$WORK/root-cut
+	local v=$1 rc=0 peer pypid root=$WORK/root-cut
 	mkdir -p "$root" && head -c 64M /dev/zero >"$root/big"
 	start_server --ktls require --tls-version "$v" --grace 1 --root "$root"
 	new_log peer cut
-	timeout 120 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60 "HKTLS/1 GET big" 8 >"$peer" 2>&1 &
+	timeout 120 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60 "HKTLS/1 GET big" usr1 >"$peer" 2>&1 &
+	pypid=$!
 	if ! wait_long "$peer" "got: HKTLS/1 OK" 90; then
 		fail "TLS $v SIGTERM during a kTLS download" "the download did not start" "$peer" "$SRV_LOG"
 		stop_server
 		return
 	fi
 	kill -TERM "$SRV_PID"
+	# Slow until past the grace period, then fast: see test_shutdown_transfers.
+	wait_for_line "$SRV_LOG" "Shutting down"
+	nap 1.5
+	kill -USR1 "$pypid" 2>/dev/null
 	wait "$SRV_PID" || rc=$?
 	SRV_PID=
 	wait_long "$peer" close_notify 60
