@@ -15,15 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "hk_config.h"
-
-#define require(cond)                                                  \
-	do {                                                           \
-		if (!(cond)) {                                         \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-			    #cond);                                    \
-			abort();                                       \
-		}                                                      \
-	} while (0)
+#include "fuzz.h"
 
 #define MAX_ARGS 64
 

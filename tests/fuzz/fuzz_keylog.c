@@ -16,15 +16,7 @@
 #include <openssl/crypto.h>
 
 #include "ktls_internal.h"
-
-#define require(cond)                                                  \
-	do {                                                           \
-		if (!(cond)) {                                         \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-			    #cond);                                    \
-			abort();                                       \
-		}                                                      \
-	} while (0)
+#include "fuzz.h"
 
 static int
 hexval(char c)

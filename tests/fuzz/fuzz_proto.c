@@ -11,18 +11,9 @@
 #include <string.h>
 
 #include "hk_proto.h"
+#include "fuzz.h"
 
 #define MAGIC_LEN (sizeof(HK_PROTO) - 1)
-
-/* A property the parser promised and broke: a crash libFuzzer keeps. */
-#define require(cond)                                                  \
-	do {                                                           \
-		if (!(cond)) {                                         \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-			    #cond);                                    \
-			abort();                                       \
-		}                                                      \
-	} while (0)
 
 /* An accepted BENCH line: `fields` fields, one space apart, all printable. */
 static void

@@ -30,15 +30,7 @@
 #include <openssl/ssl.h>
 
 #include "ktls_internal.h"
-
-#define require(cond)                                                  \
-	do {                                                           \
-		if (!(cond)) {                                         \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-			    #cond);                                    \
-			abort();                                       \
-		}                                                      \
-	} while (0)
+#include "fuzz.h"
 
 enum { F_TLS13 = 1, F_SECRETS = 2, F_TX = 4 };
 
