@@ -84,6 +84,16 @@ int ktls_io_control_bytes(struct ktls *k, unsigned char type,
  */
 void ktls_keylog_capture_line(struct ktls *k, int is_server, const char *line);
 
+/*
+ * The sequence-number rule (see ktls_keys.c): one message-callback event
+ * (content_type SSL3_RT_HEADER with the record header in buf, or a whole
+ * message) updates the count of records since the last key change in its
+ * direction. Pure, so tests/test_ktls_keys.c feeds it the sequences that
+ * arise.
+ */
+void ktls_record_event(uint64_t records[2], int tls_version, int write_p,
+    int content_type, const unsigned char *buf, size_t len);
+
 void ktls_seterr(struct ktls *k, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -6,7 +6,7 @@
  * 1.2 keys from the master secret and the randoms (the derivations
  * themselves are in ktls_derive.c). Sequence numbers: OpenSSL has no API
  * for them, so a message callback counts records per direction since
- * each key change (see ktls_msg_cb).
+ * each key change (see ktls_record_event).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -183,38 +183,57 @@ ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen)
 }
 
 /*
- * Sequence numbers: every record OpenSSL reads or writes passes here as
- * an SSL3_RT_HEADER call, before the message it carries, so counting
- * them and restarting the count at each key change gives the sequence
- * number of the next record in each direction. The key changes we see
- * are Finished messages: in TLS 1.2 a Finished is the first record under
- * the new keys (RFC 5246 7.1), so the count restarts at 1; in TLS 1.3
- * it is the last record under the handshake keys (RFC 8446 5.3), so at
- * 0, as after a KeyUpdate. NewSessionTickets a TLS 1.3 server sends
- * after its handshake are counted like any record.
+ * Sequence numbers. OpenSSL passes every record it reads or writes to the
+ * message callback as an SSL3_RT_HEADER event carrying the 5-byte record
+ * header, before the message in it (a message cut into several records is
+ * reported once, after its last record). Counting headers per direction,
+ * and restarting the count where the RFCs make a new key current, gives
+ * the sequence number of the next record however the peer cut its
+ * messages:
+ *
+ * - TLS 1.2: the ChangeCipherSpec makes the pending keys current, and "the
+ *   sequence number is set to zero" (RFC 5246 6.1, 7.1). The CCS record
+ *   itself goes under the old keys; the Finished after it is the first
+ *   record under the new ones, or the first several if it was fragmented
+ *   (6.2.1 allows that), and every one of them counts. OpenSSL 3.0 reports
+ *   a CCS it reads only by its record header, so the header's type is what
+ *   restarts the count, in both directions.
+ * - TLS 1.3: the Finished is the last message under the handshake keys and
+ *   a KeyUpdate the last under its old key; both must end their record
+ *   (RFC 8446 5.1), and the next record starts again at 0 (5.3, 7.2). The
+ *   middlebox-compatibility CCS (D.4) is unprotected and always followed
+ *   by a Finished, so restarting at it as well is harmless.
+ *
+ * NewSessionTickets and anything else after the key change count as the
+ * records they are.
  */
+void
+ktls_record_event(uint64_t records[2], int tls_version, int write_p,
+    int content_type, const unsigned char *buf, size_t len)
+{
+	int dir = write_p ? KTLS_TX : KTLS_RX;
+
+	if (content_type == SSL3_RT_HEADER && len > 0 &&
+	    buf[0] == SSL3_RT_CHANGE_CIPHER_SPEC)
+		records[dir] = 0;
+	else if (content_type == SSL3_RT_HEADER)
+		records[dir]++;
+	else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
+	    tls_version == TLS1_3_VERSION &&
+	    (buf[0] == SSL3_MT_FINISHED || buf[0] == SSL3_MT_KEY_UPDATE))
+		records[dir] = 0;
+}
+
 static void
 ktls_msg_cb(int write_p, int version, int content_type, const void *buf,
     size_t len, SSL *ssl, void *arg)
 {
 	struct ktls *k = SSL_get_ex_data(ssl, ssl_idx);
-	int dir = write_p ? KTLS_TX : KTLS_RX, tls13;
-	const unsigned char *msg = buf;
 
-	(void)version, (void)arg;
-	if (k == NULL)
-		return;
-	if (content_type == SSL3_RT_HEADER) {
-		k->records[dir]++;
-		return;
-	}
-	if (content_type != SSL3_RT_HANDSHAKE || len == 0)
-		return;
-	tls13 = SSL_version(ssl) == TLS1_3_VERSION;
-	if (msg[0] == SSL3_MT_FINISHED)
-		k->records[dir] = tls13 ? 0 : 1;
-	else if (msg[0] == SSL3_MT_KEY_UPDATE && tls13)
-		k->records[dir] = 0;
+	(void)version, (void)arg; /* the record's version, not the session's */
+	if (k != NULL)
+		ktls_record_event(k->records, SSL_version(ssl), write_p,
+		    content_type, buf, len);
 }
 
 struct ktls *

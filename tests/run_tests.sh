@@ -50,6 +50,7 @@ if ! bash tests/make_test_certs.sh "$HK_CERTS" >"$HK_CERTS/make.log" 2>&1; then
 fi
 
 suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
+suite "unit: record sequence numbers" tests/test_record_seq
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: hostile input" bash tests/hostile_tests.sh
