@@ -20,6 +20,7 @@ struct ktls {
 	SSL *ssl;
 	int fd;
 	uint16_t version; /* TLS1_2_VERSION or TLS1_3_VERSION once offloaded */
+	unsigned char is_server;
 	const struct ktls_cipher *cipher;
 
 	/*

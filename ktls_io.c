@@ -37,8 +37,10 @@ enum {
 	ALERT_UNEXPECTED_MESSAGE = 10,
 	ALERT_BAD_RECORD_MAC = 20,
 	ALERT_RECORD_OVERFLOW = 22,
+	ALERT_ILLEGAL_PARAMETER = 47,
 	ALERT_DECODE_ERROR = 50,
 	ALERT_INTERNAL_ERROR = 80,
+	ALERT_NO_RENEGOTIATION = 100,
 };
 
 #define MAX_RECORD 16384
@@ -222,14 +224,16 @@ ktls_key_update(struct ktls *k, int request_peer)
 /*
  * The peer's KeyUpdate was the last record under its old key: install
  * the next one, and if it asked, answer with our own before any more
- * data (RFC 8446 4.6.3).
+ * data (RFC 8446 4.6.3). A request value other than 0 or 1 is an
+ * illegal_parameter (4.6.3), as OpenSSL answers in userspace.
  */
 static int
 peer_key_update(struct ktls *k, unsigned char request)
 {
 	if (request > 1) {
-		ktls_seterr(k, "peer sent a KeyUpdate with an invalid request");
-		ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+		ktls_seterr(k, "peer sent a KeyUpdate with an invalid request "
+		    "value %u", request);
+		ktls_send_alert(k, ALERT_FATAL, ALERT_ILLEGAL_PARAMETER);
 		return -1;
 	}
 	if (ktls_rekey(k, KTLS_RX) < 0) {
@@ -240,6 +244,52 @@ peer_key_update(struct ktls *k, unsigned char request)
 	return request ? ktls_key_update(k, 0) : 0;
 }
 
+/* What a handshake message after the handshake leads to. */
+enum post_hs {
+	POST_HS_REFUSE,      /* unexpected_message (RFC 8446 4, RFC 5246 7.4) */
+	POST_HS_SKIP,        /* read past it */
+	POST_HS_KEY_UPDATE,  /* change the receive key once it is whole */
+	POST_HS_NO_RENEG,    /* skip it and answer no_renegotiation */
+};
+
+/*
+ * The messages a peer may send after the handshake, by version and by
+ * who receives them; anything else is refused. Renegotiation is refused
+ * the way OpenSSL refuses it in userspace (SSL_OP_NO_RENEGOTIATION): the
+ * warning no_renegotiation (RFC 5246 7.2.2, 7.4.1.1; RFC 5746 4.2), after
+ * which the connection goes on under the same keys; nothing is ever read
+ * under keys a renegotiation would have made.
+ */
+static const struct {
+	uint16_t version;
+	unsigned char type;
+	unsigned char to_server;
+	enum post_hs action;
+} post_handshake[] = {
+	/* RFC 8446 4.6.1: tickets go from server to client. */
+	{ TLS1_3_VERSION, SSL3_MT_NEWSESSION_TICKET, 0, POST_HS_SKIP },
+	/* 4.6.3: either side may update its key. */
+	{ TLS1_3_VERSION, SSL3_MT_KEY_UPDATE, 0, POST_HS_KEY_UPDATE },
+	{ TLS1_3_VERSION, SSL3_MT_KEY_UPDATE, 1, POST_HS_KEY_UPDATE },
+	/* RFC 5246 7.4.1.1: a server asks for a renegotiation. */
+	{ TLS1_2_VERSION, SSL3_MT_HELLO_REQUEST, 0, POST_HS_NO_RENEG },
+	/* RFC 5246 7.4.1.2: a client starts one. */
+	{ TLS1_2_VERSION, SSL3_MT_CLIENT_HELLO, 1, POST_HS_NO_RENEG },
+};
+
+static enum post_hs
+post_hs_action(const struct ktls *k, unsigned char type)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(post_handshake) / sizeof(post_handshake[0]); i++)
+		if (post_handshake[i].version == k->version &&
+		    post_handshake[i].type == type &&
+		    post_handshake[i].to_server == k->is_server)
+			return post_handshake[i].action;
+	return POST_HS_REFUSE;
+}
+
 /* A message header is complete: is this message allowed here? */
 static int
 handshake_header(struct ktls *k)
@@ -248,12 +298,26 @@ handshake_header(struct ktls *k)
 
 	k->hs_left = (size_t)k->hs_hdr[1] << 16 | (size_t)k->hs_hdr[2] << 8 |
 	    k->hs_hdr[3];
-	if (type == SSL3_MT_KEY_UPDATE && k->version == TLS1_3_VERSION &&
-	    k->hs_left == 1)
+	switch (post_hs_action(k, type)) {
+	case POST_HS_SKIP:
 		return 0;
-	if (type == SSL3_MT_NEWSESSION_TICKET ||
-	    (type == SSL3_MT_HELLO_REQUEST && k->version == TLS1_2_VERSION))
+	case POST_HS_KEY_UPDATE:
+		if (k->hs_left == 1)
+			return 0;
+		ktls_seterr(k, "peer sent a KeyUpdate of %zu bytes, not 1",
+		    k->hs_left);
+		ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+		return -1;
+	case POST_HS_NO_RENEG:
+		/*
+		 * Best effort: with TX in userspace there is no way to send
+		 * a lone alert, and the request is then just ignored.
+		 */
+		ktls_send_alert(k, ALERT_WARNING, ALERT_NO_RENEGOTIATION);
 		return 0;
+	case POST_HS_REFUSE:
+		break;
+	}
 	ktls_seterr(k, "peer sent unexpected handshake message type %u "
 	    "after the handshake", type);
 	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
@@ -261,11 +325,10 @@ handshake_header(struct ktls *k)
 }
 
 /*
- * Handshake messages after the handshake: NewSessionTicket is consumed
- * (we never resume through kTLS), a TLS 1.2 HelloRequest is ignored
- * (renegotiation is off; RFC 5246 7.4.1.1 allows that) and a TLS 1.3
- * KeyUpdate changes the receive key. Messages may be split across
- * records, so the 4-byte header and the body are tracked.
+ * Handshake messages after the handshake (see post_handshake[]). They may
+ * be split across records and several may share one, so the 4-byte
+ * header and the body are tracked across calls; a message's body is
+ * only kept for a KeyUpdate (one byte).
  */
 static int
 handshake_bytes(struct ktls *k, const unsigned char *p, size_t n)

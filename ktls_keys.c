@@ -245,6 +245,7 @@ ktls_new(SSL *ssl)
 		return NULL;
 	k->ssl = ssl;
 	k->fd = -1;
+	k->is_server = SSL_is_server(ssl) ? 1 : 0;
 	if (!SSL_set_ex_data(ssl, ssl_idx, k)) {
 		OPENSSL_free(k);
 		return NULL;
@@ -383,6 +384,7 @@ preconditions(struct ktls *k)
 		return -1;
 	}
 	k->version = (uint16_t)v;
+	k->is_server = SSL_is_server(k->ssl) ? 1 : 0;
 	k->cipher = ktls_cipher_find(SSL_get_current_cipher(k->ssl));
 	if (k->cipher == NULL) {
 		set_reason(k, KTLS_RX, "kernel TLS has no cipher for %s",

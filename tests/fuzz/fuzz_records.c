@@ -15,7 +15,9 @@
  * Flags: bit 0 TLS 1.3 (else 1.2); bit 1 (TLS 1.3) the connection holds
  * its traffic secrets and an SSL with a negotiated suite, as after
  * ktls_offload(), so a KeyUpdate runs the real key derivation; bit 2
- * kTLS TX is on, so alerts go to sendmsg(). The socket is fd -1: every
+ * kTLS TX is on, so alerts go to sendmsg(); bit 3 we are the server (which
+ * decides which messages are allowed: tickets go to clients, ClientHellos
+ * to servers). The socket is fd -1: every
  * send and every key installation fails, as on a dead connection, and
  * that must end the connection cleanly.
  */
@@ -32,7 +34,7 @@
 #include "ktls_internal.h"
 #include "fuzz.h"
 
-enum { F_TLS13 = 1, F_SECRETS = 2, F_TX = 4 };
+enum { F_TLS13 = 1, F_SECRETS = 2, F_TX = 4, F_SERVER = 8 };
 
 /*
  * An SSL whose session has TLS_AES_128_GCM_SHA256, made once: ktls_rekey()
@@ -69,6 +71,7 @@ connection(unsigned char flags)
 	require((k = OPENSSL_zalloc(sizeof(*k))) != NULL);
 	k->fd = -1;
 	k->version = flags & F_TLS13 ? TLS1_3_VERSION : TLS1_2_VERSION;
+	k->is_server = flags & F_SERVER ? 1 : 0;
 	k->cipher = ktls_cipher_by_kernel_id(TLS_CIPHER_AES_GCM_128);
 	k->state[KTLS_RX] = KTLS_STATE_SOFTWARE;
 	if (flags & F_TX)
