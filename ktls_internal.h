@@ -67,6 +67,13 @@ void ktls_send_alert(struct ktls *k, int level, int desc);
 int ktls_rekey(struct ktls *k, enum ktls_dir dir);
 
 /*
+ * The kernel stopped reading (EKEYEXPIRED) at a handshake record that
+ * only looked like the start of a KeyUpdate: install the current RX key
+ * again at the kernel's sequence number so that reading goes on.
+ */
+int ktls_rx_resume(struct ktls *k);
+
+/*
  * What ktls_read() does with the bytes of a record that is not application
  * data (type: 21 alert, 22 handshake, or any other, which is refused), in
  * whatever pieces recvmsg returned them. Returns 1 when they were consumed

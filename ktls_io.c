@@ -134,9 +134,20 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 	struct cmsghdr *cmsg;
 	ssize_t n;
 
-	do
+	for (;;) {
 		n = recvmsg(k->fd, &msg, 0);
-	while (n < 0 && retry_eintr(k));
+		if (n < 0 && retry_eintr(k))
+			continue;
+		/* Inside a handshake message: see ktls_rx_resume(). */
+		if (n < 0 && errno == EKEYEXPIRED && k->hs_hdr_len > 0) {
+			if (ktls_rx_resume(k) < 0) {
+				ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+				return -1;
+			}
+			continue;
+		}
+		break;
+	}
 	if (n < 0 && interrupted(k))
 		return -1;
 	if (n < 0) {
@@ -410,6 +421,22 @@ ktls_io_control_bytes(struct ktls *k, unsigned char type,
 	return -1;
 }
 
+/*
+ * TLS 1.3 forbids other records between the pieces of a handshake message
+ * (RFC 8446 5.1). TLS 1.2 allows them (RFC 5246 6.2.1), so there the
+ * message's parse simply goes on with the next handshake record.
+ */
+static int
+interleaved(struct ktls *k)
+{
+	if (k->version != TLS1_3_VERSION || k->hs_hdr_len == 0)
+		return 0;
+	ktls_seterr(k, "peer sent another record inside a fragmented "
+	    "handshake message");
+	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+	return 1;
+}
+
 ssize_t
 ktls_read(struct ktls *k, void *buf, size_t len)
 {
@@ -427,6 +454,8 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 			    "close_notify (truncated)");
 			return -1;
 		}
+		if (type != REC_HANDSHAKE && interleaved(k))
+			return -1;
 		if (type == REC_DATA)
 			return n;
 		if ((r = ktls_io_control_bytes(k, type, buf, (size_t)n)) <= 0)

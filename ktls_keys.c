@@ -211,17 +211,17 @@ void
 ktls_record_event(uint64_t records[2], int tls_version, int write_p,
     int content_type, const unsigned char *buf, size_t len)
 {
-	int dir = write_p ? KTLS_TX : KTLS_RX;
+	int dir = write_p ? KTLS_TX : KTLS_RX, key_change;
 
-	if (content_type == SSL3_RT_HEADER && len > 0 &&
-	    buf[0] == SSL3_RT_CHANGE_CIPHER_SPEC)
+	key_change = len > 0 && ((content_type == SSL3_RT_HEADER &&
+	    buf[0] == SSL3_RT_CHANGE_CIPHER_SPEC) ||
+	    (content_type == SSL3_RT_HANDSHAKE &&
+	    tls_version == TLS1_3_VERSION &&
+	    (buf[0] == SSL3_MT_FINISHED || buf[0] == SSL3_MT_KEY_UPDATE)));
+	if (key_change)
 		records[dir] = 0;
 	else if (content_type == SSL3_RT_HEADER)
 		records[dir]++;
-	else if (content_type == SSL3_RT_HANDSHAKE && len > 0 &&
-	    tls_version == TLS1_3_VERSION &&
-	    (buf[0] == SSL3_MT_FINISHED || buf[0] == SSL3_MT_KEY_UPDATE))
-		records[dir] = 0;
 }
 
 static void
@@ -479,6 +479,54 @@ ktls_kernel_can_rekey(void)
 }
 
 /*
+ * Install the key and IV of a TLS 1.3 traffic secret for dir, records
+ * numbered from seq. With the kernel's errno in *err on failure.
+ */
+static int
+install_secret(struct ktls *k, enum ktls_dir dir, const unsigned char *secret,
+    size_t secret_len, uint64_t seq, int *err)
+{
+	unsigned char key[32], iv[TLS13_IV_LEN];
+	union ktls_crypto_info ci;
+	const EVP_MD *md;
+	size_t len;
+	int ret = -1;
+
+	*err = 0;
+	md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
+	if (ktls_tls13_expand_label(md, secret, secret_len, "key", key,
+	    k->cipher->key_len) < 0 ||
+	    ktls_tls13_expand_label(md, secret, secret_len, "iv", iv,
+	    sizeof(iv)) < 0 ||
+	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
+	    seq)) == 0)
+		goto out;
+	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, &ci,
+	    (socklen_t)len) < 0)
+		*err = errno;
+	else
+		ret = 0;
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(iv, sizeof(iv));
+	OPENSSL_cleanse(&ci, sizeof(ci));
+	return ret;
+}
+
+/* First, so that k->ssl is asked for the hash only with a secret to use. */
+static int
+can_rekey(struct ktls *k, enum ktls_dir dir)
+{
+	/* tests/fuzz/fuzz_records.c runs without an SSL. */
+	if (k->version != TLS1_3_VERSION || k->secret[dir].len == 0 ||
+	    k->cipher == NULL) {
+		ktls_seterr(k, "KeyUpdate outside TLS 1.3");
+		return 0;
+	}
+	return 1;
+}
+
+/*
  * TLS 1.3 KeyUpdate for one direction (RFC 8446 7.2): the next secret is
  * HKDF-Expand-Label(secret, "traffic upd", "", Hash.length), and records
  * under it start again at sequence number 0. The kernel (6.14+) takes a
@@ -489,40 +537,27 @@ int
 ktls_rekey(struct ktls *k, enum ktls_dir dir)
 {
 	struct ktls_secret *s = &k->secret[dir];
-	unsigned char next[EVP_MAX_MD_SIZE], key[32], iv[TLS13_IV_LEN];
-	union ktls_crypto_info ci;
-	const EVP_MD *md;
-	size_t len;
-	int ret = -1;
+	unsigned char next[EVP_MAX_MD_SIZE];
+	int err, ret = -1;
 
-	/*
-	 * First, so that k->ssl is asked for the hash only when there is a
-	 * secret to update: tests/fuzz/fuzz_records.c runs without an SSL.
-	 */
-	if (k->version != TLS1_3_VERSION || s->len == 0 || k->cipher == NULL) {
-		ktls_seterr(k, "KeyUpdate outside TLS 1.3");
+	if (!can_rekey(k, dir))
 		return -1;
-	}
-	md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
-	if (ktls_tls13_expand_label(md, s->b, s->len, "traffic upd", next,
-	    s->len) < 0 ||
-	    ktls_tls13_expand_label(md, next, s->len, "key", key,
-	    k->cipher->key_len) < 0 ||
-	    ktls_tls13_expand_label(md, next, s->len, "iv", iv, sizeof(iv)) < 0 ||
-	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
-	    0)) == 0) {
+	if (ktls_tls13_expand_label(SSL_CIPHER_get_handshake_digest(
+	    SSL_get_current_cipher(k->ssl)), s->b, s->len, "traffic upd", next,
+	    s->len) < 0) {
 		ktls_seterr(k, "KeyUpdate: deriving the next key failed");
 		goto out;
 	}
-	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, &ci,
-	    (socklen_t)len) < 0) {
-		if (errno == EBUSY)
+	if (install_secret(k, dir, next, s->len, 0, &err) < 0) {
+		if (err == EBUSY)
 			ktls_seterr(k, "this kernel cannot rekey kTLS (Linux 6.14 "
 			    "or later can): the %s key cannot be updated",
 			    dir == KTLS_TX ? "send" : "receive");
+		else if (err == 0)
+			ktls_seterr(k, "KeyUpdate: deriving the next key failed");
 		else
 			ktls_seterr(k, "KeyUpdate: installing the new %s key: %s",
-			    dir == KTLS_TX ? "TLS_TX" : "TLS_RX", strerror(errno));
+			    dir == KTLS_TX ? "TLS_TX" : "TLS_RX", strerror(err));
 		goto out;
 	}
 	memcpy(s->b, next, s->len);
@@ -530,8 +565,48 @@ ktls_rekey(struct ktls *k, enum ktls_dir dir)
 	ret = 0;
 out:
 	OPENSSL_cleanse(next, sizeof(next));
-	OPENSSL_cleanse(key, sizeof(key));
-	OPENSSL_cleanse(iv, sizeof(iv));
+	return ret;
+}
+
+/*
+ * Linux 6.14+ looks at the first byte of every handshake record it
+ * decrypts and, if it is 24 (KeyUpdate), stops decrypting (EKEYEXPIRED)
+ * until a new TLS_RX key is installed. A KeyUpdate cut across records, or
+ * a ticket fragment that happens to start with that byte, trips it while
+ * the message is still incomplete and the next record is still under the
+ * current key. Installing the current key again at the kernel's own
+ * sequence number (the last 8 bytes of every crypto_info it reports)
+ * lets reading go on.
+ */
+int
+ktls_rx_resume(struct ktls *k)
+{
+	union ktls_crypto_info ci;
+	socklen_t len;
+	uint64_t seq = 0;
+	int err, i, ret = -1;
+
+	if (!can_rekey(k, KTLS_RX))
+		return -1;
+	/* The kernel wants exactly the cipher's struct size. */
+	len = (socklen_t)k->cipher->info_len;
+	if (getsockopt(k->fd, SOL_TLS, TLS_RX, &ci, &len) < 0 ||
+	    len != k->cipher->info_len) {
+		ktls_seterr(k, "kTLS read: cannot read the receive sequence "
+		    "number: %s", strerror(errno));
+		goto out;
+	}
+	for (i = 8; i > 0; i--)
+		seq = seq << 8 | ci.bytes[len - (socklen_t)i];
+	if (install_secret(k, KTLS_RX, k->secret[KTLS_RX].b,
+	    k->secret[KTLS_RX].len, seq, &err) < 0) {
+		ktls_seterr(k, "kTLS read: the kernel took a fragment for a "
+		    "KeyUpdate and refused the same key again: %s",
+		    strerror(err));
+		goto out;
+	}
+	ret = 0;
+out:
 	OPENSSL_cleanse(&ci, sizeof(ci));
 	return ret;
 }

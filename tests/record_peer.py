@@ -29,6 +29,8 @@ Actions, run in order after the handshake:
   bigdata:N         N random bytes in 16384-byte records, echo checked
   keyupdate:V       (1.3) KeyUpdate with request_update V (0-255), then
                     our new write key
+  keyupdate-data:TEXT  (1.3) a KeyUpdate in two records with an
+                    application-data record TEXT between them (forbidden)
   zerotype          (1.3) a protected record whose inner plaintext is 8
                     zero bytes: no content type at all
   ccs               a plaintext ChangeCipherSpec record, 14 03 03 00 01 01
@@ -37,6 +39,7 @@ Actions, run in order after the handshake:
   reneg-data:TEXT   (1.2) that ClientHello (with renegotiation_info) in two
                     records, an application-data record TEXT between them
   expect-alert:LEVEL:NAME  read until an alert; pass if exactly that one
+  expect-data:TEXT  read TEXT (e.g. the echo of reneg-data's TEXT)
   expect-eof        read until the server closes the connection
   close             send close_notify, expect the server's, then EOF
 KeyUpdates and NewSessionTickets from the server are handled in any read.
@@ -117,9 +120,11 @@ SUITES = {
 DEFAULT_SUITE = {"1.2": "ECDHE-ECDSA-AES128-GCM-SHA256", "1.3": "TLS_AES_128_GCM_SHA256"}
 # action: (versions, takes an argument)
 ACTIONS = {"data": ("23", True), "bigdata": ("23", True), "keyupdate": ("3", True),
+           "keyupdate-data": ("3", True),
            "zerotype": ("3", False), "ccs": ("23", False), "reneg": ("2", False),
            "reneg-ri": ("2", False), "reneg-data": ("2", True),
-           "expect-alert": ("23", True), "expect-eof": ("23", False),
+           "expect-alert": ("23", True), "expect-data": ("23", True),
+           "expect-eof": ("23", False),
            "close": ("23", False)}
 
 
@@ -205,6 +210,11 @@ def event_text(ev):
     if ev[0] == "ccs":
         return "ChangeCipherSpec"
     return "eof without alert (%s)" % ev[1]
+
+
+def unescape(text):
+    """Bytes from a token's TEXT, with backslash escapes (\\n, \\x20) applied."""
+    return text.encode("utf-8").decode("unicode_escape").encode("latin-1")
 
 
 # ---- key derivation ---------------------------------------------------------
@@ -315,6 +325,7 @@ class Conn:
         self.transcript = []     # handshake messages, for the transcript hash
         self.established = False
         self.eof_reason = "eof"
+        self.hs_records = 0      # handshake records we sent
         self.x25519 = x25519.X25519PrivateKey.generate()
         self.p256 = ec.generate_private_key(ec.SECP256R1())
         self.shares = {
@@ -367,6 +378,7 @@ class Conn:
         units = [b"".join(msgs)] if self.coalesce else msgs
         records = [unit[i:i + size] for unit in units for i in range(0, len(unit), size)]
         self.send(b"".join(self.protect(HANDSHAKE, r, version) for r in records))
+        self.hs_records += len(records)
         return len(records)
 
     # -- records and events in --
@@ -374,7 +386,9 @@ class Conn:
     def read_record(self):
         """Read, unprotect and log one record: (content type, payload) or None at EOF."""
         header = self.recv_exact(5)
-        body = header and self.recv_exact(int.from_bytes(header[3:5], "big"))
+        if header is None:
+            return None
+        body = self.recv_exact(int.from_bytes(header[3:5], "big"))
         if body is None:
             return None
         ctype, version = header[0], header[1:3]
@@ -384,16 +398,19 @@ class Conn:
         if self.read_cipher and (self.version == "1.2" or ctype == APPDATA):
             try:
                 ctype, body = self.read_cipher.open(ctype, version, body)
-            except InvalidTag:
+            except (InvalidTag, ValueError):  # ValueError: too short for a nonce
                 self.log(note + " undecryptable")
                 raise PeerError("bad record MAC on server record seq %d" % (self.read_cipher.seq - 1))
             note += " inner"
+        if ctype == HANDSHAKE:
+            self.hs_buf += body
         self.log("%s %s" % (note, self.describe(ctype, body)))
+        if len(body) > MAX_FRAGMENT:  # RFC 8446 5.1, RFC 5246 6.2.1
+            raise PeerError("record_overflow: a server record carries %d bytes" % len(body))
         return ctype, body
 
     def describe(self, ctype, body):
         if ctype == HANDSHAKE:
-            self.hs_buf += body
             return "handshake(%s)" % (self.scan_handshake() or "continued")
         if ctype == ALERT and len(body) == 2:
             return alert_text(body[0], body[1])
@@ -521,12 +538,12 @@ class Conn:
     def handshake(self):
         self.group = None
         if self.version == "1.2":
-            n = self.handshake12()
+            self.handshake12()
         else:
-            n = self.handshake13()
+            self.handshake13()
         self.established = True
-        return "handshake TLS %s %s %s, our last flight in %d records" % (
-            self.version, self.suite, GROUP_NAMES.get(self.group, "?"), n)
+        return "handshake TLS %s %s %s, we sent %d handshake records" % (
+            self.version, self.suite, GROUP_NAMES.get(self.group, "?"), self.hs_records)
 
     def handshake12(self):
         """RFC 5246 full handshake, ECDHE_ECDSA, with a client certificate."""
@@ -568,15 +585,17 @@ class Conn:
         self.send(self.protect(CCS, b"\1"))
         # RFC 5246 6.1: sequence numbers start at 0 after each ChangeCipherSpec.
         self.write_cipher = RecordCipher("1.2", self.aead, ck, civ)
-        n = self.send_flight([finished])
+        self.send_flight([finished])
         ev = self.next_event()
+        if ev[0] == "hs" and ev[1] == NEW_SESSION_TICKET:  # RFC 5077 3.3
+            self.transcript.append(ev[3])
+            ev = self.next_event()
         if ev[0] != "ccs":
             raise PeerError("expected ChangeCipherSpec, got %s" % event_text(ev))
         self.read_cipher = RecordCipher("1.2", self.aead, sk, siv)
         expected = prf12(self.hash, ms, "server finished", self.transcript_hash(), 12)
         if self.expect_hs(FINISHED)[1] != expected:
             raise PeerError("server Finished does not verify")
-        return n
 
     def derive_secret(self, secret, label, messages=None):
         """Derive-Secret, RFC 8446 7.1; messages default to the transcript."""
@@ -606,6 +625,7 @@ class Conn:
         r = Reader(exts.get(51, b""))
         self.group = r.int(2)
         shared = self.key_exchange(self.group, r.vec(2))[1]
+        # The key schedule of RFC 8446 7.1, without a PSK.
         zeros = bytes(self.hash_len)
         early = hkdf_extract(self.hash, zeros, zeros)
         hs_secret = hkdf_extract(self.hash, self.derive_secret(early, "derived", b""), shared)
@@ -637,9 +657,8 @@ class Conn:
             self.transcript.append(flight[-1])
         flight.append(hs_msg(FINISHED, self.finished13(c_hs)))
         self.transcript.append(flight[-1])
-        n = self.send_flight(flight)
+        self.send_flight(flight)
         self.write_cipher = self.cipher13(self.c_ap)
-        return n
 
     # -- KeyUpdate, RFC 8446 4.6.3 and 7.2 --
 
@@ -674,16 +693,21 @@ class Conn:
             if ev[0] != "data":
                 raise PeerError("%d of %d bytes echoed, then %s" % (len(got), len(expected), event_text(ev)))
             got += ev[1]
-            if got != expected[:len(got)]:
+            if got[-len(ev[1]):] != expected[len(got) - len(ev[1]):len(got)]:
                 raise PeerError("echo differs from what was sent (%d bytes in)" % len(got))
 
     def act_data(self, arg):
-        text = arg.encode("utf-8").decode("unicode_escape").encode("latin-1")
+        text = unescape(arg)
         if len(text) > MAX_FRAGMENT:
             raise PeerError("data: TEXT longer than one record")
         self.send(self.protect(APPDATA, text))
         self.collect_echo(text, bytearray())
         return "echo %d bytes" % len(text)
+
+    def act_expect_data(self, arg):
+        text = unescape(arg)
+        self.collect_echo(text, bytearray())
+        return "received %d bytes" % len(text)
 
     def act_bigdata(self, arg):
         payload, got = os.urandom(int(arg)), bytearray()
@@ -694,8 +718,18 @@ class Conn:
         return "echo %d bytes in %d records" % (len(payload), -(-len(payload) // MAX_FRAGMENT))
 
     def act_keyupdate(self, arg):
-        n = self.send_key_update(int(arg) & 0xFF)
+        n = self.send_key_update(int(arg))
         return "sent KeyUpdate request_update=%s in %d records, write key updated" % (arg, n)
+
+    def act_keyupdate_data(self, arg):
+        # RFC 8446 5.1 forbids this: another record between two pieces of
+        # a handshake message.
+        ku, text = hs_msg(KEY_UPDATE, u8(0)), unescape(arg)
+        self.send(self.protect(HANDSHAKE, ku[:2]) + self.protect(APPDATA, text)
+                  + self.protect(HANDSHAKE, ku[2:]))
+        self.c_ap = self.next_secret(self.c_ap)
+        self.write_cipher = self.cipher13(self.c_ap)
+        return "sent KeyUpdate in 2 records, %d bytes of data between" % len(text)
 
     def act_zerotype(self, arg):
         ctype, body = self.write_cipher.seal(APPDATA, b"", inner=bytes(8))
@@ -720,7 +754,7 @@ class Conn:
 
     def act_reneg_data(self, arg):
         ch = self.renegotiation_hello(True)
-        text = arg.encode("utf-8").decode("unicode_escape").encode("latin-1")
+        text = unescape(arg)
         half = len(ch) // 2
         self.send(self.protect(HANDSHAKE, ch[:half]) + self.protect(APPDATA, text)
                   + self.protect(HANDSHAKE, ch[half:]))
@@ -787,10 +821,12 @@ def parse_scenario(text):
                 raise ValueError("%s is not for TLS %s" % (name, spec["version"]))
             if needs_arg != bool(colon):
                 raise ValueError("%s %s an argument" % (name, "needs" if needs_arg else "takes no"))
-            if name in ("keyupdate", "bigdata"):
-                int(arg)
-            if name == "expect-alert" and not re.fullmatch(r"(warning|fatal):\w+", arg):
-                raise ValueError("expect-alert:LEVEL:NAME, LEVEL warning or fatal")
+            if name in ("keyupdate", "bigdata") and not (
+                    arg.isdigit() and (name == "bigdata" or int(arg) < 256)):
+                raise ValueError("%s: bad number %r" % (name, arg))
+            level, _, alert = arg.partition(":")
+            if name == "expect-alert" and (level not in LEVELS.values() or alert not in ALERTS.values()):
+                raise ValueError("expect-alert:LEVEL:NAME with LEVEL warning or fatal, NAME from RFC 8446 6")
             spec["actions"].append((token, name, arg))
         else:
             raise ValueError("unknown token %r" % token)

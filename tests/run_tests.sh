@@ -54,17 +54,23 @@ suite "unit: record sequence numbers" tests/test_record_seq
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: hostile input" bash tests/hostile_tests.sh
+suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
+	suite "kernel (native): careful peer" bash tests/record_tests.sh kernel
 else
 	echo "# this kernel has no kTLS: the kernel tests run in UML guests"
 	suite "kernel (UML guest, bookworm 6.1)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
+	suite "kernel (UML guest, bookworm 6.1): careful peer" bash tests/uml.sh -- \
+	    bash "$ROOT/tests/record_tests.sh" kernel
 	if sid=$(bash tests/fetch_uml_sid.sh); then
 		suite "kernel (UML guest, sid: rekey)" env $sid bash tests/uml.sh -- \
 		    bash "$ROOT/tests/kernel_tests.sh"
 		suite "kernel (UML guest, sid): tampered records" env $sid \
 		    bash tests/uml.sh -- bash "$ROOT/tests/tamper_tests.sh"
+		suite "kernel (UML guest, sid): careful peer" env $sid \
+		    bash tests/uml.sh -- bash "$ROOT/tests/record_tests.sh" kernel
 	else
 		echo "FAIL - the newer UML kernel (Debian sid) could not be prepared"
 		TOTAL_FAILED=$((TOTAL_FAILED + 1))
