@@ -117,6 +117,31 @@ test_s_server() {
 	fi
 }
 
+# TLS 1.2: s_server asks our client (kTLS RX) to renegotiate with a
+# HelloRequest; the client refuses with the warning no_renegotiation, which
+# s_server, having asked, turns into a fatal handshake_failure.
+test_hello_request() {
+	local name="TLS 1.2 HelloRequest to our client: no_renegotiation" port sslog
+	port=$(free_port)
+	new_log sslog s_server
+	(wait_long "$sslog" "Hello from kTLS client" 25; printf 'r\n'
+	    wait_long "$sslog" "no renegotiation" 25) |
+	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
+	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
+	    -tls1_2 >"$sslog" 2>&1 &
+	local ss=$!
+	wait_for_line "$sslog" ACCEPT
+	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello from kTLS client"
+	wait "$ss"
+	if [ "$CLI_RC" -eq 1 ] && both_active "$WORK/c.log" &&
+	    has "$sslog" "no renegotiation" &&
+	    has "$WORK/c.log" "handshake failure"; then
+		pass "$name"
+	else
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
+	fi
+}
+
 # openssl s_client against our server with both directions in the kernel.
 test_s_client() {
 	local v=$1 name="TLS $1 openssl s_client vs our server"
@@ -432,6 +457,7 @@ for v in 1.2 1.3; do
 	test_truncation "$v"
 	test_shutdown_ktls "$v"
 done
+test_hello_request
 # (1.3 only: the idle test above covers 1.2's close_notify; this one is slow.)
 test_shutdown_ktls_download 1.3
 test_nic_probe
