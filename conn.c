@@ -46,6 +46,8 @@ int
 conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
     const char *timeout_opt)
 {
+	char why[MTLS_REASON_MAX];
+
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
 	c->timeout = timeout;
@@ -54,7 +56,7 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 	if ((c->ssl = SSL_new(ctx)) == NULL || (c->k = ktls_new(c->ssl)) == NULL ||
 	    !SSL_set_fd(c->ssl, fd)) {
 		snprintf(c->err, sizeof(c->err), "cannot set up TLS: %s",
-		    mtls_err_reason("out of memory"));
+		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return -1;
 	}
 	return 0;
@@ -506,6 +508,7 @@ conn_key_updates(const struct conn *c, unsigned long long *sent,
 static int
 send_close_notify(struct conn *c)
 {
+	char why[MTLS_REASON_MAX];
 	int r;
 
 	if (ktls_active(c->k, KTLS_TX)) {
@@ -527,7 +530,7 @@ send_close_notify(struct conn *c)
 	if (r >= 0 && flush(c, 1) == 0)
 		return 0;
 	snprintf(c->err, sizeof(c->err), "sending close_notify: %s",
-	    mtls_err_reason("connection lost"));
+	    mtls_err_reason(why, sizeof(why), "connection lost"));
 	return -1;
 }
 

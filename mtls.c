@@ -13,20 +13,17 @@
 #include "mtls.h"
 
 const char *
-mtls_err_reason(const char *fallback)
+mtls_err_reason(char *buf, size_t len, const char *fallback)
 {
-	static char buf[256];
 	unsigned long e = ERR_peek_error();
-	const char *r;
+	const char *r = fallback;
 
-	if (e == 0)
-		return fallback;
-	r = ERR_reason_error_string(e);
-	if (r == NULL) {
-		ERR_error_string_n(e, buf, sizeof(buf));
-		r = buf;
+	if (e != 0 && (r = ERR_reason_error_string(e)) == NULL) {
+		ERR_error_string_n(e, buf, len);
+		return buf;
 	}
-	return r;
+	snprintf(buf, len, "%s", r);
+	return buf;
 }
 
 /* Load one credential file; on failure name the file and the reason. */
@@ -34,6 +31,7 @@ static int
 load(SSL_CTX *ctx, const char *what, const char *path, char *err,
     size_t errlen)
 {
+	char why[MTLS_REASON_MAX];
 	int ok;
 
 	if (strcmp(what, "certificate") == 0)
@@ -55,7 +53,7 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 		    strerror(ERR_GET_REASON(ERR_peek_error())));
 	else
 		snprintf(err, errlen, "cannot load %s %s: %s", what, path,
-		    mtls_err_reason("not a PEM file"));
+		    mtls_err_reason(why, sizeof(why), "not a PEM file"));
 	return -1;
 }
 
@@ -72,13 +70,14 @@ set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
 {
 	int lo = c->tls_version ? c->tls_version : TLS1_2_VERSION;
 	int hi = c->tls_version ? c->tls_version : TLS1_3_VERSION;
+	char why[MTLS_REASON_MAX];
 
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
 	    SSL_OP_NO_COMPRESSION);
 	if (!SSL_CTX_set_min_proto_version(ctx, lo) ||
 	    !SSL_CTX_set_max_proto_version(ctx, hi)) {
 		snprintf(err, errlen, "cannot set the TLS version: %s",
-		    mtls_err_reason("unsupported"));
+		    mtls_err_reason(why, sizeof(why), "unsupported"));
 		return -1;
 	}
 	if (!SSL_CTX_set_cipher_list(ctx, c->ciphers != NULL ? c->ciphers :
@@ -100,13 +99,14 @@ SSL_CTX *
 mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
+	char why[MTLS_REASON_MAX];
 	int mode = SSL_VERIFY_PEER;
 
 	ctx = SSL_CTX_new(c->role == HK_SERVER ? TLS_server_method() :
 	    TLS_client_method());
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create TLS context: %s",
-		    mtls_err_reason("out of memory"));
+		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return NULL;
 	}
 	if (set_protocol(ctx, c, err, errlen) < 0 ||
@@ -160,6 +160,7 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 	long verify = SSL_get_verify_result(ssl);
 	int e = SSL_get_error(ssl, ret), saved = errno;
 	const char *peer = SSL_is_server(ssl) ? "client" : "server";
+	char why[MTLS_REASON_MAX];
 
 	if (verify != X509_V_OK)
 		snprintf(buf, len, "%s certificate rejected: %s", peer,
@@ -172,12 +173,12 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 	    ERR_GET_REASON(ERR_peek_error()) >= SSL_AD_REASON_OFFSET)
 		/* OpenSSL files an alert from the peer at this offset. */
 		snprintf(buf, len, "the %s refused the connection: %s", peer,
-		    mtls_err_reason("alert"));
+		    mtls_err_reason(why, sizeof(why), "alert"));
 	else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
 		snprintf(buf, len, "the %s closed the connection without "
 		    "close_notify (truncated)", peer);
 	else if (e == SSL_ERROR_SSL)
-		snprintf(buf, len, "%s", mtls_err_reason("protocol error"));
+		mtls_err_reason(buf, len, "protocol error");
 	else if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ ||
 	    e == SSL_ERROR_WANT_WRITE) && (saved == EAGAIN || saved == EWOULDBLOCK))
 		/* SO_RCVTIMEO/SO_SNDTIMEO ran out on a blocking socket. */

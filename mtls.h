@@ -11,6 +11,9 @@
 
 #include "hk_config.h"
 
+/* Room for one OpenSSL error reason (mtls_err_reason). */
+#define MTLS_REASON_MAX 256
+
 /*
  * An SSL_CTX for c->role: TLS 1.2-1.3 (or the pinned version), no
  * renegotiation or compression, our certificate and key, the CA, peer
@@ -30,8 +33,12 @@ int mtls_set_peer_host(SSL *ssl, const char *host);
 /* Why SSL_connect/SSL_accept/SSL_read failed, in one line. */
 void mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len);
 
-/* The oldest OpenSSL error reason in the queue, or fallback. */
-const char *mtls_err_reason(const char *fallback);
+/*
+ * The oldest OpenSSL error reason in the queue, or fallback, written to
+ * buf (MTLS_REASON_MAX bytes hold it); returns buf. No static buffer:
+ * the server's client threads call this at once.
+ */
+const char *mtls_err_reason(char *buf, size_t len, const char *fallback);
 
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
