@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +27,8 @@
 #define CLOSE_LINGER_SECS 2
 /* Userspace TLS: bytes per read() and write() on the socket, at most. */
 #define IO_BUFFER (64 * 1024)
+/* sock_diag's reason, short enough to leave room in c->unconfirmed. */
+#define DIAG_ERR_MAX 136
 
 static void
 set_timeout(int fd, int secs)
@@ -55,11 +58,25 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 	set_timeout(fd, timeout);
 	if ((c->ssl = SSL_new(ctx)) == NULL || (c->k = ktls_new(c->ssl)) == NULL ||
 	    !SSL_set_fd(c->ssl, fd)) {
-		snprintf(c->err, sizeof(c->err), "cannot set up TLS: %s",
+		conn_seterr(c, "cannot set up TLS: %s",
 		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return -1;
 	}
 	return 0;
+}
+
+void
+conn_seterr(struct conn *c, const char *fmt, ...)
+{
+	char msg[CONN_ERR_MAX];
+	va_list ap;
+
+	/* Formatted apart first: an argument may point into c->err. */
+	va_start(ap, fmt);
+	if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+		msg[0] = '\0';
+	va_end(ap);
+	memcpy(c->err, msg, strlen(msg) + 1);
 }
 
 void
@@ -81,7 +98,7 @@ stop_check(struct conn *c)
 {
 	if (!conn_interrupted(c))
 		return 0;
-	snprintf(c->err, sizeof(c->err), "interrupted");
+	conn_seterr(c, "interrupted");
 	return -1;
 }
 
@@ -120,15 +137,15 @@ handshake_wait(struct conn *c, int e, const struct timespec *deadline)
 		if (stop_check(c) < 0)
 			return -1;
 		if ((ms = ms_left(deadline)) <= 0) {
-			snprintf(c->err, sizeof(c->err), "handshake not finished "
+			conn_seterr(c, "handshake not finished "
 			    "within %d s (%s)", c->timeout, c->timeout_opt);
 			return -1;
 		}
 		if ((r = poll(&p, 1, (int)ms)) > 0)
 			return 0;
 		if (r < 0 && errno != EINTR) {
-			snprintf(c->err, sizeof(c->err), "waiting for the "
-			    "handshake: %s", strerror(errno));
+			conn_seterr(c, "waiting for the handshake: %s",
+			    strerror(errno));
 			return -1;
 		}
 	}
@@ -144,7 +161,7 @@ conn_handshake(struct conn *c)
 	deadline.tv_sec += c->timeout;
 	flags = fcntl(c->fd, F_GETFL);
 	if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0) {
-		snprintf(c->err, sizeof(c->err), "socket: %s", strerror(errno));
+		conn_seterr(c, "socket: %s", strerror(errno));
 		return -1;
 	}
 	for (;;) {
@@ -189,7 +206,7 @@ static void
 confirm_with_kernel(struct conn *c)
 {
 	struct ktls_diag d;
-	char err[sizeof(c->unconfirmed) - 64];
+	char err[DIAG_ERR_MAX];
 
 	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
 		return;
@@ -262,8 +279,8 @@ conn_offload(struct conn *c, enum hk_ktls_mode mode)
 	if (ret == 0 || mode != HK_KTLS_REQUIRE)
 		return 0;
 	d = ktls_active(c->k, KTLS_RX) ? KTLS_TX : KTLS_RX;
-	snprintf(c->err, sizeof(c->err), "kTLS required but %s stayed in "
-	    "userspace: %s", d == KTLS_TX ? "TX" : "RX", ktls_reason(c->k, d));
+	conn_seterr(c, "kTLS required but %s stayed in userspace: %s",
+	    d == KTLS_TX ? "TX" : "RX", ktls_reason(c->k, d));
 	return -1;
 }
 
@@ -276,7 +293,7 @@ conn_unread(struct conn *c, const void *buf, size_t len)
 	if (len == 0)
 		return 0;
 	if ((nb = malloc(len + left)) == NULL) {
-		snprintf(c->err, sizeof(c->err), "out of memory");
+		conn_seterr(c, "out of memory");
 		return -1;
 	}
 	memcpy(nb, buf, len);
@@ -299,8 +316,8 @@ conn_read_line(struct conn *c, char *line, size_t max)
 	while (have + 1 < max) {
 		if ((n = conn_read(c, line + have, max - 1 - have)) <= 0) {
 			if (n == 0)
-				snprintf(c->err, sizeof(c->err), "connection closed "
-				    "in the middle of a protocol line");
+				conn_seterr(c, "connection closed in the "
+				    "middle of a protocol line");
 			return -1;
 		}
 		if ((nl = memchr(line + have, '\n', (size_t)n)) != NULL) {
@@ -312,8 +329,7 @@ conn_read_line(struct conn *c, char *line, size_t max)
 		}
 		have += (size_t)n;
 	}
-	snprintf(c->err, sizeof(c->err), "protocol line longer than %zu bytes",
-	    max - 1);
+	conn_seterr(c, "protocol line longer than %zu bytes", max - 1);
 	return -1;
 }
 
@@ -333,7 +349,7 @@ conn_read(struct conn *c, void *buf, size_t len)
 	if (ktls_active(c->k, KTLS_RX)) {
 		/* Told to stop is not a TLS failure: close_notify still goes. */
 		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0) {
-			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+			conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
 		return r;
@@ -376,7 +392,7 @@ flush(struct conn *c, int finishing)
 			continue;
 		if (stop_check(c) < 0)
 			return -1;
-		snprintf(c->err, sizeof(c->err), "sending: %s", errno == EAGAIN ?
+		conn_seterr(c, "sending: %s", errno == EAGAIN ?
 		    "timed out waiting for the peer" : strerror(errno));
 		c->failed = 1;
 		return -1;
@@ -438,8 +454,7 @@ conn_write(struct conn *c, const void *buf, size_t len)
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_write(c->k, buf, len) < 0) {
 			if (stop_check(c) == 0) {
-				snprintf(c->err, sizeof(c->err), "%s",
-				    ktls_error(c->k));
+				conn_seterr(c, "%s", ktls_error(c->k));
 				c->failed = 1;
 			}
 			return -1;
@@ -460,7 +475,7 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count)
 			return 0;
 		if (stop_check(c) == 0) {
-			snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+			conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
 		return -1;
@@ -469,7 +484,7 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 		want = count - done < sizeof(buf) ? count - done : sizeof(buf);
 		n = pread(fd, buf, want, offset + (off_t)done);
 		if (n <= 0) {
-			snprintf(c->err, sizeof(c->err), "reading the file: %s",
+			conn_seterr(c, "reading the file: %s",
 			    n == 0 ? "it ended early" : strerror(errno));
 			return -1;
 		}
@@ -514,7 +529,7 @@ send_close_notify(struct conn *c)
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_close_notify(c->k) == 0)
 			return 0;
-		snprintf(c->err, sizeof(c->err), "%s", ktls_error(c->k));
+		conn_seterr(c, "%s", ktls_error(c->k));
 		return -1;
 	}
 	/*
@@ -529,7 +544,7 @@ send_close_notify(struct conn *c)
 	    errno == EINTR);
 	if (r >= 0 && flush(c, 1) == 0)
 		return 0;
-	snprintf(c->err, sizeof(c->err), "sending close_notify: %s",
+	conn_seterr(c, "sending close_notify: %s",
 	    mtls_err_reason(why, sizeof(why), "connection lost"));
 	return -1;
 }

@@ -15,6 +15,11 @@
 #include "hk_config.h"
 #include "ktls_keys.h"
 
+/* Room for c->err, with its terminating NUL. */
+#define CONN_ERR_MAX 320
+/* Room for c->unconfirmed, with its terminating NUL. */
+#define CONN_UNCONFIRMED_MAX 200
+
 struct conn {
 	int fd;
 	SSL *ssl;
@@ -25,10 +30,11 @@ struct conn {
 	const atomic_int *interrupt; /* see conn_set_interrupt */
 	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
-	char unconfirmed[200];          /* why the kernel did not confirm kTLS */
+	/* Why the kernel did not confirm kTLS. */
+	char unconfirmed[CONN_UNCONFIRMED_MAX];
 	char *rbuf;                     /* bytes read past a protocol line */
 	size_t roff, rlen;
-	char err[320];
+	char err[CONN_ERR_MAX];         /* see conn_seterr */
 };
 
 /*
@@ -45,6 +51,14 @@ int conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
  * close_notify where the connection allows it.
  */
 void conn_set_interrupt(struct conn *c, const atomic_int *flag);
+
+/*
+ * Set c->err, the message of a call that failed (0 or -1 with c->err):
+ * the modules above conn write it only through here. An argument may be
+ * c->err itself, e.g. to prefix it.
+ */
+void conn_seterr(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* The call that failed was ended by conn_set_interrupt's flag. */
 int conn_interrupted(const struct conn *c);

@@ -74,8 +74,8 @@ exchange_hello(struct conn *c, const struct hk_config *cfg)
 	printf("Sent %zu bytes\n", strlen(cfg->message));
 	if ((n = conn_read(c, buf, sizeof(buf))) <= 0) {
 		if (n == 0)
-			snprintf(c->err, sizeof(c->err), "server closed the "
-			    "connection without replying");
+			conn_seterr(c, "server closed the connection without "
+			    "replying");
 		return -1;
 	}
 	hk_print_text("Received from server: ", buf, (size_t)n);
@@ -92,15 +92,14 @@ echo_back(struct conn *c, const char *sent, char *got, size_t len)
 	while (have < len) {
 		if ((n = conn_read(c, got + have, len - have)) <= 0) {
 			if (n == 0)
-				snprintf(c->err, sizeof(c->err), "server closed "
-				    "the connection in the middle of the echo");
+				conn_seterr(c, "server closed the connection "
+				    "in the middle of the echo");
 			return -1;
 		}
 		have += (size_t)n;
 	}
 	if (memcmp(sent, got, len) != 0) {
-		snprintf(c->err, sizeof(c->err), "echoed data differs from "
-		    "what was sent");
+		conn_seterr(c, "echoed data differs from what was sent");
 		return -1;
 	}
 	return 0;
@@ -117,12 +116,12 @@ exchange_file(struct conn *c, const struct hk_config *cfg)
 
 	if ((in = fopen(cfg->send_file, "rb")) == NULL ||
 	    (cfg->output != NULL && (out = fopen(cfg->output, "wb")) == NULL)) {
-		snprintf(c->err, sizeof(c->err), "cannot open %s: %s",
+		conn_seterr(c, "cannot open %s: %s",
 		    in == NULL ? cfg->send_file : cfg->output, strerror(errno));
 		goto out;
 	}
 	if (sent == NULL || got == NULL) {
-		snprintf(c->err, sizeof(c->err), "out of memory");
+		conn_seterr(c, "out of memory");
 		goto out;
 	}
 	printf("Sending %s to server\n", cfg->send_file);
@@ -130,14 +129,14 @@ exchange_file(struct conn *c, const struct hk_config *cfg)
 		if (conn_write(c, sent, n) < 0 || echo_back(c, sent, got, n) < 0)
 			goto out;
 		if (out != NULL && fwrite(got, 1, n, out) != n) {
-			snprintf(c->err, sizeof(c->err), "cannot write %s: %s",
-			    cfg->output, strerror(errno));
+			conn_seterr(c, "cannot write %s: %s", cfg->output,
+			    strerror(errno));
 			goto out;
 		}
 		total += n;
 	}
 	if (ferror(in)) {
-		snprintf(c->err, sizeof(c->err), "cannot read %s", cfg->send_file);
+		conn_seterr(c, "cannot read %s", cfg->send_file);
 		goto out;
 	}
 	printf("Echo verified: %llu bytes sent and received intact\n", total);
@@ -146,7 +145,7 @@ out:
 	if (in != NULL)
 		fclose(in);
 	if (out != NULL && fclose(out) != 0 && ret == 0) {
-		snprintf(c->err, sizeof(c->err), "cannot write %s", cfg->output);
+		conn_seterr(c, "cannot write %s", cfg->output);
 		ret = -1;
 	}
 	free(sent);
@@ -174,18 +173,17 @@ exchange_get(struct conn *c, const struct hk_config *cfg)
 	snprintf(part, sizeof(part), "%s.part", out);
 	if (*out == '\0' || (fd = open(part, O_WRONLY | O_CREAT | O_TRUNC |
 	    O_CLOEXEC, 0644)) < 0) {
-		snprintf(c->err, sizeof(c->err), "cannot write %.200s: %s", part,
+		conn_seterr(c, "cannot write %.200s: %s", part,
 		    *out ? strerror(errno) : "no file name");
 		return -1;
 	}
 	ret = hk_client_get(c, cfg->get, fd, &size);
 	if (close(fd) < 0 && ret == 0) {
-		snprintf(c->err, sizeof(c->err), "writing %.200s: %s", part,
-		    strerror(errno));
+		conn_seterr(c, "writing %.200s: %s", part, strerror(errno));
 		ret = -1;
 	}
 	if (ret == 0 && rename(part, out) < 0) {
-		snprintf(c->err, sizeof(c->err), "cannot rename %.200s: %s", part,
+		conn_seterr(c, "cannot rename %.200s: %s", part,
 		    strerror(errno));
 		ret = -1;
 	}
@@ -277,8 +275,8 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	if (conn_init(&c, ctx, fd, cfg->timeout, "--timeout") < 0)
 		goto out;
 	if (mtls_set_peer_host(c.ssl, cfg->host) < 0) {
-		snprintf(c.err, sizeof(c.err), "cannot check the server's "
-		    "certificate against '%s'", cfg->host);
+		conn_seterr(&c, "cannot check the server's certificate against "
+		    "'%s'", cfg->host);
 		goto out;
 	}
 	if (hk_session_start(&c, cfg, "Server", &counters) < 0)

@@ -182,8 +182,8 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 
 	if (n <= 0) {
 		if (n == 0)
-			snprintf(c->err, sizeof(c->err), "client closed before "
-			    "sending a message");
+			conn_seterr(c, "client closed before sending a "
+			    "message");
 		return -1;
 	}
 	if (cfg->echo)
@@ -223,7 +223,7 @@ serve(const struct server *srv, int fd, const char *peer,
 		goto out;
 	conn_set_timeout(&c, cfg->idle_timeout);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
-		snprintf(c.err, sizeof(c.err), "out of memory");
+		conn_seterr(&c, "out of memory");
 		goto out;
 	}
 	if (exchange(&c, cfg, srv->rootfd, buf) < 0)

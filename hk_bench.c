@@ -127,7 +127,7 @@ hk_bench_send(struct conn *c, unsigned long long bytes, int use_sendfile,
 
 	use_sendfile = use_sendfile && ktls_active(c->k, KTLS_TX);
 	if (p == NULL || (use_sendfile && (fd = pattern_memfd(p)) < 0)) {
-		snprintf(c->err, sizeof(c->err), "benchmark setup: %s",
+		conn_seterr(c, "benchmark setup: %s",
 		    strerror(errno ? errno : ENOMEM));
 		return -1;
 	}
@@ -166,7 +166,7 @@ hk_bench_recv(struct conn *c, unsigned long long bytes, struct hk_stats *s,
 	int ret = -1;
 
 	if (p == NULL || buf == NULL) {
-		snprintf(c->err, sizeof(c->err), "out of memory");
+		conn_seterr(c, "out of memory");
 		goto out;
 	}
 	snprintf(s->path, sizeof(s->path), "%s", conn_path(c, KTLS_RX));
@@ -179,13 +179,12 @@ hk_bench_recv(struct conn *c, unsigned long long bytes, struct hk_stats *s,
 			want = (size_t)(bytes - done);
 		if ((n = conn_read(c, buf, want)) <= 0) {
 			if (n == 0)
-				snprintf(c->err, sizeof(c->err), "stream ended "
-				    "after %llu of %llu bytes", done, bytes);
+				conn_seterr(c, "stream ended after %llu of "
+				    "%llu bytes", done, bytes);
 			goto out;
 		}
 		if (memcmp(buf, p + off, (size_t)n) != 0) {
-			snprintf(c->err, sizeof(c->err), "data corrupted near "
-			    "byte %llu", done);
+			conn_seterr(c, "data corrupted near byte %llu", done);
 			goto out;
 		}
 		done += (unsigned long long)n;

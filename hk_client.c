@@ -18,7 +18,7 @@ request(struct conn *c, const char *line, unsigned long long *bytes)
 	    conn_read_line(c, reply, sizeof(reply)) < 0)
 		return -1;
 	if (hk_proto_parse_reply(reply, bytes, why, sizeof(why)) < 0) {
-		snprintf(c->err, sizeof(c->err), "server refused: %.280s", why);
+		conn_seterr(c, "server refused: %.280s", why);
 		return -1;
 	}
 	return 0;
@@ -49,7 +49,7 @@ hk_client_get(struct conn *c, const char *path, int out_fd,
 	ssize_t n;
 
 	if (strchr(path, '\n') != NULL || strlen(path) >= HK_PROTO_LINE_MAX - 16) {
-		snprintf(c->err, sizeof(c->err), "--get: unusable path");
+		conn_seterr(c, "--get: unusable path");
 		return -1;
 	}
 	snprintf(line, sizeof(line), HK_PROTO "GET %s\n", path);
@@ -60,13 +60,13 @@ hk_client_get(struct conn *c, const char *path, int out_fd,
 		    sizeof(buf);
 		if ((n = conn_read(c, buf, want)) <= 0) {
 			if (n == 0)
-				snprintf(c->err, sizeof(c->err), "download ended "
-				    "after %llu of %llu bytes", done, *size);
+				conn_seterr(c, "download ended after %llu of "
+				    "%llu bytes", done, *size);
 			return -1;
 		}
 		if (write_all(out_fd, buf, (size_t)n) < 0) {
-			snprintf(c->err, sizeof(c->err), "writing the download: "
-			    "%s", strerror(errno));
+			conn_seterr(c, "writing the download: %s",
+			    strerror(errno));
 			return -1;
 		}
 		done += (unsigned long long)n;
@@ -97,8 +97,7 @@ hk_client_bench(struct conn *c, int down, unsigned long long bytes,
 	if (conn_read_line(c, stats, sizeof(stats)) < 0)
 		return -1;
 	if (hk_proto_parse_stats(stats, theirs) < 0) {
-		snprintf(c->err, sizeof(c->err), "server sent no measurements "
-		    "(%.200s)", stats);
+		conn_seterr(c, "server sent no measurements (%.200s)", stats);
 		return -1;
 	}
 	return 0;

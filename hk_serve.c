@@ -22,16 +22,19 @@ reply(struct conn *c, const char *fmt, const char *arg, unsigned long long n)
 	return conn_write(c, line, strlen(line));
 }
 
+/* What a refusal tells the client, at most: c->err keeps it whole. */
+#define REFUSE_WHY_MAX 304
+
 /* Tell the client why not, then fail with the same words. */
 static int
 refuse(struct conn *c, const char *why)
 {
-	char copy[sizeof(c->err) - 16];
+	char copy[REFUSE_WHY_MAX];
 
-	/* why may be c->err itself. */
+	/* why may be c->err itself, which a failed reply overwrites. */
 	snprintf(copy, sizeof(copy), "%.*s", (int)sizeof(copy) - 1, why);
 	reply(c, HK_PROTO "ERR %s\n", copy, 0);
-	snprintf(c->err, sizeof(c->err), "refused: %s", copy);
+	conn_seterr(c, "refused: %s", copy);
 	return -1;
 }
 
