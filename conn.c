@@ -79,6 +79,12 @@ conn_seterr(struct conn *c, const char *fmt, ...)
 	memcpy(c->err, msg, strlen(msg) + 1);
 }
 
+const char *
+conn_error(const struct conn *c)
+{
+	return c->err;
+}
+
 void
 conn_set_interrupt(struct conn *c, const atomic_int *flag)
 {

@@ -60,6 +60,9 @@ void conn_set_interrupt(struct conn *c, const atomic_int *flag);
 void conn_seterr(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* The message of the call that failed last, for the program to print. */
+const char *conn_error(const struct conn *c);
+
 /* The call that failed was ended by conn_set_interrupt's flag. */
 int conn_interrupted(const struct conn *c);
 

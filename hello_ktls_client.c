@@ -287,7 +287,7 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	ret = 0;
 out:
 	if (ret != 0)
-		hk_warn("%s:%s: %s", cfg->host, cfg->port, c.err);
+		hk_warn("%s:%s: %s", cfg->host, cfg->port, conn_error(&c));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	conn_close(&c);
 	conn_free(&c);

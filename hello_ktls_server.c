@@ -234,13 +234,13 @@ out:
 	if (ret < 0 && conn_interrupted(&c))
 		hk_warn("client %s: closed, the server is shutting down", peer);
 	else if (ret < 0)
-		hk_warn("client %s: %s", peer, c.err);
+		hk_warn("client %s: %s", peer, conn_error(&c));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	if (conn_close(&c) == 0 && ret == 0)
 		printf("Connection with %s closed\n", peer);
 	else if (ret == 0)
 		hk_warn("client %s: served, but no clean close: %s", peer,
-		    c.err);
+		    conn_error(&c));
 	free(buf);
 	conn_free(&c);
 	return ret;
