@@ -452,6 +452,9 @@ rx_failed:
 		set_reason(k, KTLS_TX, "%s", "kept in userspace with RX");
 out:
 	OPENSSL_cleanse(ci, sizeof(ci));
+	if (ret < 0)
+		ktls_seterr(k, "kTLS %s: %s", ktls_active(k, KTLS_RX) ? "TX" : "RX",
+		    k->reason[ktls_active(k, KTLS_RX) ? KTLS_TX : KTLS_RX]);
 	/* TLS 1.3 keeps the current secrets for KeyUpdate; 1.2 never needs them. */
 	if (k->version != TLS1_3_VERSION || ret < 0)
 		OPENSSL_cleanse(k->secret, sizeof(k->secret));

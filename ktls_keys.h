@@ -62,6 +62,7 @@ struct ktls *ktls_new(SSL *ssl);
  * is in the kernel can still write through OpenSSL, but one whose TX
  * is in the kernel cannot safely let OpenSSL read (it may answer).
  * If RX fails, TX is not attempted and the connection stays in userspace.
+ * On -1, ktls_error() names the direction that stayed in userspace and why.
  */
 int ktls_offload(struct ktls *k, int fd);
 
