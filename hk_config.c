@@ -1,10 +1,13 @@
 /*
  * hk_config.c - command-line parsing for both programs. One table says
- * which option belongs to which program; getopt_long does the rest.
+ * everything about an option: its names, which program takes it, what
+ * its value may be, where it goes and its line in --help. getopt_long's
+ * arrays, the checks, their errors and the help text all come from it.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,133 +16,240 @@
 
 #include "hk_config.h"
 
-enum opt_id {
-	OPT_PORT = 'p', OPT_HOST = 'H', OPT_BIND = 'b', OPT_HELP = 'h',
-	OPT_OUTPUT = 'o', OPT_CERT = 256, OPT_KEY, OPT_CA, OPT_TLS_VERSION,
-	OPT_CIPHERS, OPT_CIPHERSUITES, OPT_KTLS, OPT_MESSAGE, OPT_TIMEOUT,
-	OPT_SEND_FILE, OPT_ONCE, OPT_ECHO, OPT_VERSION, OPT_KEY_UPDATE_BYTES,
-	OPT_GET, OPT_BENCH, OPT_DIRECTION, OPT_BENCH_PATH, OPT_ROOT,
-	OPT_ZEROCOPY, OPT_NO_PAD, OPT_STATS, OPT_HS_TIMEOUT, OPT_IDLE_TIMEOUT,
-	OPT_MAX_CONN, OPT_GRACE,
+/* A value an option may take, and what it sets. */
+struct choice {
+	const char *name;
+	int value;
 };
+
+static const struct choice tls_versions[] = {
+	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 },
+};
+static const struct choice ktls_modes[] = {
+	{ "auto", HK_KTLS_AUTO }, { "require", HK_KTLS_REQUIRE },
+	{ "off", HK_KTLS_OFF }, { NULL, 0 },
+};
+static const struct choice directions[] = {
+	{ "up", 0 }, { "down", 0 }, { "both", 0 }, { NULL, 0 },
+};
+static const struct choice bench_paths[] = {
+	{ "sendfile", 1 }, { "readwrite", 0 }, { NULL, 0 },
+};
+
+/* What an option's value is, and the type of the field it sets. */
+enum opt_kind {
+	OPT_FLAG,	/* no value; int field set to 1 */
+	OPT_HELP,	/* no value; the parse ends with HK_PARSE_HELP */
+	OPT_VERSION,	/* no value; the parse ends with HK_PARSE_VERSION */
+	OPT_STRING,	/* const char *, any text */
+	OPT_PORT,	/* const char *, digits from lo to hi */
+	OPT_COUNT,	/* int, digits from lo to hi */
+	OPT_SECONDS,	/* int, digits from lo to hi */
+	OPT_SIZE,	/* unsigned long long, hk_parse_size() and not 0 */
+	OPT_CHOICE,	/* int, the value of one of choices */
+	OPT_WORD,	/* const char *, the name of one of choices */
+};
+
+/* OPT_CHOICE writes an int; the ktls field is an enum. */
+_Static_assert(sizeof(enum hk_ktls_mode) == sizeof(int),
+    "--ktls is set through an int");
 
 #define FOR_CLIENT 1
 #define FOR_SERVER 2
 #define FOR_BOTH (FOR_CLIENT | FOR_SERVER)
 
-static const struct {
-	struct option opt;
-	int roles;
-} table[] = {
-	{ { "port", required_argument, NULL, OPT_PORT }, FOR_BOTH },
-	{ { "cert", required_argument, NULL, OPT_CERT }, FOR_BOTH },
-	{ { "key", required_argument, NULL, OPT_KEY }, FOR_BOTH },
-	{ { "ca", required_argument, NULL, OPT_CA }, FOR_BOTH },
-	{ { "tls-version", required_argument, NULL, OPT_TLS_VERSION }, FOR_BOTH },
-	{ { "ciphers", required_argument, NULL, OPT_CIPHERS }, FOR_BOTH },
-	{ { "ciphersuites", required_argument, NULL, OPT_CIPHERSUITES }, FOR_BOTH },
-	{ { "ktls", required_argument, NULL, OPT_KTLS }, FOR_BOTH },
-	{ { "message", required_argument, NULL, OPT_MESSAGE }, FOR_BOTH },
-	{ { "timeout", required_argument, NULL, OPT_TIMEOUT }, FOR_CLIENT },
-	{ { "handshake-timeout", required_argument, NULL, OPT_HS_TIMEOUT },
-	    FOR_SERVER },
-	{ { "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
-	    FOR_SERVER },
-	{ { "max-connections", required_argument, NULL, OPT_MAX_CONN },
-	    FOR_SERVER },
-	{ { "grace", required_argument, NULL, OPT_GRACE }, FOR_SERVER },
-	{ { "key-update-bytes", required_argument, NULL, OPT_KEY_UPDATE_BYTES },
-	    FOR_BOTH },
-	{ { "help", no_argument, NULL, OPT_HELP }, FOR_BOTH },
-	{ { "version", no_argument, NULL, OPT_VERSION }, FOR_BOTH },
-	{ { "rx-expect-no-pad", no_argument, NULL, OPT_NO_PAD }, FOR_BOTH },
-	{ { "stats", no_argument, NULL, OPT_STATS }, FOR_BOTH },
-	{ { "host", required_argument, NULL, OPT_HOST }, FOR_CLIENT },
-	{ { "get", required_argument, NULL, OPT_GET }, FOR_CLIENT },
-	{ { "bench", required_argument, NULL, OPT_BENCH }, FOR_CLIENT },
-	{ { "direction", required_argument, NULL, OPT_DIRECTION }, FOR_CLIENT },
-	{ { "bench-path", required_argument, NULL, OPT_BENCH_PATH }, FOR_CLIENT },
-	{ { "root", required_argument, NULL, OPT_ROOT }, FOR_SERVER },
-	{ { "zerocopy-sendfile", no_argument, NULL, OPT_ZEROCOPY }, FOR_SERVER },
-	{ { "send-file", required_argument, NULL, OPT_SEND_FILE }, FOR_CLIENT },
-	{ { "output", required_argument, NULL, OPT_OUTPUT }, FOR_CLIENT },
-	{ { "bind", required_argument, NULL, OPT_BIND }, FOR_SERVER },
-	{ { "once", no_argument, NULL, OPT_ONCE }, FOR_SERVER },
-	{ { "echo", no_argument, NULL, OPT_ECHO }, FOR_SERVER },
+#define F(field) offsetof(struct hk_config, field)
+
+/*
+ * One row per option, in --help order. Rows name what follows arg, so
+ * that each gives only what applies to its kind.
+ */
+struct opt {
+	const char *name;		/* --name */
+	char flag;			/* -f, or 0 */
+	unsigned char roles;		/* FOR_CLIENT and/or FOR_SERVER */
+	enum opt_kind kind;
+	size_t field;			/* F(field) of struct hk_config */
+	const char *arg;		/* its value in --help; NULL: none */
+	long lo, hi;			/* numbers: the range */
+	const struct choice *choices;	/* OPT_CHOICE, OPT_WORD */
+	const char *example;		/* OPT_SIZE: a value, for errors */
+	const char *help;		/* a \n starts an indented line */
+	const char *server_help;	/* the server's, if not the same */
 };
-#define NOPTS (sizeof(table) / sizeof(table[0]))
 
-static const char client_usage[] =
-    "usage: hello_ktls_client [options]\n"
-    "  -H, --host HOST          server name or address (127.0.0.1)\n"
-    "  -p, --port PORT          server port (8443)\n"
-    "      --cert FILE          client certificate (client-cert.pem)\n"
-    "      --key FILE           client private key (client-key.pem)\n"
-    "      --ca FILE            CA that signs the server (ca-cert.pem)\n"
-    "      --tls-version V      pin 1.2 or 1.3 (default: negotiate)\n"
-    "      --ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax\n"
-    "      --ciphersuites LIST  TLS 1.3 cipher suites\n"
-    "      --ktls MODE          auto (default), require or off\n"
-    "      --message TEXT       message to send\n"
-    "      --get PATH           download PATH from a server's --root\n"
-    "  -o, --output FILE        where --get saves it (- = stdout; default:\n"
-    "                           its name here) or --send-file's echo goes\n"
-    "      --bench BYTES        stream BYTES (512M, 1G, ...) and report\n"
-    "                           throughput and CPU time per side\n"
-    "      --direction D        --bench: down (default), up or both\n"
-    "      --bench-path P       --bench down: the server sends with\n"
-    "                           sendfile (default) or readwrite\n"
-    "      --send-file FILE     send FILE to an --echo server and check\n"
-    "                           that every byte comes back\n"
-    "      --rx-expect-no-pad   TLS 1.3: let kTLS RX decrypt in place\n"
-    "      --stats              show kernel and NIC TLS counter changes\n"
-    "      --timeout SECS       give up on a silent server (10)\n"
-    "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
-    "                           1M, ...; default: before the cipher's limit)\n"
-    "  -h, --help               this help\n"
-    "      --version            print the version\n";
+static const struct opt opts[] = {
+	{ "host", 'H', FOR_CLIENT, OPT_STRING, F(host), "HOST",
+	    .help = "server name or address (127.0.0.1)" },
+	{ "port", 'p', FOR_BOTH, OPT_PORT, F(port), "PORT",
+	    .lo = 0, .hi = 65535,
+	    .help = "server port (8443)",
+	    .server_help = "port to listen on (8443; 0 = any free)" },
+	{ "bind", 'b', FOR_SERVER, OPT_STRING, F(bind), "ADDR",
+	    .help = "address to listen on (all IPv4 and IPv6)" },
+	{ "cert", 0, FOR_BOTH, OPT_STRING, F(cert), "FILE",
+	    .help = "client certificate (client-cert.pem)",
+	    .server_help = "server certificate (server-cert.pem)" },
+	{ "key", 0, FOR_BOTH, OPT_STRING, F(key), "FILE",
+	    .help = "client private key (client-key.pem)",
+	    .server_help = "server private key (server-key.pem)" },
+	{ "ca", 0, FOR_BOTH, OPT_STRING, F(ca), "FILE",
+	    .help = "CA that signs the server (ca-cert.pem)",
+	    .server_help = "CA that signs the clients (ca-cert.pem)" },
+	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
+	    .choices = tls_versions,
+	    .help = "pin 1.2 or 1.3 (default: negotiate)" },
+	{ "ciphers", 0, FOR_BOTH, OPT_STRING, F(ciphers), "LIST",
+	    .help = "TLS 1.2 ciphers, OpenSSL syntax" },
+	{ "ciphersuites", 0, FOR_BOTH, OPT_STRING, F(ciphersuites), "LIST",
+	    .help = "TLS 1.3 cipher suites" },
+	{ "ktls", 0, FOR_BOTH, OPT_CHOICE, F(ktls), "MODE",
+	    .choices = ktls_modes,
+	    .help = "auto (default), require or off" },
+	{ "message", 0, FOR_BOTH, OPT_STRING, F(message), "TEXT",
+	    .help = "message to send",
+	    .server_help = "reply to send" },
+	{ "get", 0, FOR_CLIENT, OPT_STRING, F(get), "PATH",
+	    .help = "download PATH from a server's --root" },
+	{ "output", 'o', FOR_CLIENT, OPT_STRING, F(output), "FILE",
+	    .help = "where --get saves it (- = stdout; default:\n"
+	    "its name here) or --send-file's echo goes" },
+	{ "bench", 0, FOR_CLIENT, OPT_SIZE, F(bench), "BYTES",
+	    .example = "512M",
+	    .help = "stream BYTES (512M, 1G, ...) and report\n"
+	    "throughput and CPU time per side" },
+	{ "direction", 0, FOR_CLIENT, OPT_WORD, F(direction), "D",
+	    .choices = directions,
+	    .help = "--bench: down (default), up or both" },
+	{ "bench-path", 0, FOR_CLIENT, OPT_CHOICE, F(bench_sendfile), "P",
+	    .choices = bench_paths,
+	    .help = "--bench down: the server sends with\n"
+	    "sendfile (default) or readwrite" },
+	{ "send-file", 0, FOR_CLIENT, OPT_STRING, F(send_file), "FILE",
+	    .help = "send FILE to an --echo server and check\n"
+	    "that every byte comes back" },
+	{ "echo", 0, FOR_SERVER, OPT_FLAG, F(echo), NULL,
+	    .help = "send back everything a client sends" },
+	{ "root", 0, FOR_SERVER, OPT_STRING, F(root), "DIR",
+	    .help = "serve the regular files below DIR (--get)" },
+	{ "zerocopy-sendfile", 0, FOR_SERVER, OPT_FLAG, F(zerocopy), NULL,
+	    .help = "kTLS sendfile without a copy (files must\n"
+	    "not change while being sent)" },
+	{ "rx-expect-no-pad", 0, FOR_BOTH, OPT_FLAG, F(rx_expect_no_pad), NULL,
+	    .help = "TLS 1.3: let kTLS RX decrypt in place" },
+	{ "stats", 0, FOR_BOTH, OPT_FLAG, F(stats), NULL,
+	    .help = "show kernel and NIC TLS counter changes" },
+	{ "timeout", 0, FOR_CLIENT, OPT_SECONDS, F(timeout), "SECS",
+	    .lo = 1, .hi = 86400,
+	    .help = "give up on a silent server (10)" },
+	{ "once", 0, FOR_SERVER, OPT_FLAG, F(once), NULL,
+	    .help = "serve one client, then exit" },
+	{ "handshake-timeout", 0, FOR_SERVER, OPT_SECONDS,
+	    F(handshake_timeout), "S",
+	    .lo = 1, .hi = 86400,
+	    .help = "drop a client whose handshake takes\n"
+	    "longer than S seconds (10)" },
+	{ "idle-timeout", 0, FOR_SERVER, OPT_SECONDS, F(idle_timeout), "S",
+	    .lo = 1, .hi = 86400,
+	    .help = "drop a client silent this long after (60)" },
+	{ "max-connections", 0, FOR_SERVER, OPT_COUNT, F(max_connections), "N",
+	    .lo = 1, .hi = 1000000,
+	    .help = "refuse clients beyond N at once (1024)" },
+	{ "grace", 0, FOR_SERVER, OPT_SECONDS, F(grace), "S",
+	    .lo = 0, .hi = 86400,
+	    .help = "at SIGTERM/SIGINT, let clients finish\n"
+	    "for S seconds (10)" },
+	{ "key-update-bytes", 0, FOR_BOTH, OPT_SIZE, F(key_update_bytes), "N",
+	    .example = "1M",
+	    .help = "TLS 1.3: new send key every N bytes (512K,\n"
+	    "1M, ...; default: before the cipher's limit)" },
+	{ "help", 'h', FOR_BOTH, OPT_HELP, 0, NULL,
+	    .help = "this help" },
+	{ "version", 0, FOR_BOTH, OPT_VERSION, 0, NULL,
+	    .help = "print the version" },
+};
+#define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-static const char server_usage[] =
-    "usage: hello_ktls_server [options]\n"
-    "  -p, --port PORT          port to listen on (8443; 0 = any free)\n"
-    "  -b, --bind ADDR          address to listen on (all IPv4 and IPv6)\n"
-    "      --cert FILE          server certificate (server-cert.pem)\n"
-    "      --key FILE           server private key (server-key.pem)\n"
-    "      --ca FILE            CA that signs the clients (ca-cert.pem)\n"
-    "      --tls-version V      pin 1.2 or 1.3 (default: negotiate)\n"
-    "      --ciphers LIST       TLS 1.2 ciphers, OpenSSL syntax\n"
-    "      --ciphersuites LIST  TLS 1.3 cipher suites\n"
-    "      --ktls MODE          auto (default), require or off\n"
-    "      --message TEXT       reply to send\n"
-    "      --echo               send back everything a client sends\n"
-    "      --root DIR           serve the regular files below DIR (--get)\n"
-    "      --zerocopy-sendfile  kTLS sendfile without a copy (files must\n"
-    "                           not change while being sent)\n"
-    "      --rx-expect-no-pad   TLS 1.3: let kTLS RX decrypt in place\n"
-    "      --stats              show kernel and NIC TLS counter changes\n"
-    "      --once               serve one client, then exit\n"
-    "      --handshake-timeout S  drop a client whose handshake takes\n"
-    "                           longer than S seconds (10)\n"
-    "      --idle-timeout S     drop a client silent this long after (60)\n"
-    "      --max-connections N  refuse clients beyond N at once (1024)\n"
-    "      --grace S            at SIGTERM/SIGINT, let clients finish\n"
-    "                           for S seconds (10)\n"
-    "      --key-update-bytes N TLS 1.3: new send key every N bytes (512K,\n"
-    "                           1M, ...; default: before the cipher's limit)\n"
-    "  -h, --help               this help\n"
-    "      --version            print the version\n";
+/* getopt_long returns OPT_ID + i for --opts[i], the letter for a short one. */
+#define OPT_ID 256
 
-const char *
-hk_config_usage(enum hk_role role)
+/* Where the help text of every option starts. */
+#define HELP_COLUMN 27
+
+static int
+role_mask(enum hk_role role)
 {
-	return role == HK_SERVER ? server_usage : client_usage;
+	return role == HK_SERVER ? FOR_SERVER : FOR_CLIENT;
 }
 
 const char *
 hk_ktls_mode_name(enum hk_ktls_mode m)
 {
-	return m == HK_KTLS_REQUIRE ? "require" : m == HK_KTLS_OFF ? "off" :
-	    "auto";
+	const struct choice *ch;
+
+	for (ch = ktls_modes; ch->name != NULL; ch++)
+		if (ch->value == (int)m)
+			return ch->name;
+	return "auto";
+}
+
+/* len after appending what snprintf said it wrote (n) to buf[size]. */
+static size_t
+appended(size_t len, int n, size_t size)
+{
+	if (n < 0 || (size_t)n >= size - len)
+		return size - 1;
+	return len + (size_t)n;
+}
+
+/*
+ * The --help lines of one option. An option too wide for its column is
+ * set off from its text by two spaces, not one.
+ */
+static size_t
+usage_option(const struct opt *o, enum hk_role role, char *buf, size_t len,
+    size_t size)
+{
+	char flag[4] = "   ", left[64];
+	const char *h, *nl, *lead = left;
+	int n, pad;
+
+	if (o->flag != 0)
+		snprintf(flag, sizeof(flag), "-%c,", o->flag);
+	n = snprintf(left, sizeof(left), "  %s --%s%s%s", flag, o->name,
+	    o->arg != NULL ? " " : "", o->arg != NULL ? o->arg : "");
+	pad = n < HELP_COLUMN ? HELP_COLUMN - n : 2;
+	h = role == HK_SERVER && o->server_help != NULL ? o->server_help :
+	    o->help;
+	for (;; h = nl + 1) {
+		nl = strchr(h, '\n');
+		n = nl != NULL ? (int)(nl - h) : (int)strlen(h);
+		len = appended(len, snprintf(buf + len, size - len,
+		    "%s%*s%.*s\n", lead, pad, "", n, h), size);
+		if (nl == NULL)
+			return len;
+		lead = "";
+		pad = HELP_COLUMN;
+	}
+}
+
+const char *
+hk_config_usage(enum hk_role role)
+{
+	static char text[2][4096];
+	char *buf = text[role == HK_SERVER];
+	size_t i, len;
+
+	if (buf[0] != '\0')
+		return buf;
+	len = appended(0, snprintf(buf, sizeof(text[0]),
+	    "usage: hello_ktls_%s [options]\n",
+	    role == HK_SERVER ? "server" : "client"), sizeof(text[0]));
+	for (i = 0; i < NOPTS; i++)
+		if (opts[i].roles & role_mask(role))
+			len = usage_option(&opts[i], role, buf, len,
+			    sizeof(text[0]));
+	return buf;
 }
 
 static void
@@ -219,113 +329,83 @@ parse_number(const char *s, long lo, long hi, long *out)
 
 /* Values checked here so that a typo is a usage error, not a late failure. */
 static int
-set_value(struct hk_config *c, int id, const char *arg, char *err,
-    size_t errlen)
+opt_set(struct hk_config *c, const struct opt *o, const char *arg)
 {
+	char *field = (char *)c + o->field;
+	const struct choice *ch;
+	unsigned long long size;
 	long n;
 
-	switch (id) {
+	switch (o->kind) {
+	case OPT_FLAG:
+		*(int *)field = 1;
+		return 0;
+	case OPT_STRING:
+		*(const char **)field = arg;
+		return 0;
 	case OPT_PORT:
-		if (parse_number(arg, 0, 65535, &n) < 0)
-			goto bad;
-		c->port = arg;
-		return 0;
-	case OPT_TIMEOUT:
-	case OPT_HS_TIMEOUT:
-	case OPT_IDLE_TIMEOUT:
-	case OPT_GRACE:
-		if (parse_number(arg, id == OPT_GRACE ? 0 : 1, 86400, &n) < 0)
-			goto bad;
-		*(id == OPT_TIMEOUT ? &c->timeout : id == OPT_HS_TIMEOUT ?
-		    &c->handshake_timeout : id == OPT_IDLE_TIMEOUT ?
-		    &c->idle_timeout : &c->grace) = (int)n;
-		return 0;
-	case OPT_MAX_CONN:
-		if (parse_number(arg, 1, 1000000, &n) < 0)
-			goto bad;
-		c->max_connections = (int)n;
-		return 0;
-	case OPT_BENCH:
-		if (hk_parse_size(arg, &c->bench) < 0 || c->bench == 0)
-			goto bad;
-		return 0;
-	case OPT_DIRECTION:
-		if (strcmp(arg, "up") != 0 && strcmp(arg, "down") != 0 &&
-		    strcmp(arg, "both") != 0)
-			goto bad;
-		c->direction = arg;
-		return 0;
-	case OPT_BENCH_PATH:
-		if (strcmp(arg, "sendfile") != 0 && strcmp(arg, "readwrite") != 0)
-			goto bad;
-		c->bench_sendfile = arg[0] == 's';
-		return 0;
-	case OPT_KEY_UPDATE_BYTES:
-		if (hk_parse_size(arg, &c->key_update_bytes) < 0 ||
-		    c->key_update_bytes == 0)
-			goto bad;
-		return 0;
-	case OPT_TLS_VERSION:
-		if (strcmp(arg, "1.2") == 0)
-			c->tls_version = TLS1_2_VERSION;
-		else if (strcmp(arg, "1.3") == 0)
-			c->tls_version = TLS1_3_VERSION;
+	case OPT_COUNT:
+	case OPT_SECONDS:
+		if (parse_number(arg, o->lo, o->hi, &n) < 0)
+			return -1;
+		if (o->kind == OPT_PORT)
+			*(const char **)field = arg;
 		else
-			goto bad;
+			*(int *)field = (int)n;
 		return 0;
-	case OPT_KTLS:
-		if (strcmp(arg, "auto") == 0)
-			c->ktls = HK_KTLS_AUTO;
-		else if (strcmp(arg, "require") == 0)
-			c->ktls = HK_KTLS_REQUIRE;
-		else if (strcmp(arg, "off") == 0)
-			c->ktls = HK_KTLS_OFF;
-		else
-			goto bad;
+	case OPT_SIZE:
+		if (hk_parse_size(arg, &size) < 0 || size == 0)
+			return -1;
+		*(unsigned long long *)field = size;
 		return 0;
+	case OPT_CHOICE:
+	case OPT_WORD:
+		for (ch = o->choices; ch->name != NULL; ch++) {
+			if (strcmp(arg, ch->name) != 0)
+				continue;
+			if (o->kind == OPT_WORD)
+				*(const char **)field = ch->name;
+			else
+				*(int *)field = ch->value;
+			return 0;
+		}
+		return -1;
+	case OPT_HELP:
+	case OPT_VERSION:
+		break;
 	}
-	return 1;
-bad:
-	snprintf(err, errlen, "invalid value for %s: '%s'",
-	    id == OPT_PORT ? "--port (0-65535)" :
-	    id == OPT_TIMEOUT ? "--timeout (1-86400 seconds)" :
-	    id == OPT_HS_TIMEOUT ? "--handshake-timeout (1-86400 seconds)" :
-	    id == OPT_IDLE_TIMEOUT ? "--idle-timeout (1-86400 seconds)" :
-	    id == OPT_GRACE ? "--grace (0-86400 seconds)" :
-	    id == OPT_MAX_CONN ? "--max-connections (1-1000000)" :
-	    id == OPT_TLS_VERSION ? "--tls-version (1.2 or 1.3)" :
-	    id == OPT_KEY_UPDATE_BYTES ? "--key-update-bytes (a size like 1M)" :
-	    id == OPT_BENCH ? "--bench (a size like 512M)" :
-	    id == OPT_DIRECTION ? "--direction (up, down or both)" :
-	    id == OPT_BENCH_PATH ? "--bench-path (sendfile or readwrite)" :
-	    "--ktls (auto, require or off)", arg);
-	return -1;
+	return 0;
 }
 
+/* "invalid value for --port (0-65535): '80x'", from the option's row. */
 static void
-set_string(struct hk_config *c, int id, const char *arg)
+bad_value(const struct opt *o, const char *arg, char *err, size_t errlen)
 {
-	const char **slot[] = {
-		[OPT_CERT - OPT_CERT] = &c->cert,
-		[OPT_KEY - OPT_CERT] = &c->key,
-		[OPT_CA - OPT_CERT] = &c->ca,
-		[OPT_CIPHERS - OPT_CERT] = &c->ciphers,
-		[OPT_CIPHERSUITES - OPT_CERT] = &c->ciphersuites,
-		[OPT_MESSAGE - OPT_CERT] = &c->message,
-		[OPT_SEND_FILE - OPT_CERT] = &c->send_file,
-		[OPT_GET - OPT_CERT] = &c->get,
-		[OPT_ROOT - OPT_CERT] = &c->root,
-	};
+	const struct choice *ch;
+	const char *sep;
+	char what[64];
+	size_t len = 0;
 
-	if (id == OPT_HOST)
-		c->host = arg;
-	else if (id == OPT_BIND)
-		c->bind = arg;
-	else if (id == OPT_OUTPUT)
-		c->output = arg;
-	else if (id >= OPT_CERT && id <= OPT_ROOT &&
-	    slot[id - OPT_CERT] != NULL)
-		*slot[id - OPT_CERT] = arg;
+	switch (o->kind) {
+	case OPT_SIZE:
+		snprintf(what, sizeof(what), "a size like %s", o->example);
+		break;
+	case OPT_CHOICE:
+	case OPT_WORD:
+		for (ch = o->choices; ch->name != NULL; ch++) {
+			sep = ch == o->choices ? "" : ch[1].name != NULL ?
+			    ", " : " or ";
+			len = appended(len, snprintf(what + len,
+			    sizeof(what) - len, "%s%s", sep, ch->name),
+			    sizeof(what));
+		}
+		break;
+	default:
+		snprintf(what, sizeof(what), "%ld-%ld%s", o->lo, o->hi,
+		    o->kind == OPT_SECONDS ? " seconds" : "");
+	}
+	snprintf(err, errlen, "invalid value for --%s (%s): '%s'", o->name,
+	    what, arg);
 }
 
 /*
@@ -348,21 +428,58 @@ refused(char **argv, int prev, char *err, size_t errlen)
 		snprintf(err, errlen, "unknown option '%s'", a);
 }
 
+/* getopt_long's arrays for the options of one program. */
+static void
+getopt_arrays(int mask, struct option *longopts, char *shortopts)
+{
+	size_t i, n = 0;
+
+	/* '+': no reordering, so optind tells where getopt is (refused()). */
+	*shortopts++ = '+';
+	*shortopts++ = ':';
+	for (i = 0; i < NOPTS; i++) {
+		if (!(opts[i].roles & mask))
+			continue;
+		longopts[n].name = opts[i].name;
+		longopts[n].has_arg = opts[i].arg != NULL ? required_argument :
+		    no_argument;
+		longopts[n].flag = NULL;
+		longopts[n++].val = OPT_ID + (int)i;
+		if (opts[i].flag == 0)
+			continue;
+		*shortopts++ = opts[i].flag;
+		if (opts[i].arg != NULL)
+			*shortopts++ = ':';
+	}
+	*shortopts = '\0';
+	memset(&longopts[n], 0, sizeof(longopts[n]));
+}
+
+/* The row of what getopt_long returned: OPT_ID + index, or a letter. */
+static const struct opt *
+opt_find(int id, int mask)
+{
+	size_t i;
+
+	if (id >= OPT_ID && id < OPT_ID + (int)NOPTS)
+		return &opts[id - OPT_ID];
+	for (i = 0; i < NOPTS; i++)
+		if (opts[i].flag == id && (opts[i].roles & mask))
+			return &opts[i];
+	return NULL;
+}
+
 enum hk_parse
 hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
     char **argv, char *err, size_t errlen)
 {
 	struct option longopts[NOPTS + 1];
-	/* '+': no reordering, so optind tells where getopt is (refused()). */
-	const char *shortopts = role == HK_SERVER ? "+:p:b:h" : "+:p:H:o:h";
-	int mask = role == HK_SERVER ? FOR_SERVER : FOR_CLIENT, id, prev;
-	size_t i, n = 0;
+	char shortopts[2 + 2 * NOPTS + 1];
+	const struct opt *o;
+	int mask = role_mask(role), id, prev;
 
 	defaults(c, role);
-	for (i = 0; i < NOPTS; i++)
-		if (table[i].roles & mask)
-			longopts[n++] = table[i].opt;
-	memset(&longopts[n], 0, sizeof(longopts[n]));
+	getopt_arrays(mask, longopts, shortopts);
 	opterr = 0;
 	/*
 	 * 0, not 1: glibc and musl then also forget where they were inside
@@ -373,39 +490,22 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 		prev = optind > 0 ? optind : 1;
 		if ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) == -1)
 			break;
-		switch (id) {
-		case OPT_HELP:
-			return HK_PARSE_HELP;
-		case OPT_VERSION:
-			return HK_PARSE_VERSION;
-		case OPT_ONCE:
-			c->once = 1;
-			continue;
-		case OPT_ECHO:
-			c->echo = 1;
-			continue;
-		case OPT_ZEROCOPY:
-			c->zerocopy = 1;
-			continue;
-		case OPT_NO_PAD:
-			c->rx_expect_no_pad = 1;
-			continue;
-		case OPT_STATS:
-			c->stats = 1;
-			continue;
-		case ':':
+		if (id == ':') {
 			snprintf(err, errlen, "option %s needs a value",
 			    argv[optind - 1]);
 			return HK_PARSE_ERROR;
-		case '?':
+		}
+		if (id == '?' || (o = opt_find(id, mask)) == NULL) {
 			refused(argv, prev, err, errlen);
 			return HK_PARSE_ERROR;
 		}
-		switch (set_value(c, id, optarg, err, errlen)) {
-		case -1:
+		if (o->kind == OPT_HELP)
+			return HK_PARSE_HELP;
+		if (o->kind == OPT_VERSION)
+			return HK_PARSE_VERSION;
+		if (opt_set(c, o, optarg) < 0) {
+			bad_value(o, optarg, err, errlen);
 			return HK_PARSE_ERROR;
-		case 1:
-			set_string(c, id, optarg);
 		}
 	}
 	if (optind < argc) {
