@@ -92,53 +92,63 @@ test_bulk() {
 
 # Our client, both directions in the kernel, against openssl s_server,
 # which sends its default two NewSessionTickets in TLS 1.3.
-test_s_server() {
-	local v=$1 name="TLS $1 our client vs openssl s_server" port sslog
+# with_s_server V MESSAGE FEEDER...: openssl s_server for one client (our
+# certificates, a client certificate required) on a free port, reading
+# FEEDER's output as its stdin, and our client (--ktls require) sending it
+# MESSAGE. Sets SSLOG and CLI_RC; our client's output is in $WORK/c.log.
+# A feeder must not end before s_server is done: it waits for a log line.
+with_s_server() {
+	local v=$1 msg=$2 port ss
+	shift 2
 	port=$(free_port)
-	new_log sslog s_server
-	# s_server must not see the end of its input before we are done: the
-	# feeder ends when s_server has logged the end of the connection.
-	(printf 'Hello from openssl s_server\n'; wait_long "$sslog" DONE 25) |
-	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
-	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
-	    "-tls${v/./_}" >"$sslog" 2>&1 &
-	local ss=$!
+	new_log SSLOG s_server
+	"$@" | timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 \
+	    -cert server-cert.pem -key server-key.pem -CAfile ca-cert.pem -Verify 1 \
+	    -verify_return_error "-tls${v/./_}" >"$SSLOG" 2>&1 &
+	ss=$!
 	# A probe connection would use up -naccept 1: watch the log instead.
-	wait_for_line "$sslog" ACCEPT
-	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello from kTLS client to s_server"
+	wait_for_line "$SSLOG" ACCEPT
+	PORT=$port run_client "$WORK/c.log" --ktls require --message "$msg"
 	wait "$ss"
+}
+
+feed_hello() {
+	printf 'Hello from openssl s_server\n'
+	wait_long "$SSLOG" DONE 25
+}
+
+test_s_server() {
+	local v=$1 name="TLS $1 our client vs openssl s_server"
+	with_s_server "$v" "Hello from kTLS client to s_server" feed_hello
 	if [ "$CLI_RC" -eq 0 ] && both_active "$WORK/c.log" &&
 	    has "$WORK/c.log" "Received from server: Hello from openssl s_server" &&
-	    has "$sslog" "Hello from kTLS client to s_server" &&
-	    has "$sslog" "DONE" && ! has "$sslog" "unexpected eof"; then
+	    has "$SSLOG" "Hello from kTLS client to s_server" &&
+	    has "$SSLOG" "DONE" && ! has "$SSLOG" "unexpected eof"; then
 		pass "$name (tickets consumed, data both ways, close_notify seen)"
 	else
-		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$SSLOG"
 	fi
+}
+
+# 'r' on s_server's stdin sends a HelloRequest (TLS 1.2).
+feed_renegotiate() {
+	wait_long "$SSLOG" "Hello from kTLS client" 25
+	printf 'r\n'
+	wait_long "$SSLOG" "no renegotiation" 25
 }
 
 # TLS 1.2: s_server asks our client (kTLS RX) to renegotiate with a
 # HelloRequest; the client refuses with the warning no_renegotiation, which
 # s_server, having asked, turns into a fatal handshake_failure.
 test_hello_request() {
-	local name="TLS 1.2 HelloRequest to our client: no_renegotiation" port sslog
-	port=$(free_port)
-	new_log sslog s_server
-	(wait_long "$sslog" "Hello from kTLS client" 25; printf 'r\n'
-	    wait_long "$sslog" "no renegotiation" 25) |
-	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
-	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error \
-	    -tls1_2 >"$sslog" 2>&1 &
-	local ss=$!
-	wait_for_line "$sslog" ACCEPT
-	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello from kTLS client"
-	wait "$ss"
+	local name="TLS 1.2 HelloRequest to our client: no_renegotiation"
+	with_s_server 1.2 "Hello from kTLS client" feed_renegotiate
 	if [ "$CLI_RC" -eq 1 ] && both_active "$WORK/c.log" &&
-	    has "$sslog" "no renegotiation" &&
+	    has "$SSLOG" "no renegotiation" &&
 	    has "$WORK/c.log" "handshake failure"; then
 		pass "$name"
 	else
-		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$SSLOG"
 	fi
 }
 
@@ -312,27 +322,25 @@ test_rekey_s_client() {
 }
 
 # openssl s_server sends KeyUpdates to our client before its reply.
+# s_server takes a command only as the first byte of one stdin read, so
+# each goes in a read of its own.
+feed_key_updates() {
+	wait_for_line "$SSLOG" "CN = Test Client"
+	sleep 0.5; echo k; sleep 0.5; echo K
+	sleep 0.5; echo Hello from openssl s_server
+	wait_long "$SSLOG" DONE 25
+}
+
 test_rekey_s_server() {
-	local name="TLS 1.3 KeyUpdates from openssl s_server" port sslog
-	port=$(free_port)
-	new_log sslog s_server
-	# s_server takes a command only as the first byte of one stdin read.
-	(wait_for_line "$sslog" "CN = Test Client"; sleep 0.5; echo k; sleep 0.5; echo K
-	 sleep 0.5; echo Hello from openssl s_server; wait_long "$sslog" DONE 25) |
-	    timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 -cert server-cert.pem \
-	    -key server-key.pem -CAfile ca-cert.pem -Verify 1 -verify_return_error -tls1_3 \
-	    >"$sslog" 2>&1 &
-	local ss=$!
-	wait_for_line "$sslog" ACCEPT
-	PORT=$port run_client "$WORK/c.log" --ktls require --message "Hello after KeyUpdates"
-	wait "$ss"
+	local name="TLS 1.3 KeyUpdates from openssl s_server"
+	with_s_server 1.3 "Hello after KeyUpdates" feed_key_updates
 	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "Received from server: Hello from openssl s_server" &&
 	    has "$WORK/c.log" "TLS 1.3 key updates: sent 1, received 2" &&
-	    has "$sslog" "Hello after KeyUpdates" && has "$sslog" DONE &&
-	    ! has "$sslog" "bad record mac"; then
+	    has "$SSLOG" "Hello after KeyUpdates" && has "$SSLOG" DONE &&
+	    ! has "$SSLOG" "bad record mac"; then
 		pass "$name (followed both, answered the requested one, clean close under the new key)"
 	else
-		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$sslog"
+		fail "$name" "client rc=$CLI_RC" "$WORK/c.log" "$SSLOG"
 	fi
 }
 

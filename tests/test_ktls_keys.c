@@ -20,30 +20,7 @@
 #include <openssl/ssl.h>
 
 #include "ktls_keys.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-#define CHECK(cond, ...) check((cond) ? 1 : 0, __VA_ARGS__)
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
+#include "unit.h"
 
 /* Decode hex that may contain spaces (vectors are kept as published). */
 static size_t
@@ -553,6 +530,5 @@ main(void)
 	test_crypto_info();
 	test_cipher_by_kernel_id();
 	test_cipher_find();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed == 0 ? 0 : 1;
+	return unit_summary();
 }

@@ -26,28 +26,7 @@
 #include <openssl/ssl.h>
 
 #include "ktls_internal.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
+#include "unit.h"
 
 /* ---- 1. the rule, fed event sequences ---- */
 
@@ -435,6 +414,5 @@ main(void)
 		    "handshake tests");
 	else
 		test_handshakes(dir);
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed == 0 ? 0 : 1;
+	return unit_summary();
 }
