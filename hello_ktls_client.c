@@ -319,23 +319,8 @@ main(int argc, char **argv)
 	char err[512];
 	int ret;
 
-	hk_print_init("hello_ktls_client");
-	switch (hk_config_parse(&cfg, HK_CLIENT, argc, argv, err, sizeof(err))) {
-	case HK_PARSE_HELP:
-		fputs(hk_config_usage(HK_CLIENT), stdout);
-		return 0;
-	case HK_PARSE_VERSION:
-		printf("hello_ktls_client %s (%s)\n", HK_VERSION,
-		    OpenSSL_version(OPENSSL_VERSION));
-		return 0;
-	case HK_PARSE_ERROR:
-		hk_warn("%s", err);
-		fputs(hk_config_usage(HK_CLIENT), stderr);
-		return 2;
-	case HK_PARSE_OK:
-		break;
-	}
-	signal(SIGPIPE, SIG_IGN);
+	if ((ret = hk_start(&cfg, HK_CLIENT, argc, argv)) >= 0)
+		return ret;
 	/* --get -o -: the data owns stdout, every message goes to stderr. */
 	if (cfg.get != NULL && cfg.output != NULL && strcmp(cfg.output, "-") == 0 &&
 	    ((data_fd = dup(STDOUT_FILENO)) < 0 ||

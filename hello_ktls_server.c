@@ -321,8 +321,6 @@ signals(void)
 	struct sigaction sa;
 
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = SIG_IGN;
-	sigaction(SIGPIPE, &sa, NULL);
 	/* No SA_RESTART: a signal must interrupt accept() (and --once I/O). */
 	sa.sa_handler = on_stop;
 	sigaction(SIGINT, &sa, NULL);
@@ -338,25 +336,9 @@ main(int argc, char **argv)
 	char err[512];
 	int lfd, ret, rootfd = -1;
 
-	hk_print_init("hello_ktls_server");
-	switch (hk_config_parse(&cfg, HK_SERVER, argc, argv, err, sizeof(err))) {
-	case HK_PARSE_HELP:
-		fputs(hk_config_usage(HK_SERVER), stdout);
-		return 0;
-	case HK_PARSE_VERSION:
-		printf("hello_ktls_server %s (%s)\n", HK_VERSION,
-		    OpenSSL_version(OPENSSL_VERSION));
-		return 0;
-	case HK_PARSE_ERROR:
-		hk_warn("%s", err);
-		fputs(hk_config_usage(HK_SERVER), stderr);
-		return 2;
-	case HK_PARSE_OK:
-		break;
-	}
+	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
+		return ret;
 	signals();
-	/* Whole lines as they happen, whichever thread prints them. */
-	setvbuf(stdout, NULL, _IOLBF, 0);
 	printf("=== kTLS mTLS Server ===\n");
 	printf("Loading server certificate: %s\n", cfg.cert);
 	printf("Loading server private key: %s\n", cfg.key);

@@ -2,6 +2,7 @@
  * hk_print.c - the lines both programs print, in the seed's words.
  */
 #include <ctype.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <unistd.h>
@@ -19,9 +20,37 @@ hk_print_init(const char *prog)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 }
 
+int
+hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv)
+{
+	const char *prog = role == HK_SERVER ? "hello_ktls_server" :
+	    "hello_ktls_client";
+	char err[512];
+
+	hk_print_init(prog);
+	switch (hk_config_parse(cfg, role, argc, argv, err, sizeof(err))) {
+	case HK_PARSE_HELP:
+		fputs(hk_config_usage(role), stdout);
+		return 0;
+	case HK_PARSE_VERSION:
+		printf("%s %s (%s)\n", prog, HK_VERSION,
+		    OpenSSL_version(OPENSSL_VERSION));
+		return 0;
+	case HK_PARSE_ERROR:
+		hk_warn("%s", err);
+		fputs(hk_config_usage(role), stderr);
+		return 2;
+	case HK_PARSE_OK:
+		break;
+	}
+	/* A peer that goes away is an error return, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	return -1;
+}
+
 /*
- * One write() per line: the server's children share stderr, and a line
- * written in pieces can be cut into by another process.
+ * One write() per line: the server's client threads share stderr, and a
+ * line written in pieces can be cut into by another thread.
  */
 void
 hk_warn(const char *fmt, ...)

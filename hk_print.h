@@ -24,6 +24,13 @@ void hk_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Set the name used by hk_warn and make stdout line-buffered. */
 void hk_print_init(const char *prog);
 
+/*
+ * The start both programs share: hk_print_init, the command line (--help
+ * and --version answered, an error printed with the usage) and SIGPIPE
+ * ignored. Returns -1 to go on, or the status to exit with.
+ */
+int hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv);
+
 /* Protocol, cipher and the peer's certificate ("Client" or "Server"). */
 void hk_print_session(struct conn *c, const char *peer_title);
 
