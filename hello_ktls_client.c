@@ -316,7 +316,6 @@ main(int argc, char **argv)
 {
 	struct hk_config cfg;
 	SSL_CTX *ctx;
-	char err[512];
 	int ret;
 
 	if ((ret = hk_start(&cfg, HK_CLIENT, argc, argv)) >= 0)
@@ -328,17 +327,8 @@ main(int argc, char **argv)
 		hk_warn("cannot set up stdout: %s", strerror(errno));
 		return 1;
 	}
-	printf("=== kTLS mTLS Client ===\n");
-	printf("Loading client certificate: %s\n", cfg.cert);
-	printf("Loading client private key: %s\n", cfg.key);
-	printf("Loading CA certificate: %s\n", cfg.ca);
-	if ((ctx = mtls_ctx_new(&cfg, err, sizeof(err))) == NULL) {
-		hk_warn("%s", err);
+	if ((ctx = hk_context(&cfg)) == NULL)
 		return 1;
-	}
-	if (ktls_keylog_file_active())
-		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
-		    "written to %s", getenv("SSLKEYLOGFILE"));
 	ret = run_all(ctx, &cfg);
 	SSL_CTX_free(ctx);
 	return ret;

@@ -339,17 +339,8 @@ main(int argc, char **argv)
 	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
 		return ret;
 	signals();
-	printf("=== kTLS mTLS Server ===\n");
-	printf("Loading server certificate: %s\n", cfg.cert);
-	printf("Loading server private key: %s\n", cfg.key);
-	printf("Loading CA certificate: %s\n", cfg.ca);
-	if ((ctx = mtls_ctx_new(&cfg, err, sizeof(err))) == NULL) {
-		hk_warn("%s", err);
+	if ((ctx = hk_context(&cfg)) == NULL)
 		return 1;
-	}
-	if (ktls_keylog_file_active())
-		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
-		    "written to %s", getenv("SSLKEYLOGFILE"));
 	if (cfg.root != NULL && (rootfd = open(cfg.root, O_PATH | O_DIRECTORY |
 	    O_CLOEXEC)) < 0) {
 		hk_warn("--root %s: %s", cfg.root, strerror(errno));

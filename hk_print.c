@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <string.h>
 
@@ -46,6 +47,28 @@ hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv)
 	/* A peer that goes away is an error return, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	return -1;
+}
+
+SSL_CTX *
+hk_context(const struct hk_config *cfg)
+{
+	const char *who = cfg->role == HK_SERVER ? "server" : "client";
+	SSL_CTX *ctx;
+	char err[512];
+
+	printf("=== kTLS mTLS %s ===\n", cfg->role == HK_SERVER ? "Server" :
+	    "Client");
+	printf("Loading %s certificate: %s\n", who, cfg->cert);
+	printf("Loading %s private key: %s\n", who, cfg->key);
+	printf("Loading CA certificate: %s\n", cfg->ca);
+	if ((ctx = mtls_ctx_new(cfg, err, sizeof(err))) == NULL) {
+		hk_warn("%s", err);
+		return NULL;
+	}
+	if (ktls_keylog_file_active())
+		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
+		    "written to %s", getenv("SSLKEYLOGFILE"));
+	return ctx;
 }
 
 /*

@@ -31,6 +31,12 @@ void hk_print_init(const char *prog);
  */
 int hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv);
 
+/*
+ * The program's TLS context from cfg, with the banner and the files it
+ * loads; NULL after printing why.
+ */
+SSL_CTX *hk_context(const struct hk_config *cfg);
+
 /* Protocol, cipher and the peer's certificate ("Client" or "Server"). */
 void hk_print_session(struct conn *c, const char *peer_title);
 
