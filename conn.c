@@ -269,11 +269,11 @@ userspace_tune(struct conn *c)
 }
 
 int
-conn_offload(struct conn *c, enum hk_ktls_mode mode)
+conn_offload(struct conn *c, enum conn_ktls_mode mode)
 {
 	int d, ret;
 
-	if (mode == HK_KTLS_OFF) {
+	if (mode == CONN_KTLS_OFF) {
 		ktls_disable(c->k, "disabled with --ktls off");
 		userspace_tune(c);
 		return 0;
@@ -282,7 +282,7 @@ conn_offload(struct conn *c, enum hk_ktls_mode mode)
 	confirm_with_kernel(c);
 	userspace_tune(c);
 	ktls_set_rekey_bytes(c->k, c->rekey_bytes);
-	if (ret == 0 || mode != HK_KTLS_REQUIRE)
+	if (ret == 0 || mode != CONN_KTLS_REQUIRE)
 		return 0;
 	d = ktls_active(c->k, KTLS_RX) ? KTLS_TX : KTLS_RX;
 	conn_seterr(c, "kTLS required but %s stayed in userspace: %s",

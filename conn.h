@@ -12,8 +12,10 @@
 
 #include <openssl/ssl.h>
 
-#include "hk_config.h"
 #include "ktls_keys.h"
+
+/* What conn_offload does: try, insist, or stay in userspace. */
+enum conn_ktls_mode { CONN_KTLS_AUTO, CONN_KTLS_REQUIRE, CONN_KTLS_OFF };
 
 /* Room for c->err, with its terminating NUL. */
 #define CONN_ERR_MAX 320
@@ -79,7 +81,7 @@ int conn_handshake(struct conn *c);
  * Offload to kTLS as mode says. Returns -1 only when mode is require
  * and a direction stayed in userspace.
  */
-int conn_offload(struct conn *c, enum hk_ktls_mode mode);
+int conn_offload(struct conn *c, enum conn_ktls_mode mode);
 
 /* KeyUpdates sent and received after the switch to kTLS. */
 void conn_key_updates(const struct conn *c, unsigned long long *sent,

@@ -26,8 +26,8 @@ static const struct choice tls_versions[] = {
 	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 },
 };
 static const struct choice ktls_modes[] = {
-	{ "auto", HK_KTLS_AUTO }, { "require", HK_KTLS_REQUIRE },
-	{ "off", HK_KTLS_OFF }, { NULL, 0 },
+	{ "auto", CONN_KTLS_AUTO }, { "require", CONN_KTLS_REQUIRE },
+	{ "off", CONN_KTLS_OFF }, { NULL, 0 },
 };
 static const struct choice directions[] = {
 	{ "up", 0 }, { "down", 0 }, { "both", 0 }, { NULL, 0 },
@@ -51,7 +51,7 @@ enum opt_kind {
 };
 
 /* OPT_CHOICE writes an int; the ktls field is an enum. */
-_Static_assert(sizeof(enum hk_ktls_mode) == sizeof(int),
+_Static_assert(sizeof(enum conn_ktls_mode) == sizeof(int),
     "--ktls is set through an int");
 
 #define FOR_CLIENT 1
@@ -183,7 +183,7 @@ role_mask(enum hk_role role)
 }
 
 const char *
-hk_ktls_mode_name(enum hk_ktls_mode m)
+hk_ktls_mode_name(enum conn_ktls_mode m)
 {
 	const struct choice *ch;
 
@@ -258,7 +258,7 @@ defaults(struct hk_config *c, enum hk_role role)
 	memset(c, 0, sizeof(*c));
 	c->role = role;
 	c->port = "8443";
-	c->ktls = HK_KTLS_AUTO;
+	c->ktls = CONN_KTLS_AUTO;
 	c->timeout = 10;
 	c->handshake_timeout = 10;
 	c->idle_timeout = 60;

@@ -7,10 +7,11 @@
 
 #include <stddef.h>
 
+#include "conn.h"
+
 #define HK_VERSION "1.0.0"
 
 enum hk_role { HK_CLIENT, HK_SERVER };
-enum hk_ktls_mode { HK_KTLS_AUTO, HK_KTLS_REQUIRE, HK_KTLS_OFF };
 enum hk_parse { HK_PARSE_OK, HK_PARSE_HELP, HK_PARSE_VERSION, HK_PARSE_ERROR };
 
 struct hk_config {
@@ -20,7 +21,7 @@ struct hk_config {
 	int tls_version;          /* 0 = negotiate 1.2 or 1.3 */
 	const char *ciphers;      /* TLS 1.2 list, OpenSSL syntax */
 	const char *ciphersuites; /* TLS 1.3 list */
-	enum hk_ktls_mode ktls;
+	enum conn_ktls_mode ktls;
 	const char *message;
 	int timeout;              /* seconds for any single network wait */
 	unsigned long long key_update_bytes; /* TLS 1.3 rekey interval, 0 = default */
@@ -56,7 +57,7 @@ enum hk_parse hk_config_parse(struct hk_config *c, enum hk_role role,
 /* The --help text for a role. */
 const char *hk_config_usage(enum hk_role role);
 
-const char *hk_ktls_mode_name(enum hk_ktls_mode m);
+const char *hk_ktls_mode_name(enum conn_ktls_mode m);
 
 /* "4096", "512K", "1M", "1G" (powers of 1024) -> bytes; -1 if malformed. */
 int hk_parse_size(const char *s, unsigned long long *out);

@@ -53,6 +53,12 @@ SSL_CTX *
 hk_context(const struct hk_config *cfg)
 {
 	const char *who = cfg->role == HK_SERVER ? "server" : "client";
+	const struct mtls_options o = {
+		.server = cfg->role == HK_SERVER,
+		.cert = cfg->cert, .key = cfg->key, .ca = cfg->ca,
+		.tls_version = cfg->tls_version,
+		.ciphers = cfg->ciphers, .ciphersuites = cfg->ciphersuites,
+	};
 	SSL_CTX *ctx;
 	char err[512];
 
@@ -61,7 +67,7 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s certificate: %s\n", who, cfg->cert);
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
-	if ((ctx = mtls_ctx_new(cfg, err, sizeof(err))) == NULL) {
+	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}

@@ -65,7 +65,7 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 #define MTLS_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE-ECDSA-AES128-CCM"
 
 static int
-set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
+set_protocol(SSL_CTX *ctx, const struct mtls_options *c, char *err,
     size_t errlen)
 {
 	int lo = c->tls_version ? c->tls_version : TLS1_2_VERSION;
@@ -96,13 +96,13 @@ set_protocol(SSL_CTX *ctx, const struct hk_config *c, char *err,
 }
 
 SSL_CTX *
-mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen)
+mtls_ctx_new(const struct mtls_options *c, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 	char why[MTLS_REASON_MAX];
 	int mode = SSL_VERIFY_PEER;
 
-	ctx = SSL_CTX_new(c->role == HK_SERVER ? TLS_server_method() :
+	ctx = SSL_CTX_new(c->server ? TLS_server_method() :
 	    TLS_client_method());
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create TLS context: %s",
@@ -119,7 +119,7 @@ mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen)
 		    "certificate %s", c->key, c->cert);
 		goto fail;
 	}
-	if (c->role == HK_SERVER) {
+	if (c->server) {
 		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		/*
 		 * No server-side session cache: every client would leave a

@@ -9,19 +9,26 @@
 
 #include <openssl/ssl.h>
 
-#include "hk_config.h"
-
 /* Room for one OpenSSL error reason (mtls_err_reason). */
 #define MTLS_REASON_MAX 256
 
+/* What an mTLS context is made of. */
+struct mtls_options {
+	int server;               /* else a client */
+	const char *cert, *key, *ca;
+	int tls_version;          /* TLS1_2_VERSION, TLS1_3_VERSION, 0: both */
+	const char *ciphers;      /* TLS 1.2 list, NULL: kTLS-capable AEADs */
+	const char *ciphersuites; /* TLS 1.3 list, NULL: OpenSSL's */
+};
+
 /*
- * An SSL_CTX for c->role: TLS 1.2-1.3 (or the pinned version), no
+ * An SSL_CTX for o: TLS 1.2-1.3 (or the pinned version), no
  * renegotiation or compression, our certificate and key, the CA, peer
  * verification (a server requires a client certificate), and the kTLS
  * keylog hook. Returns NULL with one line in err naming the file or
  * setting at fault.
  */
-SSL_CTX *mtls_ctx_new(const struct hk_config *c, char *err, size_t errlen);
+SSL_CTX *mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen);
 
 /*
  * Bind ssl to the name or address it connects to: an IP literal is

@@ -70,8 +70,8 @@ settled(const struct hk_config *c, enum hk_role role)
 	require(c->timeout >= 1 && c->timeout <= 86400);
 	require(c->tls_version == 0 || c->tls_version == TLS1_2_VERSION ||
 	    c->tls_version == TLS1_3_VERSION);
-	require(c->ktls == HK_KTLS_AUTO || c->ktls == HK_KTLS_REQUIRE ||
-	    c->ktls == HK_KTLS_OFF);
+	require(c->ktls == CONN_KTLS_AUTO || c->ktls == CONN_KTLS_REQUIRE ||
+	    c->ktls == CONN_KTLS_OFF);
 	require(c->port != NULL && c->cert != NULL && c->key != NULL &&
 	    c->ca != NULL && c->message != NULL && c->host != NULL);
 	require((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) <= 1);
