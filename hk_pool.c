@@ -58,17 +58,9 @@ struct hk_pool {
 	time_t idle_since; /* when the last client went */
 };
 
-/* Only there so that SIGUSR1 interrupts a blocked call. */
-static void
-on_interrupt(int sig)
-{
-	(void)sig;
-}
-
 struct hk_pool *
 hk_pool_new(int max, hk_pool_fn *fn, void *arg)
 {
-	struct sigaction sa;
 	struct hk_pool *p;
 
 	if ((p = calloc(1, sizeof(*p))) == NULL)
@@ -76,21 +68,6 @@ hk_pool_new(int max, hk_pool_fn *fn, void *arg)
 	p->max = max;
 	p->fn = fn;
 	p->arg = arg;
-	/* No SA_RESTART: the signal must end the call it interrupts. */
-	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = on_interrupt;
-	sigaction(SIGUSR1, &sa, NULL);
-#ifdef __GLIBC__
-	/*
-	 * One arena, whose free memory stays while clients come and go (no
-	 * madvise, and its TLB shootdown, per connection) and which
-	 * malloc_trim empties completely when they have gone; glibc trims
-	 * the top of per-thread arenas only as they free. With the
-	 * per-thread caches in front, one arena is no bottleneck here.
-	 */
-	mallopt(M_ARENA_MAX, 1);
-	mallopt(M_TRIM_THRESHOLD, 8 * 1024 * 1024);
-#endif
 	return p;
 }
 
@@ -145,7 +122,7 @@ start_thread(struct hk_pool *p, struct worker *w)
 	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
 	/* Process signals (SIGINT, SIGTERM) stay with the accept loop. */
 	sigfillset(&all);
-	sigdelset(&all, SIGUSR1);
+	sigdelset(&all, HK_POOL_SIGNAL);
 	pthread_sigmask(SIG_BLOCK, &all, &old);
 	err = pthread_create(&w->tid, &attr, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -254,7 +231,7 @@ hk_pool_stop(struct hk_pool *p, int grace)
 	atomic_store(&p->stop, 1);
 	for (ticks = 0; hk_pool_reap(p) > 0 && ticks < STOP_TICKS; ticks++) {
 		for (w = p->workers; w != NULL; w = w->next)
-			pthread_kill(w->tid, SIGUSR1);
+			pthread_kill(w->tid, HK_POOL_SIGNAL);
 		nanosleep(&nap, NULL);
 	}
 	return p->n;

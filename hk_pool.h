@@ -9,8 +9,16 @@
 #ifndef HK_POOL_H
 #define HK_POOL_H
 
+#include <signal.h>
 #include <stdatomic.h>
 #include <stddef.h>
+
+/*
+ * The signal hk_pool_stop sends each thread to end its blocked call. The
+ * program installs a handler for it without SA_RESTART before the pool
+ * starts (a handler that does nothing is enough).
+ */
+#define HK_POOL_SIGNAL SIGUSR1
 
 /*
  * Serves one client: fd (closed by it), the peer's name, and the flag
