@@ -2,6 +2,8 @@
  * hk_print.c - the lines both programs print, in the seed's words.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -49,11 +51,46 @@ hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv)
 	return -1;
 }
 
+/*
+ * SSLKEYLOGFILE (NSS key log format, for Wireshark): the secrets of every
+ * connection appended to that file. For debugging only; said at start.
+ */
+static FILE *keylog;
+
+static void
+keylog_line(const SSL *ssl, const char *line)
+{
+	(void)ssl;
+	/* One locked stdio call a line: client threads log at once. */
+	fprintf(keylog, "%s\n", line);
+	fflush(keylog);
+}
+
+static SSL_CTX_keylog_cb_func
+keylog_open(void)
+{
+	const char *path = getenv("SSLKEYLOGFILE");
+	int fd;
+
+	if (path == NULL || *path == '\0')
+		return NULL;
+	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0 || (keylog = fdopen(fd, "a")) == NULL) {
+		hk_warn("warning: SSLKEYLOGFILE %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return NULL;
+	}
+	hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
+	    "written to %s", path);
+	return keylog_line;
+}
+
 SSL_CTX *
 hk_context(const struct hk_config *cfg)
 {
 	const char *who = cfg->role == HK_SERVER ? "server" : "client";
-	const struct mtls_options o = {
+	struct mtls_options o = {
 		.server = cfg->role == HK_SERVER,
 		.cert = cfg->cert, .key = cfg->key, .ca = cfg->ca,
 		.tls_version = cfg->tls_version,
@@ -67,13 +104,11 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s certificate: %s\n", who, cfg->cert);
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
+	o.keylog = keylog_open();
 	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}
-	if (ktls_keylog_file_active())
-		hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
-		    "written to %s", getenv("SSLKEYLOGFILE"));
 	return ctx;
 }
 

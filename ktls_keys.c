@@ -9,11 +9,9 @@
  * each key change (see ktls_record_event).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -36,7 +34,6 @@
 
 static int ssl_idx = -1, ctx_idx = -1;
 static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
-static FILE *keylog_file;
 
 static void
 ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
@@ -126,34 +123,11 @@ keylog_cb(const SSL *ssl, const char *line)
 	k = SSL_get_ex_data(ssl, ssl_idx);
 	if (k != NULL)
 		ktls_keylog_capture_line(k, SSL_is_server(ssl), line);
-	if (keylog_file != NULL) {
-		fprintf(keylog_file, "%s\n", line);
-		fflush(keylog_file);
-	}
 	/* Boxed: C has no portable function-pointer-to-void cast. */
 	box = ctx != NULL ? SSL_CTX_get_ex_data(ctx, ctx_idx) : NULL;
 	prev = box != NULL ? *box : NULL;
 	if (prev != NULL)
 		prev(ssl, line);
-}
-
-static void
-keylog_file_open(void)
-{
-	const char *path = getenv("SSLKEYLOGFILE");
-	int fd;
-
-	if (keylog_file != NULL || path == NULL || *path == '\0')
-		return;
-	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-	if (fd >= 0 && (keylog_file = fdopen(fd, "a")) == NULL)
-		close(fd);
-}
-
-int
-ktls_keylog_file_active(void)
-{
-	return keylog_file != NULL;
 }
 
 int
@@ -177,7 +151,6 @@ ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot attach kTLS state to SSL_CTX");
 		return -1;
 	}
-	keylog_file_open();
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 	return 0;
 }

@@ -37,15 +37,10 @@ struct ktls;
 
 /*
  * Hook the keylog callback of ctx so that TLS 1.3 traffic secrets reach
- * this module. An application callback already set is kept and called
- * too; with SSLKEYLOGFILE set, lines are appended there (for Wireshark;
- * this writes secrets to disk and is meant for debugging only).
- * Returns 0, or -1 with a message in err.
+ * this module. A callback the application set before (for SSLKEYLOGFILE,
+ * say) is kept and called too. Returns 0, or -1 with a message in err.
  */
 int ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen);
-
-/* True when SSLKEYLOGFILE made ktls_ctx_prepare() log secrets. */
-int ktls_keylog_file_active(void);
 
 /*
  * Attach per-connection state to ssl; call before the handshake so the

@@ -130,6 +130,8 @@ mtls_ctx_new(const struct mtls_options *c, char *err, size_t errlen)
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
+	/* Before ktls_ctx_prepare, which keeps it and calls it too. */
+	SSL_CTX_set_keylog_callback(ctx, c->keylog);
 	if (ktls_ctx_prepare(ctx, err, errlen) < 0)
 		goto fail;
 	ERR_clear_error();

@@ -19,6 +19,7 @@ struct mtls_options {
 	int tls_version;          /* TLS1_2_VERSION, TLS1_3_VERSION, 0: both */
 	const char *ciphers;      /* TLS 1.2 list, NULL: kTLS-capable AEADs */
 	const char *ciphersuites; /* TLS 1.3 list, NULL: OpenSSL's */
+	SSL_CTX_keylog_cb_func keylog; /* also gets every keylog line, or NULL */
 };
 
 /*
