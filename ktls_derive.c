@@ -14,7 +14,7 @@
 #include <openssl/crypto.h>
 #include <openssl/kdf.h>
 
-#include "ktls_keys.h"
+#include "ktls_derive.h"
 
 /*
  * How many records one key may protect: RFC 8446 5.5 puts AES-GCM at

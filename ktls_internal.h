@@ -9,6 +9,7 @@
 
 #include <openssl/evp.h>
 
+#include "ktls_derive.h"
 #include "ktls_keys.h"
 
 struct ktls_secret {

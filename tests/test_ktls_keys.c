@@ -19,7 +19,7 @@
 #include <openssl/kdf.h>
 #include <openssl/ssl.h>
 
-#include "ktls_keys.h"
+#include "ktls_derive.h"
 #include "unit.h"
 
 /* Decode hex that may contain spaces (vectors are kept as published). */
