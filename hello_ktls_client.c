@@ -23,6 +23,7 @@
 #include "hk_client.h"
 #include "hk_config.h"
 #include "hk_print.h"
+#include "hk_session.h"
 #include "ktls_keys.h"
 #include "mtls.h"
 

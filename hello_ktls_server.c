@@ -30,6 +30,7 @@
 #include "hk_config.h"
 #include "hk_pool.h"
 #include "hk_print.h"
+#include "hk_session.h"
 #include "hk_proto.h"
 #include "hk_serve.h"
 #include "ktls_keys.h"
@@ -149,10 +150,10 @@ exchange_hello(struct conn *c, const struct hk_config *cfg, const char *buf,
     size_t n)
 {
 	hk_print_text("Received from client: ", buf, n);
-	printf("Sending response to client: %s\n", cfg->message);
+	hk_say("Sending response to client: %s", cfg->message);
 	if (conn_write(c, cfg->message, strlen(cfg->message)) < 0)
 		return -1;
-	printf("Sent %zu bytes\n", strlen(cfg->message));
+	hk_say("Sent %zu bytes", strlen(cfg->message));
 	return 0;
 }
 
@@ -170,7 +171,7 @@ exchange_echo(struct conn *c, char *buf, size_t n)
 	} while ((r = conn_read(c, buf, BUF_SIZE)) > 0);
 	if (r < 0)
 		return -1;
-	printf("Echoed %llu bytes\n", total);
+	hk_say("Echoed %llu bytes", total);
 	return 0;
 }
 
@@ -194,7 +195,7 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 	if (hk_serve_request(c, rootfd, buf, (size_t)n, summary,
 	    sizeof(summary)) < 0)
 		return -1;
-	printf("%s\n", summary);
+	hk_say("%s", summary);
 	return 0;
 }
 
@@ -215,7 +216,8 @@ serve(const struct server *srv, int fd, const char *peer,
 	char *buf = NULL;
 	int ret = -1;
 
-	printf("Client connected from %s\n", peer);
+	hk_print_peer(peer);
+	hk_say("Client connected");
 	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
 	    "--handshake-timeout") < 0)
 		goto out;
@@ -238,12 +240,13 @@ out:
 		hk_warn("client %s: %s", peer, conn_error(&c));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	if (conn_close(&c) == 0 && ret == 0)
-		printf("Connection with %s closed\n", peer);
+		hk_say("Connection closed");
 	else if (ret == 0)
 		hk_warn("client %s: served, but no clean close: %s", peer,
 		    conn_error(&c));
 	free(buf);
 	conn_free(&c);
+	hk_print_peer(NULL);
 	return ret;
 }
 

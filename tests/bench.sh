@@ -246,7 +246,7 @@ part_b() {
 	done
 	if kill -0 "$SRV_PID" 2>/dev/null; then put b_ours_alive yes; else put b_ours_alive no; fi
 	put b_ours_warnings "$(grep -c '^hello_ktls_server: client' "$SRV_LOG")"
-	put b_ours_served "$(grep -c '^TLS handshake completed successfully' "$SRV_LOG")"
+	put b_ours_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
 	stop_server
 	kill "$ss_pid" 2>/dev/null
 	wait "$ss_pid" 2>/dev/null

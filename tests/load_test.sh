@@ -170,7 +170,7 @@ wave_asyncio() {
 	echo "# asyncio wave: $(grep '^ms ' "$out")"
 	settle "$SPID"
 	check "asyncio: the server logged $N clean closes" \
-	    test "$(grep -c '^Connection with .* closed$' "$SRV_LOG")" -ge "$N"
+	    test "$(grep -c '^\[.*\] Connection closed$' "$SRV_LOG")" -ge "$N"
 	server_warnings
 }
 
@@ -178,7 +178,7 @@ wave_asyncio() {
 wave_processes() {
 	local d=$WORK/procs i t0 ms ok before
 	mkdir -p "$d"
-	before=$(grep -c '^Connection with .* closed$' "$SRV_LOG")
+	before=$(grep -c '^\[.*\] Connection closed$' "$SRV_LOG")
 	t0=$(now_ms)
 	for ((i = 0; i < N; i++)); do
 		timeout "$LIMIT" "$CLIENT" -p "$PORT" --timeout 60 >"$d/$i.log" 2>&1 &
@@ -199,7 +199,7 @@ wave_processes() {
 	# have ended, not when the clients have.
 	settle "$SPID"
 	check "processes: the server logged $N more clean closes" \
-	    test "$(($(grep -c '^Connection with .* closed$' "$SRV_LOG") - before))" -ge "$N"
+	    test "$(($(grep -c '^\[.*\] Connection closed$' "$SRV_LOG") - before))" -ge "$N"
 	server_warnings
 }
 

@@ -1,0 +1,32 @@
+/*
+ * hk_session.h - one connection's way to kTLS and back, with its output,
+ * as both programs drive it (hk_session.c).
+ */
+#ifndef HK_SESSION_H
+#define HK_SESSION_H
+
+#include "conn.h"
+#include "hk_config.h"
+#include "ktls_nic.h"
+
+/* Counters before a transfer, for --stats. */
+struct hk_counters {
+	int have_nic, have_stat;
+	struct ktls_nic nic;
+	struct ktls_tls_stat stat;
+};
+
+/*
+ * Both programs' path from a connected socket to kTLS, with its output:
+ * the handshake, the session and certificate, the switch and its status
+ * lines, the optional kernel features. peer is "Client" or "Server".
+ * 0, or -1 with c->err.
+ */
+int hk_session_start(struct conn *c, const struct hk_config *cfg,
+    const char *peer, struct hk_counters *counters);
+
+/* After the exchange: --stats changes and KeyUpdate counts. */
+void hk_session_end(struct conn *c, const struct hk_config *cfg,
+    struct hk_counters *counters);
+
+#endif
