@@ -6,7 +6,6 @@
  * Prints one line per failed check, then "N passed, N failed"; the exit
  * status is 0 only when nothing failed.
  */
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,30 +19,9 @@
 #include <openssl/ssl.h>
 
 #include "ktls_keys.h"
-
-static int passed, failed;
-
-static void check(int ok, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+#include "unit.h"
 
 #define CHECK(cond, ...) check((cond) ? 1 : 0, __VA_ARGS__)
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ok) {
-		passed++;
-		return;
-	}
-	failed++;
-	fputs("FAIL: ", stdout);
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-}
 
 /* Decode hex that may contain spaces (vectors are kept as published). */
 static size_t
@@ -553,6 +531,5 @@ main(void)
 	test_crypto_info();
 	test_cipher_by_kernel_id();
 	test_cipher_find();
-	printf("%d passed, %d failed\n", passed, failed);
-	return failed == 0 ? 0 : 1;
+	return check_summary();
 }
