@@ -7,6 +7,8 @@
 
 #include <stdarg.h>
 
+#include <sys/socket.h>
+
 #include <openssl/evp.h>
 
 #include "ktls_derive.h"
@@ -105,5 +107,35 @@ void ktls_record_event(uint64_t records[2], int tls_version, int write_p,
 
 void ktls_seterr(struct ktls *k, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* ---- Testing ---- */
+
+/*
+ * Every system call the kTLS path makes on its socket, and the question
+ * it asks the kernel about rekeying, in one table (as s2n-tls does):
+ * ktls_keys.c and ktls_io.c call them only through ktls_syscalls(), so
+ * that a test can stand in for a kernel that refuses.
+ */
+struct ktls_syscalls {
+	int (*setsockopt)(int fd, int level, int optname, const void *optval,
+	    socklen_t optlen);
+	int (*getsockopt)(int fd, int level, int optname, void *optval,
+	    socklen_t *optlen);
+	ssize_t (*sendmsg)(int fd, const struct msghdr *msg, int flags);
+	ssize_t (*recvmsg)(int fd, struct msghdr *msg, int flags);
+	ssize_t (*write)(int fd, const void *buf, size_t len);
+	ssize_t (*sendfile)(int out_fd, int in_fd, off_t *offset, size_t count);
+	int (*kernel_can_rekey)(void); /* /proc/net/tls_stat has TlsTxRekeyOk */
+};
+
+/* The table in use: the real calls unless a test swapped it. */
+const struct ktls_syscalls *ktls_syscalls(void);
+
+/*
+ * For tests only (tests/test_offload.c): send every call above to sys,
+ * or back to the real ones with NULL. Not thread-safe; the programs
+ * never call it.
+ */
+void ktls_syscalls_set_for_testing(const struct ktls_syscalls *sys);
 
 #endif

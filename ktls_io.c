@@ -9,9 +9,7 @@
  */
 #include <errno.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <sys/sendfile.h>
 #include <sys/socket.h>
 
 #include <linux/tls.h>
@@ -75,7 +73,8 @@ clear_socket_error(struct ktls *k)
 	socklen_t len = sizeof(int);
 	int e;
 
-	(void)getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e, &len);
+	(void)ktls_syscalls()->getsockopt(k->fd, SOL_SOCKET, SO_ERROR, &e,
+	    &len);
 }
 
 static void
@@ -135,7 +134,7 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 	ssize_t n;
 
 	for (;;) {
-		n = recvmsg(k->fd, &msg, 0);
+		n = ktls_syscalls()->recvmsg(k->fd, &msg, 0);
 		if (n < 0 && retry_eintr(k))
 			continue;
 		/* Inside a handshake message: see ktls_rx_resume(). */
@@ -191,7 +190,7 @@ send_record(struct ktls *k, unsigned char type, const void *buf, size_t len)
 	 * close_notify that follows an interrupted write is the point of it.
 	 */
 	do
-		n = sendmsg(k->fd, &msg, MSG_NOSIGNAL);
+		n = ktls_syscalls()->sendmsg(k->fd, &msg, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
 	return n == (ssize_t)len ? 0 : -1;
 }
@@ -512,7 +511,7 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 		chunk = len - done;
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
-		n = write(k->fd, p + done, chunk);
+		n = ktls_syscalls()->write(k->fd, p + done, chunk);
 		if (n < 0 && retry_eintr(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))
@@ -549,7 +548,7 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 			chunk = (size_t)1 << 30;
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
-		n = sendfile(k->fd, in_fd, &offset, chunk);
+		n = ktls_syscalls()->sendfile(k->fd, in_fd, &offset, chunk);
 		if (n < 0 && retry_eintr(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))

@@ -384,8 +384,8 @@ install(struct ktls *k, enum ktls_dir dir, const union ktls_crypto_info *ci,
 {
 	char why[sizeof(k->reason[0])];
 
-	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, ci,
-	    (socklen_t)len) == 0) {
+	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS,
+	    dir == KTLS_TX ? TLS_TX : TLS_RX, ci, (socklen_t)len) == 0) {
 		k->state[dir] = KTLS_STATE_SOFTWARE;
 		return 0;
 	}
@@ -410,7 +410,8 @@ ktls_offload(struct ktls *k, int fd)
 		goto rx_failed;
 	}
 	/* Point of no return for the socket starts here. */
-	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls")) < 0) {
+	if (ktls_syscalls()->setsockopt(fd, SOL_TCP, TCP_ULP, "tls",
+	    sizeof("tls")) < 0) {
 		diagnose(why, sizeof(why), STEP_ULP, errno, "");
 		set_reason(k, KTLS_RX, "%s", why);
 		set_reason(k, KTLS_TX, "%s", why);
@@ -432,26 +433,6 @@ out:
 	if (k->version != TLS1_3_VERSION || ret < 0)
 		OPENSSL_cleanse(k->secret, sizeof(k->secret));
 	return ret;
-}
-
-/*
- * Kernels that can rekey (6.14+) count it in /proc/net/tls_stat; asking
- * there lets us refuse before a KeyUpdate goes out that we could not
- * follow with a new key.
- */
-int
-ktls_kernel_can_rekey(void)
-{
-	char line[128];
-	FILE *f = fopen("/proc/net/tls_stat", "re");
-	int yes = 0;
-
-	if (f == NULL)
-		return 0;
-	while (!yes && fgets(line, sizeof(line), f) != NULL)
-		yes = strncmp(line, "TlsTxRekeyOk", 12) == 0;
-	fclose(f);
-	return yes;
 }
 
 /*
@@ -477,8 +458,8 @@ install_secret(struct ktls *k, enum ktls_dir dir, const unsigned char *secret,
 	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
 	    seq)) == 0)
 		goto out;
-	if (setsockopt(k->fd, SOL_TLS, dir == KTLS_TX ? TLS_TX : TLS_RX, &ci,
-	    (socklen_t)len) < 0)
+	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS,
+	    dir == KTLS_TX ? TLS_TX : TLS_RX, &ci, (socklen_t)len) < 0)
 		*err = errno;
 	else
 		ret = 0;
@@ -566,8 +547,8 @@ ktls_rx_resume(struct ktls *k)
 		return -1;
 	/* The kernel wants exactly the cipher's struct size. */
 	len = (socklen_t)k->cipher->info_len;
-	if (getsockopt(k->fd, SOL_TLS, TLS_RX, &ci, &len) < 0 ||
-	    len != k->cipher->info_len) {
+	if (ktls_syscalls()->getsockopt(k->fd, SOL_TLS, TLS_RX, &ci,
+	    &len) < 0 || len != k->cipher->info_len) {
 		ktls_seterr(k, "kTLS read: cannot read the receive sequence "
 		    "number: %s", strerror(errno));
 		goto out;
@@ -596,7 +577,8 @@ set_flag(struct ktls *k, enum ktls_dir dir, int opt, const char *name)
 		ktls_seterr(k, "%s needs kTLS %s", name, dir == KTLS_TX ? "TX" : "RX");
 		return -1;
 	}
-	if (setsockopt(k->fd, SOL_TLS, opt, &one, sizeof(one)) == 0)
+	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS, opt, &one,
+	    sizeof(one)) == 0)
 		return 0;
 	ktls_seterr(k, "%s: %s", name, errno == ENOPROTOOPT || errno == EINVAL ?
 	    "not supported by this kernel" : strerror(errno));

@@ -394,6 +394,7 @@ test_shutdown() {
 }
 
 test_fallback
+test_no_kernel_cipher
 test_limits
 test_shutdown
 test_shutdown_transfers

@@ -459,6 +459,7 @@ while read -r v opt suite; do
 	test_hello "$v" "$opt" "$suite"
 	test_bulk "$v" "$opt" "$suite"
 done <<<"$VARIANTS"
+test_no_kernel_cipher
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"

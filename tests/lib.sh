@@ -178,6 +178,50 @@ free_port() {
 	done
 }
 
+# A suite kTLS has no cipher for (TLS 1.2 CBC, on both sides: the
+# server's default list has none) stays in userspace on every kernel:
+# the cipher is checked before the socket is touched, so the reason is
+# the same with kTLS or without. --ktls auto talks in userspace, --ktls
+# require exits 1 with that reason. host_tests.sh and kernel_tests.sh
+# both run it; they set HELLO_C and HELLO_S.
+test_no_kernel_cipher() {
+	local cbc=ECDHE-ECDSA-AES128-SHA256 tx rx need
+	local -a suite=(--tls-version 1.2 --ciphers "$cbc")
+	tx='kTLS TX: unavailable (kept in userspace with RX)'
+	rx="kTLS RX: unavailable (kernel TLS has no cipher for $cbc)"
+	need="kTLS required but RX stayed in userspace: kernel TLS has no cipher for $cbc"
+	start_server --once "${suite[@]}"
+	run_client "$WORK/c.log" "${suite[@]}"
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] &&
+	    has "$WORK/c.log" "Cipher: $cbc" && has "$WORK/c.log" "$tx" &&
+	    has "$WORK/c.log" "$rx" && has "$SRV_LOG" "$tx" && has "$SRV_LOG" "$rx" &&
+	    has "$WORK/c.log" "$HELLO_C" && has "$SRV_LOG" "$HELLO_S"; then
+		pass "TLS 1.2 $cbc, auto: no kernel cipher, both sides talk in userspace"
+	else
+		fail "TLS 1.2 $cbc, auto" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+
+	start_server --once "${suite[@]}"
+	run_client "$WORK/c.log" --ktls require "${suite[@]}"
+	wait_server
+	if [ "$CLI_RC" -eq 1 ] && [ "$SRV_RC" -eq 1 ] && has "$WORK/c.log" "$need" &&
+	    has "$SRV_LOG" "client closed before sending a message"; then
+		pass "TLS 1.2 $cbc, require (client): exits 1 with the reason"
+	else
+		fail "TLS 1.2 $cbc, require (client)" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+
+	start_server --once --ktls require "${suite[@]}"
+	run_client "$WORK/c.log" "${suite[@]}"
+	wait_server
+	if [ "$SRV_RC" -eq 1 ] && [ "$CLI_RC" -eq 1 ] && has "$SRV_LOG" "$need"; then
+		pass "TLS 1.2 $cbc, require (server): the --once server exits 1 with the reason"
+	else
+		fail "TLS 1.2 $cbc, require (server)" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
 hk_summary() {
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]

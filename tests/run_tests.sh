@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # tests/run_tests.sh - every test, as `make -f Makefile.ktls check` runs it:
-#   1. unit tests of the key derivations (tests/test_ktls_keys)
+#   1. unit tests: the key derivations (tests/test_ktls_keys), the record
+#      sequence numbers (tests/test_record_seq), and every failure of the
+#      switch to kTLS against a fake kernel (tests/test_offload)
 #   2. host system tests: userspace fallback, bad certificates and flags
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
@@ -51,6 +53,7 @@ fi
 
 suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
 suite "unit: record sequence numbers" tests/test_record_seq
+suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_offload
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: hostile input" bash tests/hostile_tests.sh

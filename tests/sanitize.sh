@@ -49,7 +49,8 @@ build() {
 	shift
 	if make -C "$TREE" -f Makefile.ktls clean >/dev/null &&
 	    make -C "$TREE" -f Makefile.ktls "$@" all tests/test_ktls_keys \
-	    tests/nic_probe >"$TMP/build.log" 2>&1; then
+	    tests/test_record_seq tests/test_offload tests/nic_probe \
+	    >"$TMP/build.log" 2>&1; then
 		pass "$name build"
 	else
 		fail "$name build" "make failed" "$TMP/build.log"
@@ -125,6 +126,8 @@ sanitized_tests() {
 	export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$REPORTS/ubsan"
 	export LSAN_OPTIONS="log_path=$REPORTS/lsan"
 	run_suite "unit tests (tests/test_ktls_keys)" "$TMP/unit.log" "$TREE/tests/test_ktls_keys"
+	run_suite "unit tests (tests/test_record_seq)" "$TMP/seq.log" "$TREE/tests/test_record_seq"
+	run_suite "unit tests (tests/test_offload)" "$TMP/offload.log" "$TREE/tests/test_offload"
 	run_suite "tests/nic_probe" "$TMP/nic.log" "$TREE/tests/nic_probe"
 	# The copied tests/ find the sanitized binaries through their own lib.sh.
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/host.log" \
@@ -133,7 +136,8 @@ sanitized_tests() {
 	# Reports in the log files, or on a stderr a test kept.
 	local hits
 	hits=$(grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' \
-	    "$REPORTS"/* "$TMP"/unit.log "$TMP"/nic.log "$TMP"/host.log 2>/dev/null)
+	    "$REPORTS"/* "$TMP"/unit.log "$TMP"/offload.log "$TMP"/nic.log \
+	    "$TMP"/host.log 2>/dev/null)
 	if [ -z "$hits" ]; then
 		pass "no AddressSanitizer, LeakSanitizer or UBSan report from any process"
 	else

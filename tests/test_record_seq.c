@@ -16,7 +16,6 @@
  * Needs HK_CERTS (tests/make_test_certs.sh output). Prints one line per
  * failed check, then "N passed, N failed".
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +25,7 @@
 #include <openssl/ssl.h>
 
 #include "ktls_internal.h"
+#include "tls_pair.h"
 #include "unit.h"
 
 /* ---- 1. the rule, fed event sequences ---- */
@@ -139,12 +139,6 @@ test_rules(void)
 
 /* ---- 2. real handshakes in memory ---- */
 
-struct side {
-	SSL *ssl;
-	struct ktls *k;
-	BIO *in, *out; /* what it reads, what it writes */
-};
-
 /* The AES-128-GCM record key of one side's writes. */
 struct wkey {
 	unsigned char key[16], iv[12];
@@ -152,7 +146,7 @@ struct wkey {
 };
 
 static int
-write_key(const struct side *w, struct wkey *wk)
+write_key(const struct pair_side *w, struct wkey *wk)
 {
 	const EVP_MD *md = EVP_sha256();
 	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
@@ -224,40 +218,13 @@ open_record(const struct wkey *wk, uint64_t seq, const unsigned char *rec,
 	return n > 0 ? out[n - 1] : -1;
 }
 
-/* Move what a wrote into b's input, or keep it there unread. */
-static void
-pump(struct side *a, struct side *b)
-{
-	char buf[4096];
-	int n;
-
-	while ((n = BIO_read(a->out, buf, sizeof(buf))) > 0)
-		BIO_write(b->in, buf, n);
-}
-
-static int
-handshake(struct side *c, struct side *s)
-{
-	int i, rc, rs;
-
-	for (i = 0; i < 50; i++) {
-		rc = SSL_do_handshake(c->ssl);
-		pump(c, s);
-		rs = SSL_do_handshake(s->ssl);
-		pump(s, c);
-		if (rc == 1 && rs == 1)
-			return 0;
-	}
-	return -1;
-}
-
 /*
  * w writes one application record; r has not read anything since its
  * handshake. Every record waiting in r's input must open with w's key at
  * r's RX count onwards, and the last one, w's data, at w's TX count.
  */
 static void
-check_direction(const char *name, struct side *w, struct side *r)
+check_direction(const char *name, struct pair_side *w, struct pair_side *r)
 {
 	uint64_t seq = r->k->records[KTLS_RX], tx = w->k->records[KTLS_TX];
 	const unsigned char *p;
@@ -270,7 +237,7 @@ check_direction(const char *name, struct side *w, struct side *r)
 		check(0, "%s: cannot write a test record", name);
 		return;
 	}
-	pump(w, r);
+	pair_pump(w, r);
 	avail = BIO_get_mem_data(r->in, (char **)&p);
 	while (avail >= 5 && (len = 5 + ((size_t)p[3] << 8 | p[4])) <=
 	    (size_t)avail) {
@@ -288,70 +255,9 @@ check_direction(const char *name, struct side *w, struct side *r)
 	    (unsigned long long)tx);
 }
 
-static SSL_CTX *
-ctx_new(int server, int version, const char *dir)
-{
-	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() :
-	    TLS_client_method());
-	const char *who = server ? "server" : "client";
-	char cert[1024], key[1024], ca[1024];
-	char err[256];
-
-	snprintf(cert, sizeof(cert), "%s/%s-cert.pem", dir, who);
-	snprintf(key, sizeof(key), "%s/%s-key.pem", dir, who);
-	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
-	if (ctx == NULL || !SSL_CTX_set_min_proto_version(ctx, version) ||
-	    !SSL_CTX_set_max_proto_version(ctx, version) ||
-	    !SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256") ||
-	    !SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256") ||
-	    SSL_CTX_use_certificate_file(ctx, cert, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    !SSL_CTX_load_verify_locations(ctx, ca, NULL) ||
-	    ktls_ctx_prepare(ctx, err, sizeof(err)) < 0) {
-		SSL_CTX_free(ctx);
-		return NULL;
-	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"t", 1);
-	return ctx;
-}
-
-static int
-side_new(struct side *x, SSL_CTX *ctx)
-{
-	x->ssl = SSL_new(ctx);
-	x->in = BIO_new(BIO_s_mem());
-	x->out = BIO_new(BIO_s_mem());
-	if (x->ssl == NULL || x->in == NULL || x->out == NULL ||
-	    (x->k = ktls_new(x->ssl)) == NULL)
-		return -1;
-	BIO_set_mem_eof_return(x->in, -1);
-	SSL_set_bio(x->ssl, x->in, x->out);
-	BIO_up_ref(x->in), BIO_up_ref(x->out);
-	if (SSL_CTX_get_ssl_method(ctx) == TLS_server_method())
-		SSL_set_accept_state(x->ssl);
-	else
-		SSL_set_connect_state(x->ssl);
-	return 0;
-}
-
-static void
-side_free(struct side *x)
-{
-	/* Without a clean shutdown OpenSSL marks the session not resumable. */
-	if (x->ssl != NULL)
-		SSL_set_shutdown(x->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
-	ktls_free(x->k);
-	SSL_free(x->ssl);
-	BIO_free(x->in);
-	BIO_free(x->out);
-	memset(x, 0, sizeof(*x));
-}
-
 /* A session the client can resume: TLS 1.3 sends it in a ticket. */
 static SSL_SESSION *
-take_session(struct side *c)
+take_session(struct pair_side *c)
 {
 	char b[16];
 
@@ -359,20 +265,24 @@ take_session(struct side *c)
 	return SSL_get1_session(c->ssl);
 }
 
+/* The suites write_key() and open_record() know. */
+#define AES128GCM "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define AES128GCM_13 "TLS_AES_128_GCM_SHA256"
+
 static void
 test_handshakes(const char *dir)
 {
 	static const int versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
 	SSL_CTX *sctx, *cctx;
 	SSL_SESSION *sess;
-	struct side c, s;
+	struct pair_side c, s;
 	char name[96];
 	size_t v;
 	int round;
 
 	for (v = 0; v < 2; v++) {
-		sctx = ctx_new(1, versions[v], dir);
-		cctx = ctx_new(0, versions[v], dir);
+		sctx = pair_ctx_new(1, versions[v], AES128GCM, AES128GCM_13, dir);
+		cctx = pair_ctx_new(0, versions[v], AES128GCM, AES128GCM_13, dir);
 		sess = NULL;
 		check(sctx != NULL && cctx != NULL, "TLS 1.%d: cannot set up "
 		    "contexts from %s", 2 + (int)v, dir);
@@ -381,9 +291,10 @@ test_handshakes(const char *dir)
 			snprintf(name, sizeof(name), "TLS 1.%d %s", 2 + (int)v,
 			    round == 0 ? "full" : "resumed");
 			memset(&c, 0, sizeof(c)), memset(&s, 0, sizeof(s));
-			if (side_new(&c, cctx) < 0 || side_new(&s, sctx) < 0 ||
+			if (pair_side_new(&c, cctx) < 0 ||
+			    pair_side_new(&s, sctx) < 0 ||
 			    (sess != NULL && !SSL_set_session(c.ssl, sess)) ||
-			    handshake(&c, &s) < 0) {
+			    pair_handshake(&c, &s) < 0) {
 				check(0, "%s: handshake failed", name);
 				ERR_print_errors_fp(stdout);
 				ERR_clear_error();
@@ -395,7 +306,7 @@ test_handshakes(const char *dir)
 				SSL_SESSION_free(sess);
 				sess = take_session(&c);
 			}
-			side_free(&c), side_free(&s);
+			pair_side_free(&c), pair_side_free(&s);
 		}
 		SSL_SESSION_free(sess);
 		SSL_CTX_free(sctx);
@@ -414,5 +325,5 @@ main(void)
 		    "handshake tests");
 	else
 		test_handshakes(dir);
-	return unit_summary();
+	return check_summary();
 }

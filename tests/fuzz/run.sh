@@ -28,8 +28,8 @@ FAILED=0
 
 declare -A SOURCES=(
 	[proto]="hk_proto.c"
-	[records]="ktls_io.c ktls_keys.c ktls_derive.c"
-	[keylog]="ktls_keys.c ktls_derive.c ktls_io.c"
+	[records]="ktls_io.c ktls_keys.c ktls_derive.c ktls_syscalls.c"
+	[keylog]="ktls_keys.c ktls_derive.c ktls_io.c ktls_syscalls.c"
 	[config]="hk_config.c"
 )
 HARNESSES=(proto records keylog config)
