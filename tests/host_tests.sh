@@ -109,7 +109,8 @@ test_bad_clients() {
 	    "unknown ca" --cert badchain-client-chain.pem --key badchain-client-key.pem
 
 	# No client certificate at all: only a foreign client can do that.
-	(echo hello; sleep 1) | timeout 20 openssl s_client -connect "127.0.0.1:$PORT" \
+	(echo hello; wait_for_line "$SRV_LOG" "the client sent no certificate") |
+	    timeout 20 openssl s_client -connect "127.0.0.1:$PORT" \
 	    -CAfile ca-cert.pem -quiet >"$WORK/sc.log" 2>&1
 	check "TLS $v client without a certificate is rejected" \
 	    wait_for_line "$SRV_LOG" "client certificate rejected: the client sent no certificate"
@@ -316,13 +317,13 @@ test_limits() {
 
 	start_server --handshake-timeout 2 --max-connections 3
 	idle_conns 3 4 0
-	wait_for_line "$SRV_LOG" "Client connected" && nap 0.5
+	wait_clients 3
 	run_client "$WORK/c.log"
 	check "over --max-connections: refused at once" test "$CLI_RC" -eq 1
 	check "over --max-connections: the refusal is logged" \
 	    wait_for_line "$SRV_LOG" "connections open (--max-connections)"
 	wait "$IDLE_PID"
-	sleep 0.5
+	wait_clients 0
 	run_client "$WORK/c.log"
 	check "below the limit again: a good client is served" test "$CLI_RC" -eq 0
 	stop_server
@@ -354,7 +355,7 @@ test_shutdown_transfers() {
 	# Past the grace period the server cuts the slow ones; then they
 	# read fast so that what it sent, close_notify last, can arrive.
 	wait_for_line "$SRV_LOG" "Shutting down"
-	nap 2.5
+	wait_count "$SRV_LOG" "closed, the server is shutting down" 3 10
 	kill -USR1 "${pids[@]}" 2>/dev/null
 	wait "$SRV_PID" || rc=$?
 	SRV_PID=

@@ -152,13 +152,6 @@ raw() { timeout 30 python3 -c "$RAW_PY" "$@"; }
 
 CH=$WORK/clienthello.bin
 
-# The server process itself (start_server's PID is timeout(1), its parent).
-server_proc() {
-	local c=
-	read -r c _ <"/proc/$SRV_PID/task/$SRV_PID/children" 2>/dev/null
-	SRV_PROC=$c
-}
-
 threads() { client_threads "$SRV_PROC"; }
 
 # no_handlers: up to 5 s for every per-client thread to end.

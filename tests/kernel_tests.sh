@@ -102,7 +102,8 @@ with_s_server() {
 	shift 2
 	port=$(free_port)
 	new_log SSLOG s_server
-	"$@" | timeout 30 openssl s_server -accept "127.0.0.1:$port" -naccept 1 \
+	# Unbuffered, so that a feeder can wait for what s_server says.
+	"$@" | timeout 30 stdbuf -o0 openssl s_server -accept "127.0.0.1:$port" -naccept 1 \
 	    -cert server-cert.pem -key server-key.pem -CAfile ca-cert.pem -Verify 1 \
 	    -verify_return_error "-tls${v/./_}" >"$SSLOG" 2>&1 &
 	ss=$!
@@ -156,7 +157,8 @@ test_hello_request() {
 test_s_client() {
 	local v=$1 name="TLS $1 openssl s_client vs our server"
 	start_server --once --ktls require --tls-version "$v"
-	(wait_for_line "$SRV_LOG" "kTLS RX:"; printf 'Hello from openssl s_client\n'; sleep 2) |
+	(wait_for_line "$SRV_LOG" "kTLS RX:"; printf 'Hello from openssl s_client\n'
+	    wait_long "$SRV_LOG" "Connection closed" 25) |
 	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
 	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error \
 	    "-tls${v/./_}" >"$WORK/sc.log" 2>&1
@@ -304,9 +306,14 @@ test_rekey_s_client() {
 	tx0=$(stat_get TlsTxRekeyOk) rx0=$(stat_get TlsRxRekeyOk)
 	start_server --once --echo --ktls require --tls-version 1.3
 	# s_client takes a command only as the first byte of one stdin read:
-	# start once the server is ready, and leave time between lines.
-	(wait_for_line "$SRV_LOG" "kTLS RX:"; echo line-one; sleep 0.5; echo k; sleep 0.5
-	 echo line-two; sleep 0.5; echo K; sleep 0.5; echo line-three; sleep 1.5) |
+	# start once the server is ready, and write each line once the one
+	# before has come back or been acted on (s_client says KEYUPDATE).
+	(wait_for_line "$SRV_LOG" "kTLS RX:"
+	 echo line-one; wait_for_line "$sclog" line-one
+	 echo k; wait_count "$sclog" KEYUPDATE 1
+	 echo line-two; wait_for_line "$sclog" line-two
+	 echo K; wait_count "$sclog" KEYUPDATE 2
+	 echo line-three; wait_for_line "$sclog" line-three) |
 	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
 	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error >"$sclog" 2>&1
 	wait_server
@@ -323,11 +330,12 @@ test_rekey_s_client() {
 
 # openssl s_server sends KeyUpdates to our client before its reply.
 # s_server takes a command only as the first byte of one stdin read, so
-# each goes in a read of its own.
+# each goes once the one before is done ("SSL_do_handshake -> 1").
 feed_key_updates() {
 	wait_for_line "$SSLOG" "CN = Test Client"
-	sleep 0.5; echo k; sleep 0.5; echo K
-	sleep 0.5; echo Hello from openssl s_server
+	echo k; wait_count "$SSLOG" "SSL_do_handshake -> " 1
+	echo K; wait_count "$SSLOG" "SSL_do_handshake -> " 2
+	echo Hello from openssl s_server
 	wait_long "$SSLOG" DONE 25
 }
 
@@ -351,8 +359,10 @@ test_rekey_refused() {
 	name="TLS 1.3 peer KeyUpdate on a kernel without rekey"
 	new_log sclog s_client
 	start_server --once --echo --ktls require --tls-version 1.3
-	(wait_for_line "$SRV_LOG" "kTLS RX:"; echo before; sleep 0.5; echo k; sleep 0.5
-	 echo after; sleep 2) |
+	(wait_for_line "$SRV_LOG" "kTLS RX:"
+	 echo before; wait_for_line "$sclog" before
+	 echo k; wait_count "$sclog" KEYUPDATE 1
+	 echo after; wait_long "$SRV_LOG" "cannot rekey" 25) |
 	    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" -cert client-cert.pem \
 	    -key client-key.pem -CAfile ca-cert.pem -verify_return_error >"$sclog" 2>&1
 	wait_server
@@ -424,7 +434,7 @@ test_shutdown_ktls_download() {
 	kill -TERM "$SRV_PID"
 	# Slow until past the grace period, then fast: see test_shutdown_transfers.
 	wait_for_line "$SRV_LOG" "Shutting down"
-	nap 1.5
+	wait_count "$SRV_LOG" "closed, the server is shutting down" 1 10
 	kill -USR1 "$pypid" 2>/dev/null
 	wait "$SRV_PID" || rc=$?
 	SRV_PID=

@@ -87,6 +87,50 @@ client_threads() {
 	echo "$n"
 }
 
+# server_proc: the server process itself (start_server's $! is the
+# timeout(1) in front of it); sets SRV_PROC, waiting up to 5 s for it.
+server_proc() {
+	local i c
+	SRV_PROC=
+	for ((i = 0; i < 100; i++)); do
+		c=
+		read -r c _ <"/proc/$SRV_PID/task/$SRV_PID/children" 2>/dev/null
+		[ -n "$c" ] && { SRV_PROC=$c; return 0; }
+		nap 0.05
+	done
+	return 1
+}
+
+# wait_clients N: up to 5 s until the server serves exactly N clients
+# (its hk-client threads).
+wait_clients() {
+	local i
+	server_proc || return 1
+	for ((i = 0; i < 100; i++)); do
+		[ "$(client_threads "$SRV_PROC")" -eq "$1" ] && return 0
+		nap 0.05
+	done
+	return 1
+}
+
+# wait_count FILE TEXT N [SECS]: up to SECS (5) s until TEXT stands N
+# times in FILE (counted inside bash: no fork per poll).
+wait_count() {
+	local i n text rest
+	for ((i = 0; i < ${4:-5} * 20; i++)); do
+		text=
+		[ -r "$1" ] && IFS= read -r -d '' text <"$1"
+		n=0 rest=$text
+		while [[ $rest == *"$2"* ]]; do
+			rest=${rest#*"$2"}
+			n=$((n + 1))
+		done
+		[ "$n" -ge "$3" ] && return 0
+		nap 0.05
+	done
+	return 1
+}
+
 # wait_long FILE TEXT SECS: wait_for_line for up to SECS (a multiple of 5)
 # seconds, for peers that start slowly (python3 in a loaded UML guest).
 wait_long() {

@@ -40,17 +40,6 @@ ulimit -n 4096 2>/dev/null || true
 
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
-# The server's own pid: start_server's $! is the timeout(1) wrapper's.
-server_pid() {
-	local i pid
-	for ((i = 0; i < 50; i++)); do
-		pid=$(ps -o pid= --ppid "$SRV_PID" | tr -d ' ')
-		[ -n "$pid" ] && { echo "$pid"; return 0; }
-		nap 0.1
-	done
-	return 1
-}
-
 rss_kb() { awk '$1 == "VmRSS:" { print $2 }' "/proc/$1/status"; }
 nfds() { ls "/proc/$1/fd" | wc -l; }
 nhandlers() { client_threads "$1"; }
@@ -215,7 +204,8 @@ start_server --max-connections $((N + 64)) --handshake-timeout 60 || {
 	echo "0 passed, 1 failed"
 	exit 1
 }
-SPID=$(server_pid) || { fail "find the server's pid" "no child of $SRV_PID"; hk_summary; exit; }
+server_proc || { fail "find the server's pid" "no child of $SRV_PID"; hk_summary; exit; }
+SPID=$SRV_PROC
 # A warm-up client: the baseline is after the first thread and handshake,
 # so lazily loaded OpenSSL state does not count as a leak.
 run_client "$WORK/warm.log"
