@@ -1,8 +1,8 @@
 /*
  * ktls_nic: which network interface carries a connection, whether that
- * device can do TLS offload, and what its TLS counters counted. The
- * kernel-wide /proc/net/tls_stat and before/after deltas are in
- * ktls_stat.h (included here); the route lookup is ktls_route.h.
+ * device can do TLS offload, and what its TLS counters counted, beside the
+ * kernel-wide /proc/net/tls_stat (ktls_stat.h, included here). The route
+ * lookup is ktls_route.h.
  *
  * This describes the interface, not the socket: a socket on a device with
  * tls-hw-tx-offload on may still have fallen back to software. The
@@ -72,5 +72,21 @@ int ktls_nic_stats(struct ktls_nic *n, char *err, size_t errlen);
  * Truncated to fit len.
  */
 void ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len);
+
+/*
+ * Format the counters that changed between two snapshots into buf, one
+ * line each, '\n'-terminated:
+ *   "eth0 tx_tls_encrypted_packets: 0 -> 12 (+12)" (NIC, matched by name)
+ *   "TlsTxSw: 3 -> 4 (+1)"                        (tls_stat)
+ * A counter missing from the earlier snapshot counts as 0 there. Either
+ * pair may be NULL to leave it out. Returns the number of lines written,
+ * or -1 with errno ENOBUFS (buf holds the whole lines that fit) or EINVAL
+ * (the NIC snapshots are of different interfaces).
+ */
+int ktls_nic_deltas(const struct ktls_nic *nic_before,
+		    const struct ktls_nic *nic_after,
+		    const struct ktls_tls_stat *tls_before,
+		    const struct ktls_tls_stat *tls_after, char *buf,
+		    size_t len);
 
 #endif /* KTLS_NIC_H */
