@@ -8,7 +8,18 @@
 #include <string.h>
 
 #include "hk_print.h"
+#include "ktls_nic_cache.h"
 #include "mtls.h"
+
+/*
+ * The offload note asks for the egress interface's TLS features on every
+ * kTLS connection. The server's client threads share this one cache, so a
+ * burst of clients costs a route lookup each and one feature query per
+ * interface every NIC_CACHE_SECS; a feature switched with `ethtool -K`
+ * shows in the note within that time.
+ */
+#define NIC_CACHE_SECS 10
+static struct ktls_nic_cache nic_cache = KTLS_NIC_CACHE_INIT(NIC_CACHE_SECS);
 
 static const char *progname = "hello_ktls";
 
@@ -95,7 +106,7 @@ hk_print_offload_note(const struct conn *c)
 
 	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
 		return;
-	if (ktls_nic_query(c->fd, &n, err, sizeof(err)) < 0)
+	if (ktls_nic_cache_query(&nic_cache, c->fd, &n, err, sizeof(err)) < 0)
 		return;
 	offload_note(c, &n, KTLS_TX);
 	offload_note(c, &n, KTLS_RX);
@@ -107,7 +118,8 @@ hk_counters_begin(const struct conn *c, struct hk_counters *k)
 	char err[256], line[512];
 
 	memset(k, 0, sizeof(*k));
-	k->have_nic = ktls_nic_query(c->fd, &k->nic, err, sizeof(err)) == 0;
+	k->have_nic = ktls_nic_query(c->fd, &k->nic, err, sizeof(err)) == 0 &&
+	    ktls_nic_stats(&k->nic, err, sizeof(err)) == 0;
 	if (k->have_nic) {
 		ktls_nic_describe(&k->nic, line, sizeof(line));
 		printf("Interface: %s\n", line);

@@ -356,8 +356,8 @@ nic_link(int sock, unsigned ifindex, struct ktls_nic *n, char *err,
 	return 0;
 }
 
-static void
-nic_reset(struct ktls_nic *n)
+void
+ktls_nic_reset(struct ktls_nic *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->is_virtual = -1;
@@ -369,25 +369,32 @@ int
 ktls_nic_query(int fd, struct ktls_nic *out, char *err, size_t errlen)
 {
 	unsigned ifindex = 0;
-	int sock = -1, rc = -1, saved;
 
-	nic_reset(out);
+	if (ktls_route_oif(fd, &ifindex, err, errlen) == -1) {
+		ktls_nic_reset(out);
+		return -1;
+	}
+	return ktls_nic_query_ifindex(ifindex, out, err, errlen);
+}
+
+int
+ktls_nic_query_ifindex(unsigned ifindex, struct ktls_nic *out, char *err,
+		       size_t errlen)
+{
+	int sock, rc = -1, saved;
+
+	ktls_nic_reset(out);
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
-	if (ktls_route_oif(fd, &ifindex, err, errlen) == -1 ||
-	    (sock = nic_socket(err, errlen)) == -1)
-		goto out;
-	if (nic_link(sock, ifindex, out, err, errlen) == -1 ||
-	    nic_features(sock, out, err, errlen) == -1 ||
-	    nic_stats_read(sock, out, err, errlen) == -1)
-		goto out;
-	rc = 0;
-out:
+	if ((sock = nic_socket(err, errlen)) == -1)
+		return -1;
+	if (nic_link(sock, ifindex, out, err, errlen) == 0 &&
+	    nic_features(sock, out, err, errlen) == 0)
+		rc = 0;
 	saved = errno;
-	if (sock != -1)
-		close(sock);
+	close(sock);
 	if (rc == -1)
-		nic_reset(out);
+		ktls_nic_reset(out);
 	errno = saved;
 	return rc;
 }
