@@ -9,6 +9,17 @@
 
 #include "hk_print.h"
 #include "hk_session.h"
+#include "ktls_nic_cache.h"
+
+/*
+ * The offload note asks for the egress interface's TLS features on every
+ * kTLS connection. The server's client threads share this one cache, so a
+ * burst of clients costs a route lookup each and one feature query per
+ * interface every NIC_CACHE_SECS; a feature switched with `ethtool -K`
+ * shows in the note within that time.
+ */
+#define NIC_CACHE_SECS 10
+static struct ktls_nic_cache nic_cache = KTLS_NIC_CACHE_INIT(NIC_CACHE_SECS);
 
 /* One direction the NIC could have taken but the socket did not. */
 static void
@@ -37,7 +48,7 @@ offload_notes(const struct conn *c)
 
 	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
 		return;
-	if (ktls_nic_query(c->fd, &n, err, sizeof(err)) < 0)
+	if (ktls_nic_cache_query(&nic_cache, c->fd, &n, err, sizeof(err)) < 0)
 		return;
 	offload_note(c, &n, KTLS_TX);
 	offload_note(c, &n, KTLS_RX);
@@ -50,7 +61,8 @@ counters_begin(const struct conn *c, struct hk_counters *k)
 	char err[256], line[512];
 
 	memset(k, 0, sizeof(*k));
-	k->have_nic = ktls_nic_query(c->fd, &k->nic, err, sizeof(err)) == 0;
+	k->have_nic = ktls_nic_query(c->fd, &k->nic, err, sizeof(err)) == 0 &&
+	    ktls_nic_stats(&k->nic, err, sizeof(err)) == 0;
 	if (k->have_nic) {
 		ktls_nic_describe(&k->nic, line, sizeof(line));
 		hk_say("Interface: %s", line);

@@ -7,17 +7,15 @@
  * net/tls/tls_main.c tls_get_info() fills INET_ULP_INFO_TLS.
  */
 #include "ktls_diag.h"
-#include "ktls_nic_internal.h"
+#include "ktls_query.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
@@ -61,7 +59,6 @@ _Static_assert(DIAG_TLS_ZC_RO_TX == TLS_INFO_ZC_RO_TX, "TLS_INFO_ZC_RO_TX");
 _Static_assert(DIAG_TLS_RX_NO_PAD == TLS_INFO_RX_NO_PAD, "TLS_INFO_RX_NO_PAD");
 #endif
 
-#define DIAG_TIMEOUT_SEC 1
 /* Each query has its own netlink socket, so one sequence number will do. */
 #define DIAG_SEQ 1
 
@@ -78,7 +75,6 @@ struct diag_reply {
 	const struct inet_diag_req_v2 *req;
 	struct ktls_diag *out;
 	int found; /* the socket's inet_diag_msg was seen */
-	int done;  /* the kernel has nothing more to say */
 };
 
 /* Bounded walk over the netlink attributes in [pos, end). */
@@ -101,7 +97,7 @@ static const char *const diag_conf_names[] = {
 };
 
 /* The kernel's error answers that mean something specific here. */
-static const struct nic_errno diag_errnos[] = {
+static const struct query_errno diag_errnos[] = {
 	/* inet_diag_find_one_icsk() also turns a cookie mismatch into this. */
 	{ENOENT, "the kernel knows no such TCP socket (closed or replaced, "
 		 "in another network namespace, or no tcp_diag support)"},
@@ -113,7 +109,7 @@ static const struct nic_errno diag_errnos[] = {
 static int
 diag_fail_kernel(char *err, size_t errlen, int e)
 {
-	return nic_fail_known(err, errlen, e, diag_errnos,
+	return query_fail_known(err, errlen, e, diag_errnos,
 	    sizeof(diag_errnos) / sizeof(diag_errnos[0]), "sock_diag");
 }
 
@@ -188,8 +184,8 @@ diag_req_addr(struct inet_diag_req_v2 *req,
 		memcpy(req->id.idiag_src, &l->sin6_addr, sizeof(l->sin6_addr));
 		memcpy(req->id.idiag_dst, &p->sin6_addr, sizeof(p->sin6_addr));
 	} else {
-		return nic_fail(err, errlen, EAFNOSUPPORT,
-				 "socket is neither IPv4 nor IPv6");
+		return query_fail(err, errlen, EAFNOSUPPORT,
+				   "socket is neither IPv4 nor IPv6");
 	}
 	req->sdiag_family = (uint8_t)local->ss_family;
 	return 0;
@@ -204,14 +200,14 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 	socklen_t protolen = sizeof(proto);
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &proto, &protolen) == -1)
-		return nic_fail_errno(err, errlen, "getsockopt SO_PROTOCOL");
+		return query_fail_errno(err, errlen, "getsockopt SO_PROTOCOL");
 	if (proto != IPPROTO_TCP)
-		return nic_fail(err, errlen, EPROTONOSUPPORT,
-				 "not a TCP socket");
+		return query_fail(err, errlen, EPROTONOSUPPORT,
+				   "not a TCP socket");
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1)
-		return nic_fail_errno(err, errlen, "getsockname");
+		return query_fail_errno(err, errlen, "getsockname");
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == -1)
-		return nic_fail_errno(err, errlen, "getpeername");
+		return query_fail_errno(err, errlen, "getpeername");
 
 	memset(req, 0, sizeof(*req));
 	if (diag_req_addr(req, &local, &peer, err, errlen) == -1)
@@ -228,20 +224,17 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 	return 0;
 }
 
-static int
-diag_send(int nl, const struct inet_diag_req_v2 *req, char *err,
-	  size_t errlen)
+static void
+diag_request_build(const struct inet_diag_req_v2 *req,
+		   struct diag_request *msg)
 {
-	struct diag_request msg;
-
-	memset(&msg, 0, sizeof(msg));
-	msg.nlh.nlmsg_len = sizeof(msg);
-	msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	memset(msg, 0, sizeof(*msg));
+	msg->nlh.nlmsg_len = sizeof(*msg);
+	msg->nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
 	/* No NLM_F_DUMP: the exact lookup (dump_one) answers for one socket. */
-	msg.nlh.nlmsg_flags = NLM_F_REQUEST;
-	msg.nlh.nlmsg_seq = DIAG_SEQ;
-	msg.req = *req;
-	return nic_netlink_send(nl, &msg, sizeof(msg), err, errlen);
+	msg->nlh.nlmsg_flags = NLM_F_REQUEST;
+	msg->nlh.nlmsg_seq = DIAG_SEQ;
+	msg->req = *req;
 }
 
 /* Next attribute: 1, or 0 at the end, -1 if it would run past the end. */
@@ -357,11 +350,11 @@ diag_attrs(const unsigned char *p, size_t len, struct ktls_diag *out,
 
 	while ((r = diag_attr_next(&it, &a)) == 1)
 		if (a.type == DIAG_ULP_INFO && diag_ulp(a.data, a.len, out) == -1)
-			return nic_fail(err, errlen, EPROTO,
-					 "malformed INET_DIAG_ULP_INFO");
+			return query_fail(err, errlen, EPROTO,
+					   "malformed INET_DIAG_ULP_INFO");
 	if (r == -1)
-		return nic_fail(err, errlen, EPROTO,
-				 "truncated inet_diag attribute");
+		return query_fail(err, errlen, EPROTO,
+				   "truncated inet_diag attribute");
 	return 0;
 }
 
@@ -393,137 +386,86 @@ diag_sock_msg(const struct nlmsghdr *h, const unsigned char *p, size_t len,
 	size_t off = NLMSG_ALIGN(sizeof(*m));
 
 	if (len < sizeof(*m))
-		return nic_fail(err, errlen, EPROTO,
-				 "truncated inet_diag_msg");
+		return query_fail(err, errlen, EPROTO,
+				   "truncated inet_diag_msg");
 	if (rep->found)
-		return nic_fail(err, errlen, EPROTO,
-				 "the kernel reported more than one socket");
+		return query_fail(err, errlen, EPROTO,
+				   "the kernel reported more than one socket");
 	if (!diag_same_socket(rep->req, m))
-		return nic_fail(err, errlen, EPROTO,
-				 "the kernel described a different socket");
+		return query_fail(err, errlen, EPROTO,
+				   "the kernel described a different socket");
 	rep->found = 1;
-	if (!(h->nlmsg_flags & NLM_F_MULTI))
-		rep->done = 1;
 	if (off > len)
 		off = len;
-	return diag_attrs(p + off, len - off, rep->out, err, errlen);
+	if (diag_attrs(p + off, len - off, rep->out, err, errlen) == -1)
+		return -1;
+	/* Without NLM_F_MULTI this message is the whole answer. */
+	return !(h->nlmsg_flags & NLM_F_MULTI);
 }
 
+/* One message of the answer: 1 when it ends the answer, 0, or -1. */
 static int
-diag_message(const struct nlmsghdr *h, struct diag_reply *rep, char *err,
-	     size_t errlen)
+diag_message(const struct nlmsghdr *h, void *arg, char *err, size_t errlen)
 {
 	const unsigned char *p = (const unsigned char *)h + NLMSG_HDRLEN;
 	size_t len = h->nlmsg_len - NLMSG_HDRLEN;
+	struct diag_reply *rep = arg;
 	struct nlmsgerr e;
 	int status;
 
-	if (h->nlmsg_seq != DIAG_SEQ)
-		return 0;
 	switch (h->nlmsg_type) {
-	case NLMSG_NOOP:
-		return 0;
 	case NLMSG_DONE:
 		/* A dump's end may carry its error as an int. */
-		rep->done = 1;
 		if (len >= sizeof(status)) {
 			memcpy(&status, p, sizeof(status));
 			if (status < 0)
 				return diag_fail_kernel(err, errlen, -status);
 		}
-		return 0;
+		return 1;
 	case NLMSG_ERROR:
 		if (len < sizeof(e))
-			return nic_fail(err, errlen, EPROTO,
-					 "truncated NLMSG_ERROR");
+			return query_fail(err, errlen, EPROTO,
+					   "truncated NLMSG_ERROR");
 		memcpy(&e, p, sizeof(e));
-		rep->done = 1; /* error 0 is an acknowledgement */
-		return e.error == 0 ? 0 : diag_fail_kernel(err, errlen, -e.error);
+		/* error 0 is an acknowledgement */
+		return e.error == 0 ? 1 : diag_fail_kernel(err, errlen, -e.error);
 	case SOCK_DIAG_BY_FAMILY:
 		return diag_sock_msg(h, p, len, rep, err, errlen);
 	default:
-		return nic_fail(err, errlen, EPROTO,
-				 "unexpected netlink message type %u",
-				 (unsigned)h->nlmsg_type);
+		return query_fail(err, errlen, EPROTO,
+				   "unexpected netlink message type %u",
+				   (unsigned)h->nlmsg_type);
 	}
-}
-
-/* One datagram may hold several messages; every length is checked. */
-static int
-diag_datagram(const unsigned char *buf, size_t len, struct diag_reply *rep,
-	      char *err, size_t errlen)
-{
-	const size_t hdrlen = NLMSG_HDRLEN;
-	size_t off = 0;
-
-	while (off < len && !rep->done) {
-		const struct nlmsghdr *h = (const void *)(buf + off);
-
-		if (len - off < hdrlen || h->nlmsg_len < hdrlen ||
-		    h->nlmsg_len > len - off)
-			return nic_fail(err, errlen, EPROTO,
-					 "truncated netlink message");
-		if (diag_message(h, rep, err, errlen) == -1)
-			return -1;
-		off += NLMSG_ALIGN(h->nlmsg_len);
-	}
-	return 0;
-}
-
-static int
-diag_recv(int nl, struct diag_reply *rep, char *err, size_t errlen)
-{
-	/* One socket's answer is well under a page; MSG_TRUNC catches more. */
-	_Alignas(struct nlmsghdr) unsigned char buf[16384];
-	struct sockaddr_nl from;
-
-	while (!rep->done) {
-		socklen_t fromlen = sizeof(from);
-		ssize_t n = recvfrom(nl, buf, sizeof(buf), MSG_TRUNC,
-				     (struct sockaddr *)&from, &fromlen);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return nic_fail(err, errlen, ETIMEDOUT,
-					 "no answer from the kernel within %d s",
-					 DIAG_TIMEOUT_SEC);
-		if (n == -1)
-			return nic_fail_errno(err, errlen, "netlink receive");
-		if ((size_t)n > sizeof(buf))
-			return nic_fail(err, errlen, EMSGSIZE,
-					 "netlink reply of %zd bytes truncated",
-					 n);
-		/* Only port 0 is the kernel. */
-		if (fromlen != sizeof(from) || from.nl_pid != 0)
-			continue;
-		if (diag_datagram(buf, (size_t)n, rep, err, errlen) == -1)
-			return -1;
-	}
-	if (!rep->found)
-		return nic_fail(err, errlen, ENOENT,
-				 "the kernel's answer named no socket");
-	return 0;
 }
 
 int
 ktls_diag_query(int fd, struct ktls_diag *out, char *err, size_t errlen)
 {
 	struct inet_diag_req_v2 req;
+	struct diag_request msg;
 	struct diag_reply rep = {.req = &req, .out = out};
-	int nl = -1, rc = -1, saved;
+	const struct query_netlink q = {
+	    .protocol = NETLINK_SOCK_DIAG,
+	    .req = &msg.nlh,
+	    .answer = "answer",
+	    .message = diag_message,
+	    .arg = &rep,
+	};
+	int rc = -1, saved;
 
 	memset(out, 0, sizeof(*out));
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
 	if (diag_req_fill(fd, &req, err, errlen) == -1)
 		goto out;
-	nl = nic_netlink_open(NETLINK_SOCK_DIAG, DIAG_TIMEOUT_SEC, err, errlen);
-	if (nl == -1)
+	diag_request_build(&req, &msg);
+	if (query_netlink(&q, err, errlen) == -1)
 		goto out;
-	if (diag_send(nl, &req, err, errlen) == -1 ||
-	    diag_recv(nl, &rep, err, errlen) == -1)
+	if (!rep.found) {
+		query_fail(err, errlen, ENOENT,
+			   "the kernel's answer named no socket");
 		goto out;
+	}
 	if (!out->has_ulp && err != NULL && errlen > 0)
 		snprintf(err, errlen, "the kernel reported no ULP: none is "
 				      "attached, or the caller lacks "
@@ -532,8 +474,6 @@ ktls_diag_query(int fd, struct ktls_diag *out, char *err, size_t errlen)
 
 out:
 	saved = errno;
-	if (nl != -1)
-		close(nl);
 	if (rc == -1)
 		memset(out, 0, sizeof(*out));
 	errno = saved;

@@ -1,14 +1,16 @@
 /*
  * ktls_nic: the network device under a connection, its TLS offload
- * features and counters.
+ * features and counters, and what changed in those and in
+ * /proc/net/tls_stat over a connection.
  *
  * Kernel side: net/ethtool/ioctl.c answers SIOCETHTOOL (feature names:
  * netdev_features_strings[] in net/ethtool/common.c). The device is the
  * routing table's answer (ktls_route.c).
  */
 #include "ktls_nic.h"
-#include "ktls_nic_internal.h"
+#include "ktls_query.h"
 #include "ktls_route.h"
+#include "ktls_stat.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -92,15 +94,15 @@ ethtool_sset_count(int sock, const char *ifname, unsigned set,
 		/* A device without ethtool_ops has no sets at all. */
 		if (errno == EOPNOTSUPP)
 			return 0;
-		return nic_fail_errno(err, errlen, "ETHTOOL_GSSET_INFO");
+		return query_fail_errno(err, errlen, "ETHTOOL_GSSET_INFO");
 	}
 	/* The kernel clears the bit of a set the driver lacks (lo: stats). */
 	if (!(u.info.sset_mask & (1ULL << set)))
 		return 0;
 	if (u.info.data[0] > NIC_SSET_MAX)
-		return nic_fail(err, errlen, EOVERFLOW,
-				"%s reports %" PRIu32 " ethtool strings", ifname,
-				u.info.data[0]);
+		return query_fail(err, errlen, EOVERFLOW,
+				  "%s reports %" PRIu32 " ethtool strings",
+				  ifname, u.info.data[0]);
 	*count = u.info.data[0];
 	return 0;
 }
@@ -116,7 +118,7 @@ ethtool_strings(int sock, const char *ifname, unsigned set, uint32_t count,
 	gs = calloc(1, sizeof(*gs) + ((size_t)count + NIC_SLACK) *
 					 ETH_GSTRING_LEN);
 	if (gs == NULL)
-		return nic_fail_errno(err, errlen, "ethtool strings");
+		return query_fail_errno(err, errlen, "ethtool strings");
 	gs->cmd = ETHTOOL_GSTRINGS;
 	gs->string_set = set;
 	gs->len = count;
@@ -124,13 +126,13 @@ ethtool_strings(int sock, const char *ifname, unsigned set, uint32_t count,
 		e = errno;
 		free(gs);
 		errno = e;
-		return nic_fail_errno(err, errlen, "ETHTOOL_GSTRINGS");
+		return query_fail_errno(err, errlen, "ETHTOOL_GSTRINGS");
 	}
 	if (gs->len != count) {
 		free(gs);
-		return nic_fail(err, errlen, EAGAIN,
-				"%s changed its ethtool strings while they "
-				"were read", ifname);
+		return query_fail(err, errlen, EAGAIN,
+				  "%s changed its ethtool strings while they "
+				  "were read", ifname);
 	}
 	*out = gs;
 	return 0;
@@ -200,13 +202,13 @@ nic_features(int sock, struct ktls_nic *n, char *err, size_t errlen)
 	blocks = (count + 31) / 32;
 	gf = calloc(1, sizeof(*gf) + blocks * sizeof(gf->features[0]));
 	if (gf == NULL) {
-		nic_fail_errno(err, errlen, "ethtool features");
+		query_fail_errno(err, errlen, "ethtool features");
 		goto out;
 	}
 	gf->cmd = ETHTOOL_GFEATURES;
 	gf->size = blocks; /* the kernel copies no more than this */
 	if (ethtool_ioctl(sock, n->ifname, gf) == -1) {
-		nic_fail_errno(err, errlen, "ETHTOOL_GFEATURES");
+		query_fail_errno(err, errlen, "ETHTOOL_GFEATURES");
 		goto out;
 	}
 	for (i = 0; i < count && i / 32 < gf->size; i++) {
@@ -259,18 +261,19 @@ nic_stats_once(int sock, struct ktls_nic *n, char *err, size_t errlen)
 	st = calloc(1, sizeof(*st) +
 			   ((size_t)count + NIC_SLACK) * sizeof(st->data[0]));
 	if (st == NULL) {
-		nic_fail_errno(err, errlen, "ethtool stats");
+		query_fail_errno(err, errlen, "ethtool stats");
 		goto out;
 	}
 	st->cmd = ETHTOOL_GSTATS;
 	st->n_stats = count;
 	if (ethtool_ioctl(sock, n->ifname, st) == -1) {
-		nic_fail_errno(err, errlen, "ETHTOOL_GSTATS");
+		query_fail_errno(err, errlen, "ETHTOOL_GSTATS");
 		goto out;
 	}
 	if (st->n_stats != count) {
-		nic_fail(err, errlen, EAGAIN, "%s changed its ethtool counters "
-					      "while they were read", n->ifname);
+		query_fail(err, errlen, EAGAIN,
+			   "%s changed its ethtool counters while they were "
+			   "read", n->ifname);
 		goto out;
 	}
 	nic_stats_pick(n, names, st);
@@ -299,7 +302,7 @@ nic_socket(char *err, size_t errlen)
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (s == -1)
-		return nic_fail_errno(err, errlen, "socket for SIOCETHTOOL");
+		return query_fail_errno(err, errlen, "socket for SIOCETHTOOL");
 	return s;
 }
 
@@ -339,22 +342,22 @@ nic_link(int sock, unsigned ifindex, struct ktls_nic *n, char *err,
 	memset(&ifr, 0, sizeof(ifr));
 	ifr.ifr_ifindex = (int)ifindex;
 	if (ioctl(sock, SIOCGIFNAME, &ifr) == -1)
-		return nic_fail(err, errlen, errno, "interface %u: %s", ifindex,
-				strerror(errno));
+		return query_fail(err, errlen, errno, "interface %u: %s",
+				  ifindex, strerror(errno));
 	_Static_assert(sizeof(n->ifname) >= sizeof(ifr.ifr_name), "ifname");
 	memcpy(n->ifname, ifr.ifr_name, sizeof(ifr.ifr_name));
 	n->ifname[sizeof(n->ifname) - 1] = '\0';
 	n->ifindex = ifindex;
 	if (ioctl(sock, SIOCGIFFLAGS, &ifr) == -1)
-		return nic_fail(err, errlen, errno, "%s: SIOCGIFFLAGS: %s",
-				n->ifname, strerror(errno));
+		return query_fail(err, errlen, errno, "%s: SIOCGIFFLAGS: %s",
+				  n->ifname, strerror(errno));
 	n->is_loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
 	n->is_virtual = nic_sysfs_virtual(n->ifname, ifindex);
 	return 0;
 }
 
-static void
-nic_reset(struct ktls_nic *n)
+void
+ktls_nic_reset(struct ktls_nic *n)
 {
 	memset(n, 0, sizeof(*n));
 	n->is_virtual = -1;
@@ -366,25 +369,32 @@ int
 ktls_nic_query(int fd, struct ktls_nic *out, char *err, size_t errlen)
 {
 	unsigned ifindex = 0;
-	int sock = -1, rc = -1, saved;
 
-	nic_reset(out);
+	if (ktls_route_oif(fd, &ifindex, err, errlen) == -1) {
+		ktls_nic_reset(out);
+		return -1;
+	}
+	return ktls_nic_query_ifindex(ifindex, out, err, errlen);
+}
+
+int
+ktls_nic_query_ifindex(unsigned ifindex, struct ktls_nic *out, char *err,
+		       size_t errlen)
+{
+	int sock, rc = -1, saved;
+
+	ktls_nic_reset(out);
 	if (err != NULL && errlen > 0)
 		err[0] = '\0';
-	if (ktls_route_oif(fd, &ifindex, err, errlen) == -1 ||
-	    (sock = nic_socket(err, errlen)) == -1)
-		goto out;
-	if (nic_link(sock, ifindex, out, err, errlen) == -1 ||
-	    nic_features(sock, out, err, errlen) == -1 ||
-	    nic_stats_read(sock, out, err, errlen) == -1)
-		goto out;
-	rc = 0;
-out:
+	if ((sock = nic_socket(err, errlen)) == -1)
+		return -1;
+	if (nic_link(sock, ifindex, out, err, errlen) == 0 &&
+	    nic_features(sock, out, err, errlen) == 0)
+		rc = 0;
 	saved = errno;
-	if (sock != -1)
-		close(sock);
+	close(sock);
 	if (rc == -1)
-		nic_reset(out);
+		ktls_nic_reset(out);
 	errno = saved;
 	return rc;
 }
@@ -436,4 +446,84 @@ ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len)
 	snprintf(buf, len, "%s: %stls-hw-tx-offload %s, tls-hw-rx-offload %s",
 		 n->ifname, kind, nic_state(n->tls_tx_feature, n->tls_tx_available),
 		 nic_state(n->tls_rx_feature, n->tls_rx_available));
+}
+
+/* Where ktls_nic_deltas() writes; full once a line did not fit. */
+struct delta_out {
+	char *buf;
+	size_t len, pos;
+	int lines, full;
+};
+
+static void
+delta_line(struct delta_out *o, const char *prefix, const char *name,
+	   uint64_t before, uint64_t after)
+{
+	size_t room = o->len - o->pos;
+	int up = after > before, w;
+
+	if (before == after || o->full)
+		return;
+	o->full = 1;
+	if (room == 0)
+		return;
+	w = snprintf(o->buf + o->pos, room,
+		     "%s%s: %" PRIu64 " -> %" PRIu64 " (%c%" PRIu64 ")\n", prefix,
+		     name, before, after, up ? '+' : '-',
+		     up ? after - before : before - after);
+	if (w < 0 || (size_t)w >= room) {
+		o->buf[o->pos] = '\0'; /* whole lines only */
+		return;
+	}
+	o->full = 0;
+	o->pos += (size_t)w;
+	o->lines++;
+}
+
+static uint64_t
+nic_stat_get(const struct ktls_nic *n, const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < n->nstats && i < KTLS_NIC_MAX_STATS; i++)
+		if (strcmp(n->stats[i].name, name) == 0)
+			return n->stats[i].value;
+	return 0;
+}
+
+int
+ktls_nic_deltas(const struct ktls_nic *nic_before,
+		const struct ktls_nic *nic_after,
+		const struct ktls_tls_stat *tls_before,
+		const struct ktls_tls_stat *tls_after, char *buf, size_t len)
+{
+	struct delta_out o = {.buf = buf, .len = buf != NULL ? len : 0};
+	char prefix[IF_NAMESIZE + 1];
+	size_t i;
+
+	if (o.len > 0)
+		buf[0] = '\0';
+	if (nic_before != NULL && nic_after != NULL) {
+		if (strcmp(nic_before->ifname, nic_after->ifname) != 0) {
+			errno = EINVAL;
+			return -1;
+		}
+		snprintf(prefix, sizeof(prefix), "%s ", nic_after->ifname);
+		for (i = 0; i < nic_after->nstats && i < KTLS_NIC_MAX_STATS; i++)
+			delta_line(&o, prefix, nic_after->stats[i].name,
+				   nic_stat_get(nic_before,
+						nic_after->stats[i].name),
+				   nic_after->stats[i].value);
+	}
+	if (tls_before != NULL && tls_after != NULL)
+		for (i = 0; i < tls_after->n && i < KTLS_STAT_MAX; i++)
+			delta_line(&o, "", tls_after->v[i].name,
+				   ktls_tls_stat_get(tls_before,
+						     tls_after->v[i].name),
+				   tls_after->v[i].value);
+	if (o.full) {
+		errno = ENOBUFS;
+		return -1;
+	}
+	return o.lines;
 }

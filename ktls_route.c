@@ -6,16 +6,14 @@
  * inet6_rtm_getroute() answer RTM_GETROUTE.
  */
 #include "ktls_route.h"
-#include "ktls_nic_internal.h"
+#include "ktls_query.h"
 
 #include <errno.h>
 #include <stdint.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -28,7 +26,6 @@
 #define SO_BINDTOIFINDEX 62 /* 5.1 */
 #endif
 
-#define ROUTE_TIMEOUT_SEC 1
 /* Each lookup has its own netlink socket, so one sequence number will do. */
 #define ROUTE_SEQ 1
 
@@ -51,7 +48,7 @@ _Static_assert(offsetof(struct route_request, attrs) ==
 	       "attributes follow the rtmsg without padding");
 
 /* The kernel's answers that mean something specific here. */
-static const struct nic_errno route_errnos[] = {
+static const struct query_errno route_errnos[] = {
 	{ENETUNREACH, "no route to the peer (network unreachable)"},
 	{EHOSTUNREACH, "no route to the peer (host unreachable)"},
 	/* ip_route_output_key_hash(): blackhole, or a source address gone. */
@@ -66,7 +63,7 @@ static const unsigned char v4mapped_prefix[12] = {
 static int
 route_fail_kernel(char *err, size_t errlen, int e)
 {
-	return nic_fail_known(err, errlen, e, route_errnos,
+	return query_fail_known(err, errlen, e, route_errnos,
 	    sizeof(route_errnos) / sizeof(route_errnos[0]), "RTM_GETROUTE");
 }
 
@@ -107,14 +104,14 @@ route_key_fill(int fd, struct route_key *k, char *err, size_t errlen)
 	memset(&local, 0, sizeof(local));
 	memset(&peer, 0, sizeof(peer));
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1)
-		return nic_fail_errno(err, errlen, "getsockname");
+		return query_fail_errno(err, errlen, "getsockname");
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == -1)
-		return nic_fail_errno(err, errlen, "getpeername");
+		return query_fail_errno(err, errlen, "getpeername");
 	lfam = route_addr(&local, k->src, &unused);
 	k->family = route_addr(&peer, k->dst, &scope);
 	if (k->family == -1 || lfam != k->family)
-		return nic_fail(err, errlen, EAFNOSUPPORT,
-				"socket is neither IPv4 nor IPv6");
+		return query_fail(err, errlen, EAFNOSUPPORT,
+				  "socket is neither IPv4 nor IPv6");
 	k->alen = k->family == AF_INET ? 4 : 16;
 	/* Before 5.1 (ENOPROTOOPT) only the IPv6 scope says it. */
 	if (getsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, &olen) == 0 &&
@@ -161,93 +158,38 @@ route_request_build(const struct route_key *k, struct route_request *r)
 		route_attr(r, RTA_MARK, &k->mark, sizeof(k->mark));
 }
 
-/* One message: 1 with *oif set, 0 to keep reading, -1 on error. */
+/* One message of the answer: 1 with *oif set, -1 on error. */
 static int
-route_message(struct nlmsghdr *h, uint32_t *oif, char *err, size_t errlen)
+route_message(const struct nlmsghdr *h, void *arg, char *err, size_t errlen)
 {
-	struct rtmsg *rtm = NLMSG_DATA(h);
-	struct rtattr *a;
+	const struct rtmsg *rtm = NLMSG_DATA(h);
+	const struct rtattr *a;
+	uint32_t *oif = arg;
 	struct nlmsgerr e;
 	int len;
 
-	if (h->nlmsg_seq != ROUTE_SEQ || h->nlmsg_type == NLMSG_NOOP)
-		return 0;
 	if (h->nlmsg_type == NLMSG_ERROR) {
 		if (h->nlmsg_len < NLMSG_LENGTH(sizeof(e)))
-			return nic_fail(err, errlen, EPROTO,
-					"truncated NLMSG_ERROR");
+			return query_fail(err, errlen, EPROTO,
+					  "truncated NLMSG_ERROR");
 		memcpy(&e, NLMSG_DATA(h), sizeof(e));
 		if (e.error == 0) /* an acknowledgement, not asked for */
-			return nic_fail(err, errlen, EPROTO,
-					"RTM_GETROUTE: no route in the answer");
+			return query_fail(err, errlen, EPROTO, "RTM_GETROUTE: "
+					  "no route in the answer");
 		return route_fail_kernel(err, errlen, -e.error);
 	}
 	if (h->nlmsg_type != RTM_NEWROUTE ||
 	    h->nlmsg_len < NLMSG_LENGTH(sizeof(*rtm)))
-		return nic_fail(err, errlen, EPROTO,
-				"unexpected answer to RTM_GETROUTE");
+		return query_fail(err, errlen, EPROTO,
+				  "unexpected answer to RTM_GETROUTE");
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*rtm)));
 	for (a = RTM_RTA(rtm); RTA_OK(a, len); a = RTA_NEXT(a, len))
 		if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == sizeof(*oif)) {
 			memcpy(oif, RTA_DATA(a), sizeof(*oif));
 			return 1;
 		}
-	return nic_fail(err, errlen, ENXIO,
-			"the route to the peer names no interface");
-}
-
-/* One datagram may hold several messages; every length is checked. */
-static int
-route_datagram(unsigned char *buf, size_t len, uint32_t *oif, char *err,
-	       size_t errlen)
-{
-	size_t off = 0;
-	int r = 0;
-
-	while (r == 0 && off < len) {
-		struct nlmsghdr *h = (struct nlmsghdr *)(void *)(buf + off);
-
-		if (len - off < NLMSG_HDRLEN || h->nlmsg_len < NLMSG_HDRLEN ||
-		    h->nlmsg_len > len - off)
-			return nic_fail(err, errlen, EPROTO,
-					"truncated netlink message");
-		r = route_message(h, oif, err, errlen);
-		off += NLMSG_ALIGN(h->nlmsg_len);
-	}
-	return r;
-}
-
-static int
-route_recv(int nl, uint32_t *oif, char *err, size_t errlen)
-{
-	/* A route is a few hundred bytes; MSG_TRUNC catches more. */
-	_Alignas(struct nlmsghdr) unsigned char buf[8192];
-	struct sockaddr_nl from;
-	int r = 0;
-
-	memset(&from, 0, sizeof(from));
-	while (r == 0) {
-		socklen_t fromlen = sizeof(from);
-		ssize_t n = recvfrom(nl, buf, sizeof(buf), MSG_TRUNC,
-				     (struct sockaddr *)&from, &fromlen);
-
-		if (n == -1 && errno == EINTR)
-			continue;
-		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
-			return nic_fail(err, errlen, ETIMEDOUT,
-					"no route answer from the kernel "
-					"within %d s", ROUTE_TIMEOUT_SEC);
-		if (n == -1)
-			return nic_fail_errno(err, errlen, "netlink receive");
-		if ((size_t)n > sizeof(buf))
-			return nic_fail(err, errlen, EMSGSIZE,
-					"netlink reply of %zd bytes truncated", n);
-		/* Only port 0 is the kernel. */
-		if (fromlen != sizeof(from) || from.nl_pid != 0)
-			continue;
-		r = route_datagram(buf, (size_t)n, oif, err, errlen);
-	}
-	return r == 1 ? 0 : -1;
+	return query_fail(err, errlen, ENXIO,
+			  "the route to the peer names no interface");
 }
 
 int
@@ -256,21 +198,19 @@ ktls_route_oif(int fd, unsigned *ifindex, char *err, size_t errlen)
 	struct route_key key;
 	struct route_request req;
 	uint32_t oif = 0;
-	int nl, rc = -1, saved;
+	const struct query_netlink q = {
+	    .protocol = NETLINK_ROUTE,
+	    .req = &req.nlh,
+	    .answer = "route answer",
+	    .message = route_message,
+	    .arg = &oif,
+	};
 
 	if (route_key_fill(fd, &key, err, errlen) == -1)
 		return -1;
 	route_request_build(&key, &req);
-	nl = nic_netlink_open(NETLINK_ROUTE, ROUTE_TIMEOUT_SEC, err, errlen);
-	if (nl == -1)
+	if (query_netlink(&q, err, errlen) == -1)
 		return -1;
-	if (nic_netlink_send(nl, &req, req.nlh.nlmsg_len, err, errlen) == 0 &&
-	    route_recv(nl, &oif, err, errlen) == 0) {
-		*ifindex = oif;
-		rc = 0;
-	}
-	saved = errno;
-	close(nl);
-	errno = saved;
-	return rc;
+	*ifindex = oif;
+	return 0;
 }

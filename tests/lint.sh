@@ -29,7 +29,7 @@ SUPPRESS=(--suppress=nullPointerRedundantCheck:ktls_derive.c)
 TIDY_FP='
 hk_print.c clang-analyzer-valist.Uninitialized
 ktls_keys.c clang-analyzer-valist.Uninitialized
-ktls_diag.c clang-analyzer-valist.Uninitialized
+ktls_query.c clang-analyzer-valist.Uninitialized
 hello_ktls_server.c clang-analyzer-core.UndefinedBinaryOperatorResult
 ktls_diag.c clang-analyzer-core.UndefinedBinaryOperatorResult
 ktls_nic.c clang-analyzer-core.NonNullParamChecker

@@ -10,12 +10,15 @@
  * must show up as exactly four tls_stat deltas of +1. A connected UDP
  * socket to a documentation address, where some route takes it, must
  * leave through a device that is not lo. The delta formatter is checked
- * on made-up snapshots.
+ * on made-up snapshots. The per-interface cache must answer as
+ * ktls_nic_query() does, from the kernel once per interface and fresh
+ * period, also when threads share it (run under TSan by sanitize.sh).
  *
  * Runs on any kernel (the host, or the guest: bash tests/uml.sh -- ...).
  * Exit status: 0 all passed, 1 a check failed.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +32,7 @@
 #include <linux/tls.h>
 
 #include "../ktls_nic.h"
+#include "../ktls_nic_cache.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282 /* include/linux/socket.h */
@@ -206,23 +210,37 @@ probe_loopback(const struct variant *v)
 	pair_close(fds);
 }
 
-/* Where a route exists, a connected UDP socket shows the real egress. */
-static void
-probe_remote(const struct variant *v)
+/* A UDP socket connected to v's remote address, or -1 if no route. */
+static int
+remote_open(const struct variant *v)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = addr_make(v->client_family, v->connect_addr, htons(9),
 				  &ss);
+	int fd, e;
+
+	fd = socket(v->client_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 || connect(fd, (struct sockaddr *)&ss, len) == -1) {
+		e = errno;
+		if (fd != -1)
+			close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Where a route exists, a connected UDP socket shows the real egress. */
+static void
+probe_remote(const struct variant *v)
+{
 	struct ktls_nic n;
 	char err[256] = "";
 	int fd;
 
-	fd = socket(v->client_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (fd == -1 || connect(fd, (struct sockaddr *)&ss, len) == -1) {
+	if ((fd = remote_open(v)) == -1) {
 		printf("%s: skipped, no route to %s (%s)\n", v->name,
 		       v->connect_addr, strerror(errno));
-		if (fd != -1)
-			close(fd);
 		return;
 	}
 	check(ktls_nic_query(fd, &n, err, sizeof(err)) == 0,
@@ -286,7 +304,8 @@ tls_pair_snapshots(int fds[2], struct ktls_nic *nb, struct ktls_nic *na,
 	char buf[8];
 
 	if (ktls_tls_stat_read(before, err, errlen) == -1 ||
-	    ktls_nic_query(fds[0], nb, err, errlen) == -1)
+	    ktls_nic_query(fds[0], nb, err, errlen) == -1 ||
+	    ktls_nic_stats(nb, err, errlen) == -1)
 		return -1;
 	if (ktls_dummy(fds[0], TLS_TX) == -1 ||
 	    ktls_dummy(fds[1], TLS_RX) == -1 ||
@@ -397,6 +416,142 @@ probe_deltas_format(void)
 	      "deltas: nothing changed, nothing written");
 }
 
+/* Equal but for the counters, which neither query reads. */
+static int
+nic_same(const struct ktls_nic *a, const struct ktls_nic *b)
+{
+	return strcmp(a->ifname, b->ifname) == 0 && a->ifindex == b->ifindex &&
+	       a->is_loopback == b->is_loopback &&
+	       a->is_virtual == b->is_virtual &&
+	       a->tls_tx_feature == b->tls_tx_feature &&
+	       a->tls_rx_feature == b->tls_rx_feature &&
+	       a->tls_tx_available == b->tls_tx_available &&
+	       a->tls_rx_available == b->tls_rx_available && a->nstats == 0 &&
+	       b->nstats == 0;
+}
+
+/* Two interfaces in one cache: each asked of the kernel once. */
+static void
+probe_cache_remote(struct ktls_nic_cache *c, int lo_fd)
+{
+	struct ktls_nic direct, n;
+	char err[256] = "";
+	unsigned long misses = c->misses;
+	int fd, ok;
+
+	if ((fd = remote_open(&remote[0])) == -1) {
+		printf("cache: second interface skipped, no route to %s\n",
+		       remote[0].connect_addr);
+		return;
+	}
+	ok = ktls_nic_query(fd, &direct, err, sizeof(err)) == 0 &&
+	     ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
+	     nic_same(&direct, &n) &&
+	     ktls_nic_cache_query(c, lo_fd, &n, err, sizeof(err)) == 0 &&
+	     strcmp(n.ifname, "lo") == 0 &&
+	     ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
+	     nic_same(&direct, &n);
+	check(ok && c->misses == misses + 1,
+	      "cache: %s kept beside lo, each asked of the kernel once%s%s",
+	      direct.ifname, err[0] ? ": " : "", err);
+	close(fd);
+}
+
+static void
+probe_cache(void)
+{
+	struct ktls_nic_cache kept = KTLS_NIC_CACHE_INIT(60);
+	struct ktls_nic_cache never = KTLS_NIC_CACHE_INIT(0);
+	struct ktls_nic direct, a, b;
+	char err[256] = "";
+	int fds[2], fd, ok;
+
+	if (pair_open(&variants[0], fds) == -1) {
+		check(0, "cache: loopback pair: %s", strerror(errno));
+		return;
+	}
+	ok = ktls_nic_query(fds[1], &direct, err, sizeof(err)) == 0 &&
+	     ktls_nic_cache_query(&kept, fds[1], &a, err, sizeof(err)) == 0 &&
+	     ktls_nic_cache_query(&kept, fds[0], &b, err, sizeof(err)) == 0;
+	check(ok && nic_same(&direct, &a) && nic_same(&direct, &b),
+	      "cache: both ends of a lo pair, answered as by ktls_nic_query%s%s",
+	      err[0] ? ": " : "", err);
+	check(kept.misses == 1 && kept.hits == 1,
+	      "cache: lo asked of the kernel once, then kept (%lu hits, %lu "
+	      "misses)", kept.hits, kept.misses);
+	(void)ktls_nic_cache_query(&never, fds[1], &a, err, sizeof(err));
+	(void)ktls_nic_cache_query(&never, fds[1], &a, err, sizeof(err));
+	check(never.misses == 2 && never.hits == 0,
+	      "cache: with a ttl of 0 every query asks the kernel");
+	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	check(ktls_nic_cache_query(&kept, fd, &a, err, sizeof(err)) == -1 &&
+		  errno == ENOTCONN && a.ifname[0] == '\0' &&
+		  kept.hits + kept.misses == 2,
+	      "cache: a socket without a route fails, uncounted (%s)", err);
+	close(fd);
+	probe_cache_remote(&kept, fds[0]);
+	pair_close(fds);
+}
+
+#define CACHE_THREADS 8
+#define CACHE_ROUNDS 50
+
+struct cache_worker {
+	pthread_t tid;
+	struct ktls_nic_cache *cache;
+	int fd;
+	int wrong; /* answers that failed or were not lo */
+};
+
+static void *
+cache_worker_main(void *arg)
+{
+	struct cache_worker *w = arg;
+	struct ktls_nic n;
+	char err[256];
+	int i;
+
+	for (i = 0; i < CACHE_ROUNDS; i++)
+		if (ktls_nic_cache_query(w->cache, w->fd, &n, err,
+					 sizeof(err)) == -1 ||
+		    strcmp(n.ifname, "lo") != 0)
+			w->wrong++;
+	return NULL;
+}
+
+/* Threads that share a cache, as the server's client threads do. */
+static void
+probe_cache_threads(void)
+{
+	static struct ktls_nic_cache shared = KTLS_NIC_CACHE_INIT(60);
+	struct cache_worker w[CACHE_THREADS];
+	size_t i, started = 0;
+	int fds[2], wrong = 0;
+
+	if (pair_open(&variants[0], fds) == -1) {
+		check(0, "cache threads: loopback pair: %s", strerror(errno));
+		return;
+	}
+	for (i = 0; i < CACHE_THREADS; i++) {
+		w[i] = (struct cache_worker){.cache = &shared,
+					     .fd = fds[i % 2]};
+		if (pthread_create(&w[i].tid, NULL, cache_worker_main, &w[i]))
+			break;
+		started++;
+	}
+	for (i = 0; i < started; i++) {
+		pthread_join(w[i].tid, NULL);
+		wrong += w[i].wrong;
+	}
+	check(started == CACHE_THREADS && wrong == 0 &&
+		  shared.hits + shared.misses == CACHE_THREADS * CACHE_ROUNDS &&
+		  shared.misses <= CACHE_THREADS,
+	      "cache: %d threads x %d queries, all lo, %lu asked of the "
+	      "kernel (at most one a thread)",
+	      CACHE_THREADS, CACHE_ROUNDS, shared.misses);
+	pair_close(fds);
+}
+
 int
 main(void)
 {
@@ -410,6 +565,8 @@ main(void)
 	probe_refusals();
 	probe_tls_stat();
 	probe_deltas_format();
+	probe_cache();
+	probe_cache_threads();
 
 	printf("nic_probe: %d passed, %d failed\n", passed, failed);
 	return failed > 0 ? 1 : 0;

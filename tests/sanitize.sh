@@ -7,10 +7,12 @@
 #      the unit tests, tests/nic_probe and tests/host_tests.sh run on
 #      those binaries. Any sanitizer report, from any process, is a
 #      failure;
-#   3. rebuilt with clang -fsanitize=thread: tests/host_tests.sh and the
-#      load test (HK_TSAN_LOAD_N, default 200, concurrent clients, each
-#      in its own server thread; its RSS check is left out, TSan's shadow
-#      memory grows with every thread). Any ThreadSanitizer report fails.
+#   3. rebuilt with clang -fsanitize=thread: tests/nic_probe (threads
+#      sharing the NIC feature cache the server's threads share),
+#      tests/host_tests.sh and the load test (HK_TSAN_LOAD_N, default 200,
+#      concurrent clients, each in its own server thread; its RSS check is
+#      left out, TSan's shadow memory grows with every thread). Any
+#      ThreadSanitizer report fails.
 # Sanitizer reports go to files (log_path), not to stderr, so the tests
 # that check stderr text are not disturbed and reports from children
 # whose stderr a test throws away are still seen.
@@ -155,6 +157,7 @@ sanitized_tests() {
 tsan_tests() {
 	UNDER=TSan
 	export TSAN_OPTIONS="halt_on_error=1:log_path=$REPORTS/tsan"
+	run_suite "tests/nic_probe" "$TMP/tsan-nic.log" "$TREE/tests/nic_probe"
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/tsan-host.log" \
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
 	run_suite "load test, ${HK_TSAN_LOAD_N:-200} clients at once" "$TMP/tsan-load.log" \
