@@ -65,11 +65,11 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 #define MTLS_TLS12_CIPHERS "ECDHE+AESGCM:ECDHE+CHACHA20:ECDHE-ECDSA-AES128-CCM"
 
 static int
-set_protocol(SSL_CTX *ctx, const struct mtls_options *c, char *err,
+set_protocol(SSL_CTX *ctx, const struct mtls_options *o, char *err,
     size_t errlen)
 {
-	int lo = c->tls_version ? c->tls_version : TLS1_2_VERSION;
-	int hi = c->tls_version ? c->tls_version : TLS1_3_VERSION;
+	int lo = o->tls_version ? o->tls_version : TLS1_2_VERSION;
+	int hi = o->tls_version ? o->tls_version : TLS1_3_VERSION;
 	char why[MTLS_REASON_MAX];
 
 	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
@@ -80,46 +80,46 @@ set_protocol(SSL_CTX *ctx, const struct mtls_options *c, char *err,
 		    mtls_err_reason(why, sizeof(why), "unsupported"));
 		return -1;
 	}
-	if (!SSL_CTX_set_cipher_list(ctx, c->ciphers != NULL ? c->ciphers :
+	if (!SSL_CTX_set_cipher_list(ctx, o->ciphers != NULL ? o->ciphers :
 	    MTLS_TLS12_CIPHERS)) {
 		snprintf(err, errlen, "--ciphers '%s': no usable TLS 1.2 cipher",
-		    c->ciphers);
+		    o->ciphers);
 		return -1;
 	}
-	if (c->ciphersuites != NULL &&
-	    !SSL_CTX_set_ciphersuites(ctx, c->ciphersuites)) {
+	if (o->ciphersuites != NULL &&
+	    !SSL_CTX_set_ciphersuites(ctx, o->ciphersuites)) {
 		snprintf(err, errlen, "--ciphersuites '%s': no usable TLS 1.3 "
-		    "cipher suite", c->ciphersuites);
+		    "cipher suite", o->ciphersuites);
 		return -1;
 	}
 	return 0;
 }
 
 SSL_CTX *
-mtls_ctx_new(const struct mtls_options *c, char *err, size_t errlen)
+mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 {
 	SSL_CTX *ctx;
 	char why[MTLS_REASON_MAX];
 	int mode = SSL_VERIFY_PEER;
 
-	ctx = SSL_CTX_new(c->server ? TLS_server_method() :
+	ctx = SSL_CTX_new(o->server ? TLS_server_method() :
 	    TLS_client_method());
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create TLS context: %s",
 		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return NULL;
 	}
-	if (set_protocol(ctx, c, err, errlen) < 0 ||
-	    load(ctx, "certificate", c->cert, err, errlen) < 0 ||
-	    load(ctx, "private key", c->key, err, errlen) < 0 ||
-	    load(ctx, "CA certificate", c->ca, err, errlen) < 0)
+	if (set_protocol(ctx, o, err, errlen) < 0 ||
+	    load(ctx, "certificate", o->cert, err, errlen) < 0 ||
+	    load(ctx, "private key", o->key, err, errlen) < 0 ||
+	    load(ctx, "CA certificate", o->ca, err, errlen) < 0)
 		goto fail;
 	if (!SSL_CTX_check_private_key(ctx)) {
 		snprintf(err, errlen, "private key %s does not match "
-		    "certificate %s", c->key, c->cert);
+		    "certificate %s", o->key, o->cert);
 		goto fail;
 	}
-	if (c->server) {
+	if (o->server) {
 		mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
 		/*
 		 * No server-side session cache: every client would leave a
@@ -131,7 +131,7 @@ mtls_ctx_new(const struct mtls_options *c, char *err, size_t errlen)
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */
-	SSL_CTX_set_keylog_callback(ctx, c->keylog);
+	SSL_CTX_set_keylog_callback(ctx, o->keylog);
 	if (ktls_ctx_prepare(ctx, err, errlen) < 0)
 		goto fail;
 	ERR_clear_error();
