@@ -28,6 +28,7 @@
 #include <linux/tls.h>
 
 #include "../ktls_diag.h"
+#include "tcp_pair.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282 /* include/linux/socket.h */
@@ -92,45 +93,7 @@ query(const char *label, int fd, struct ktls_diag *d)
 static int
 pair_open(const struct variant *v, int fds[2])
 {
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int lfd, e;
-
-	memset(&ss, 0, sizeof(ss));
-	ss.ss_family = (sa_family_t)v->family;
-	if (v->family == AF_INET)
-		inet_pton(AF_INET, v->loopback,
-			  &((struct sockaddr_in *)&ss)->sin_addr);
-	else
-		inet_pton(AF_INET6, v->loopback,
-			  &((struct sockaddr_in6 *)&ss)->sin6_addr);
-	fds[0] = fds[1] = -1;
-	if ((lfd = socket(v->family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
-		return -1;
-	if (bind(lfd, (struct sockaddr *)&ss, len) == -1 || listen(lfd, 1) == -1 ||
-	    getsockname(lfd, (struct sockaddr *)&ss, &len) == -1 ||
-	    (fds[0] = socket(v->family, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1 ||
-	    connect(fds[0], (struct sockaddr *)&ss, len) == -1 ||
-	    (fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
-		goto err;
-	close(lfd);
-	return 0;
-
-err:
-	e = errno;
-	if (fds[0] != -1)
-		close(fds[0]);
-	close(lfd);
-	fds[0] = fds[1] = -1;
-	errno = e;
-	return -1;
-}
-
-static void
-pair_close(int fds[2])
-{
-	close(fds[0]);
-	close(fds[1]);
+	return tcp_pair_open(v->family, v->loopback, v->family, v->loopback, fds);
 }
 
 static int
@@ -286,13 +249,13 @@ probe_variant(const struct variant *v)
 		return 0;
 	}
 	probe_plain(v, fds);
-	pair_close(fds);
+	tcp_pair_close(fds);
 	if (pair_open(v, fds) == -1) {
 		check(0, "%s: loopback pair: %s", v->name, strerror(errno));
 		return 0;
 	}
 	rc = probe_tls(v, fds);
-	pair_close(fds);
+	tcp_pair_close(fds);
 	return rc;
 }
 

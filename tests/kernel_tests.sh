@@ -8,23 +8,13 @@ set -u
 . "$(dirname "$0")/lib.sh"
 hk_init
 
-if [ ! -e /proc/net/tls_stat ]; then
-	echo "FAIL - this kernel has no kTLS (/proc/net/tls_stat missing)"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+require_ktls
 
 HELLO_C='Received from server: Hello from kTLS server! Your certificate was validated.'
 HELLO_S='Received from client: Hello from kTLS client! I have a valid certificate.'
 BULK=$WORK/bulk.bin
 head -c $((4 * 1024 * 1024 + 12345)) /dev/urandom >"$BULK"
 
-stat_get() {
-	local name value
-	while read -r name value; do
-		[ "$name" = "$1" ] && echo "$value" && return
-	done </proc/net/tls_stat
-}
 
 # version, cipher option, expected cipher name, as the kernel selftest's variants.
 VARIANTS="
@@ -269,7 +259,6 @@ test_nic_probe() {
 	fi
 }
 
-can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat; }
 
 # Our client and server rekey each other every few hundred KiB of a
 # multi-MiB echo; data compared by hash, the kernel's rekey counters up.

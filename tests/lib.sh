@@ -23,6 +23,28 @@ hk_init() {
 	cd "$HK_CERTS" || exit 1
 }
 
+# require_ktls: a kernel suite on a kernel without kTLS is one failure,
+# never a skip.
+require_ktls() {
+	[ -e /proc/net/tls_stat ] && return 0
+	echo "FAIL - this kernel has no kTLS (/proc/net/tls_stat missing)"
+	echo "0 passed, 1 failed"
+	exit 1
+}
+
+# stat_get NAME: a /proc/net/tls_stat counter (0 where there is none).
+stat_get() {
+	local name value
+	[ -r /proc/net/tls_stat ] || { echo 0; return; }
+	while read -r name value; do
+		[ "$name" = "$1" ] && echo "$value" && return
+	done </proc/net/tls_stat
+	echo 0
+}
+
+# can_rekey: this kernel can change a kTLS key (Linux 6.14+).
+can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat 2>/dev/null; }
+
 # In the UML guest every fork and exec costs tens of milliseconds, so
 # the helpers polled in loops stay inside bash.
 nap() { read -r -t "$1" -u 9 _ || true; }

@@ -33,6 +33,7 @@
 
 #include "../ktls_nic.h"
 #include "../ktls_nic_cache.h"
+#include "tcp_pair.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282 /* include/linux/socket.h */
@@ -79,75 +80,11 @@ check(int ok, const char *fmt, ...)
 		failed++;
 }
 
-/* Address and port 0 (or port) of family as a sockaddr; its length. */
-static socklen_t
-addr_make(int family, const char *text, in_port_t port,
-	  struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	ss->ss_family = (sa_family_t)family;
-	if (family == AF_INET) {
-		inet_pton(AF_INET, text, &s4->sin_addr);
-		s4->sin_port = port;
-		return sizeof(*s4);
-	}
-	inet_pton(AF_INET6, text, &s6->sin6_addr);
-	s6->sin6_port = port;
-	return sizeof(*s6);
-}
-
-static in_port_t
-addr_port(const struct sockaddr_storage *ss)
-{
-	if (ss->ss_family == AF_INET)
-		return ((const struct sockaddr_in *)ss)->sin_port;
-	return ((const struct sockaddr_in6 *)ss)->sin6_port;
-}
-
 /* A connected loopback pair on an ephemeral port; fds[0] is the client. */
 static int
 pair_open(const struct variant *v, int fds[2])
 {
-	struct sockaddr_storage ss;
-	socklen_t len;
-	int lfd, e;
-
-	fds[0] = fds[1] = -1;
-	if ((lfd = socket(v->listen_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
-	    -1)
-		return -1;
-	len = addr_make(v->listen_family, v->listen_addr, 0, &ss);
-	if (bind(lfd, (struct sockaddr *)&ss, len) == -1 ||
-	    listen(lfd, 1) == -1 ||
-	    getsockname(lfd, (struct sockaddr *)&ss, &len) == -1)
-		goto err;
-	len = addr_make(v->client_family, v->connect_addr, addr_port(&ss), &ss);
-	if ((fds[0] = socket(v->client_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
-		-1 ||
-	    connect(fds[0], (struct sockaddr *)&ss, len) == -1 ||
-	    (fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
-		goto err;
-	close(lfd);
-	return 0;
-
-err:
-	e = errno;
-	if (fds[0] != -1)
-		close(fds[0]);
-	close(lfd);
-	fds[0] = fds[1] = -1;
-	errno = e;
-	return -1;
-}
-
-static void
-pair_close(int fds[2])
-{
-	close(fds[0]);
-	close(fds[1]);
+	return tcp_pair_open(v->listen_family, v->listen_addr, v->client_family, v->connect_addr, fds);
 }
 
 static void
@@ -207,7 +144,7 @@ probe_loopback(const struct variant *v)
 	check(ktls_nic_stats(&n, err, sizeof(err)) == 0 && n.nstats == 0,
 	      "%s: ktls_nic_stats re-reads lo: no counters%s%s", v->name,
 	      err[0] ? ": " : "", err);
-	pair_close(fds);
+	tcp_pair_close(fds);
 }
 
 /* A UDP socket connected to v's remote address, or -1 if no route. */
@@ -215,7 +152,7 @@ static int
 remote_open(const struct variant *v)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = addr_make(v->client_family, v->connect_addr, htons(9),
+	socklen_t len = tcp_addr(v->client_family, v->connect_addr, htons(9),
 				  &ss);
 	int fd, e;
 
@@ -340,7 +277,7 @@ probe_tls_deltas(void)
 	if (tls_pair_snapshots(fds, &nb, &na, &before, &after, err,
 			       sizeof(err)) == -1) {
 		check(0, "%s", err);
-		pair_close(fds);
+		tcp_pair_close(fds);
 		return;
 	}
 	lines = ktls_nic_deltas(&nb, &na, &before, &after, out, sizeof(out));
@@ -350,7 +287,7 @@ probe_tls_deltas(void)
 		      ktls_tls_stat_get(&before, moved[i]) + 1;
 	check(ok && lines == 4, "one kTLS pair: TlsCurr{Tx,Rx}Sw and "
 				"Tls{Tx,Rx}Sw +1, nothing else moved");
-	pair_close(fds);
+	tcp_pair_close(fds);
 }
 
 static void
@@ -490,7 +427,7 @@ probe_cache(void)
 	      "cache: a socket without a route fails, uncounted (%s)", err);
 	close(fd);
 	probe_cache_remote(&kept, fds[0]);
-	pair_close(fds);
+	tcp_pair_close(fds);
 }
 
 #define CACHE_THREADS 8
@@ -549,7 +486,7 @@ probe_cache_threads(void)
 	      "cache: %d threads x %d queries, all lo, %lu asked of the "
 	      "kernel (at most one a thread)",
 	      CACHE_THREADS, CACHE_ROUNDS, shared.misses);
-	pair_close(fds);
+	tcp_pair_close(fds);
 }
 
 int

@@ -17,23 +17,10 @@ set -u
 hk_init
 
 MODE=${1:-user}
-if [ "$MODE" = kernel ] && [ ! -e /proc/net/tls_stat ]; then
-	echo "FAIL - this kernel has no kTLS (/proc/net/tls_stat missing)"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+[ "$MODE" = kernel ] && require_ktls
 PEER=$HK_ROOT/tests/record_peer.py
 PEER_LOG=$WORK/peer.log
 
-stat_get() {
-	local name value
-	[ -r /proc/net/tls_stat ] || { echo 0; return; }
-	while read -r name value; do
-		[ "$name" = "$1" ] && echo "$value" && return
-	done </proc/net/tls_stat
-	echo 0
-}
-can_rekey() { grep -q '^TlsTxRekeyOk' /proc/net/tls_stat 2>/dev/null; }
 
 if [ "$MODE" = kernel ]; then
 	KTLS=require

@@ -15,23 +15,13 @@ set -u
 . "$(dirname "$0")/lib.sh"
 hk_init
 
-if [ ! -e /proc/net/tls_stat ]; then
-	echo "FAIL - this kernel has no kTLS (/proc/net/tls_stat missing)"
-	echo "0 passed, 1 failed"
-	exit 1
-fi
+require_ktls
 
 DATA=$WORK/data.bin       # through the proxy: 19 records of up to 16 KiB
 BIG=$WORK/big.bin         # directly, alongside
 head -c 300000 /dev/urandom >"$DATA"
 head -c 2000000 /dev/urandom >"$BIG"
 
-stat_get() {
-	local name value
-	while read -r name value; do
-		[ "$name" = "$1" ] && echo "$value" && return
-	done </proc/net/tls_stat
-}
 
 # The client's type-23 records before its first application data: in TLS
 # 1.3 its encrypted Certificate, CertificateVerify and Finished (mutual
