@@ -56,8 +56,8 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 	c->timeout = timeout;
 	c->timeout_opt = timeout_opt;
 	set_timeout(fd, timeout);
-	if ((c->ssl = SSL_new(ctx)) == NULL || (c->k = ktls_new(c->ssl)) == NULL ||
-	    !SSL_set_fd(c->ssl, fd)) {
+	if ((c->ssl = SSL_new(ctx)) == NULL ||
+	    (c->k = ktls_new(c->ssl)) == NULL || !SSL_set_fd(c->ssl, fd)) {
 		conn_seterr(c, "cannot set up TLS: %s",
 		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return -1;
@@ -143,8 +143,10 @@ handshake_wait(struct conn *c, int e, const struct timespec *deadline)
 		if (stop_check(c) < 0)
 			return -1;
 		if ((ms = ms_left(deadline)) <= 0) {
-			conn_seterr(c, "handshake not finished "
-			    "within %d s (%s)", c->timeout, c->timeout_opt);
+			conn_seterr(c,
+			    "handshake not finished "
+			    "within %d s (%s)",
+			    c->timeout, c->timeout_opt);
 			return -1;
 		}
 		if ((r = poll(&p, 1, (int)ms)) > 0)
@@ -173,7 +175,7 @@ conn_handshake(struct conn *c)
 	for (;;) {
 		ERR_clear_error();
 		ret = SSL_is_server(c->ssl) ? SSL_accept(c->ssl) :
-		    SSL_connect(c->ssl);
+					      SSL_connect(c->ssl);
 		if (ret == 1)
 			break;
 		e = SSL_get_error(c->ssl, ret);
@@ -199,9 +201,10 @@ confirm_dir(struct conn *c, enum ktls_dir dir, int conf)
 	if (conf == TLS_CONF_HW || conf == TLS_CONF_HW_RECORD)
 		ktls_set_hardware(c->k, dir);
 	else if (conf != TLS_CONF_SW)
-		snprintf(c->unconfirmed, sizeof(c->unconfirmed), "the kernel "
-		    "reports kTLS %s as %s", dir == KTLS_TX ? "TX" : "RX",
-		    ktls_diag_conf_name(conf));
+		snprintf(c->unconfirmed, sizeof(c->unconfirmed),
+		    "the kernel "
+		    "reports kTLS %s as %s",
+		    dir == KTLS_TX ? "TX" : "RX", ktls_diag_conf_name(conf));
 }
 
 /*
@@ -217,9 +220,10 @@ confirm_with_kernel(struct conn *c)
 	if (!ktls_active(c->k, KTLS_TX) && !ktls_active(c->k, KTLS_RX))
 		return;
 	if (ktls_diag_query(c->fd, &d, err, sizeof(err)) < 0 || !d.has_ulp) {
-		snprintf(c->unconfirmed, sizeof(c->unconfirmed), "the kernel's "
-		    "per-socket report is unavailable (%s)", err[0] ? err :
-		    "no ULP info; needs CAP_NET_ADMIN");
+		snprintf(c->unconfirmed, sizeof(c->unconfirmed),
+		    "the kernel's "
+		    "per-socket report is unavailable (%s)",
+		    err[0] ? err : "no ULP info; needs CAP_NET_ADMIN");
 		return;
 	}
 	confirm_dir(c, KTLS_TX, d.txconf);
@@ -232,8 +236,10 @@ buffered(BIO *sock, long size, int for_read)
 {
 	BIO *buf = BIO_new(BIO_f_buffer());
 
-	if (buf == NULL || (for_read ? BIO_set_read_buffer_size(buf, size) :
-	    BIO_set_write_buffer_size(buf, size)) <= 0 || !BIO_up_ref(sock)) {
+	if (buf == NULL ||
+	    (for_read ? BIO_set_read_buffer_size(buf, size) :
+			BIO_set_write_buffer_size(buf, size)) <= 0 ||
+	    !BIO_up_ref(sock)) {
 		BIO_free(buf);
 		return NULL;
 	}
@@ -322,7 +328,8 @@ conn_read_line(struct conn *c, char *line, size_t max)
 	while (have + 1 < max) {
 		if ((n = conn_read(c, line + have, max - 1 - have)) <= 0) {
 			if (n == 0)
-				conn_seterr(c, "connection closed in the "
+				conn_seterr(c,
+				    "connection closed in the "
 				    "middle of a protocol line");
 			return -1;
 		}
@@ -346,7 +353,8 @@ conn_read(struct conn *c, void *buf, size_t len)
 	ssize_t r;
 
 	if (c->roff < c->rlen) {
-		r = (ssize_t)(len < c->rlen - c->roff ? len : c->rlen - c->roff);
+		r = (ssize_t)(len < c->rlen - c->roff ? len :
+							c->rlen - c->roff);
 		memcpy(buf, c->rbuf + c->roff, (size_t)r);
 		c->roff += (size_t)r;
 		return r;
@@ -364,8 +372,8 @@ conn_read(struct conn *c, void *buf, size_t len)
 		if (stop_check(c) < 0)
 			return -1;
 		ERR_clear_error();
-		n = SSL_read(c->ssl, buf, len > 0x40000000 ? 0x40000000 :
-		    (int)len);
+		n = SSL_read(c->ssl, buf,
+		    len > 0x40000000 ? 0x40000000 : (int)len);
 		saved = errno;
 		if (n > 0)
 			return n;
@@ -398,8 +406,9 @@ flush(struct conn *c, int finishing)
 			continue;
 		if (stop_check(c) < 0)
 			return -1;
-		conn_seterr(c, "sending: %s", errno == EAGAIN ?
-		    "timed out waiting for the peer" : strerror(errno));
+		conn_seterr(c, "sending: %s",
+		    errno == EAGAIN ? "timed out waiting for the peer" :
+				      strerror(errno));
 		c->failed = 1;
 		return -1;
 	}

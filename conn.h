@@ -15,7 +15,11 @@
 #include "ktls_keys.h"
 
 /* What conn_offload does: try, insist, or stay in userspace. */
-enum conn_ktls_mode { CONN_KTLS_AUTO, CONN_KTLS_REQUIRE, CONN_KTLS_OFF };
+enum conn_ktls_mode {
+	CONN_KTLS_AUTO,
+	CONN_KTLS_REQUIRE,
+	CONN_KTLS_OFF
+};
 
 /* Room for c->err, with its terminating NUL. */
 #define CONN_ERR_MAX 320
@@ -26,17 +30,18 @@ struct conn {
 	int fd;
 	SSL *ssl;
 	struct ktls *k;
-	int failed; /* a fatal error: no close_notify on close */
-	int timeout;            /* seconds: the handshake, then each wait */
+	int failed;              /* a fatal error: no close_notify on close */
+	int timeout;             /* seconds: the handshake, then each wait */
 	const char *timeout_opt; /* the option that set it, for messages */
 	const atomic_int *interrupt; /* see conn_set_interrupt */
-	unsigned long long rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
+	unsigned long long
+	    rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
 	/* Why the kernel did not confirm kTLS. */
 	char unconfirmed[CONN_UNCONFIRMED_MAX];
-	char *rbuf;                     /* bytes read past a protocol line */
+	char *rbuf; /* bytes read past a protocol line */
 	size_t roff, rlen;
-	char err[CONN_ERR_MAX];         /* see conn_seterr */
+	char err[CONN_ERR_MAX]; /* see conn_seterr */
 };
 
 /*

@@ -34,13 +34,15 @@ static int
 connect_to(const char *host, const char *port, int timeout, char *err,
     size_t errlen)
 {
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM };
 	struct addrinfo *res, *ai;
 	struct timeval tv = { .tv_sec = timeout };
 	int fd = -1, rc, saved = 0;
 
 	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "cannot resolve %s: %s", host, gai_strerror(rc));
+		snprintf(err, errlen, "cannot resolve %s: %s", host,
+		    gai_strerror(rc));
 		return -1;
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
@@ -58,8 +60,9 @@ connect_to(const char *host, const char *port, int timeout, char *err,
 	freeaddrinfo(res);
 	if (fd < 0)
 		snprintf(err, errlen, "cannot connect to %s port %s: %s", host,
-		    port, saved == EINPROGRESS || saved == EAGAIN ? "timed out" :
-		    strerror(saved));
+		    port,
+		    saved == EINPROGRESS || saved == EAGAIN ? "timed out" :
+							      strerror(saved));
 	return fd;
 }
 
@@ -75,7 +78,8 @@ exchange_hello(struct conn *c, const struct hk_config *cfg)
 	printf("Sent %zu bytes\n", strlen(cfg->message));
 	if ((n = conn_read(c, buf, sizeof(buf))) <= 0) {
 		if (n == 0)
-			conn_seterr(c, "server closed the connection without "
+			conn_seterr(c,
+			    "server closed the connection without "
 			    "replying");
 		return -1;
 	}
@@ -93,7 +97,8 @@ echo_back(struct conn *c, const char *sent, char *got, size_t len)
 	while (have < len) {
 		if ((n = conn_read(c, got + have, len - have)) <= 0) {
 			if (n == 0)
-				conn_seterr(c, "server closed the connection "
+				conn_seterr(c,
+				    "server closed the connection "
 				    "in the middle of the echo");
 			return -1;
 		}
@@ -127,7 +132,8 @@ exchange_file(struct conn *c, const struct hk_config *cfg)
 	}
 	printf("Sending %s to server\n", cfg->send_file);
 	while ((n = fread(sent, 1, CHUNK, in)) > 0) {
-		if (conn_write(c, sent, n) < 0 || echo_back(c, sent, got, n) < 0)
+		if (conn_write(c, sent, n) < 0 ||
+		    echo_back(c, sent, got, n) < 0)
 			goto out;
 		if (out != NULL && fwrite(got, 1, n, out) != n) {
 			conn_seterr(c, "cannot write %s: %s", cfg->output,
@@ -172,8 +178,9 @@ exchange_get(struct conn *c, const struct hk_config *cfg)
 		return hk_client_get(c, cfg->get, data_fd, &size);
 	/* A failed download never leaves a partial file under its name. */
 	snprintf(part, sizeof(part), "%s.part", out);
-	if (*out == '\0' || (fd = open(part, O_WRONLY | O_CREAT | O_TRUNC |
-	    O_CLOEXEC, 0644)) < 0) {
+	if (*out == '\0' ||
+	    (fd = open(part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) <
+		0) {
 		conn_seterr(c, "cannot write %.200s: %s", part,
 		    *out ? strerror(errno) : "no file name");
 		return -1;
@@ -216,9 +223,10 @@ bench_line(const char *side, const char *dir, const struct hk_stats *s)
 	double gb = (double)s->bytes / 1e9;
 
 	printf("BENCH side=%s dir=%s bytes=%llu seconds=%.3f gbps=%.3f "
-	    "user=%.3f sys=%.3f cpu_per_gb=%.3f path=%s\n", side, dir,
-	    s->bytes, s->seconds, s->seconds > 0 ? gb * 8 / s->seconds : 0,
-	    s->user, s->sys, gb > 0 ? (s->user + s->sys) / gb : 0, s->path);
+	       "user=%.3f sys=%.3f cpu_per_gb=%.3f path=%s\n",
+	    side, dir, s->bytes, s->seconds,
+	    s->seconds > 0 ? gb * 8 / s->seconds : 0, s->user, s->sys,
+	    gb > 0 ? (s->user + s->sys) / gb : 0, s->path);
 }
 
 static int
@@ -230,7 +238,7 @@ exchange_bench(struct conn *c, const struct hk_config *cfg, int down)
 	printf("Benchmark %s: %llu bytes\n", dir, cfg->bench);
 	progress_shown = 0;
 	if (hk_client_bench(c, down, cfg->bench, cfg->bench_sendfile, &ours,
-	    &theirs, isatty(STDOUT_FILENO) ? progress : NULL) < 0)
+		&theirs, isatty(STDOUT_FILENO) ? progress : NULL) < 0)
 		return -1;
 	if (progress_shown)
 		printf("\n");
@@ -239,7 +247,13 @@ exchange_bench(struct conn *c, const struct hk_config *cfg, int down)
 	return 0;
 }
 
-enum op { OP_HELLO, OP_SEND_FILE, OP_GET, OP_BENCH_DOWN, OP_BENCH_UP };
+enum op {
+	OP_HELLO,
+	OP_SEND_FILE,
+	OP_GET,
+	OP_BENCH_DOWN,
+	OP_BENCH_UP
+};
 
 static int
 exchange(struct conn *c, const struct hk_config *cfg, enum op op)
@@ -265,10 +279,11 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	char err[512];
 	int fd, ret = 1;
 
-	printf("Connecting to %s%s%s:%s...\n", strchr(cfg->host, ':') ? "[" : "",
-	    cfg->host, strchr(cfg->host, ':') ? "]" : "", cfg->port);
+	printf("Connecting to %s%s%s:%s...\n",
+	    strchr(cfg->host, ':') ? "[" : "", cfg->host,
+	    strchr(cfg->host, ':') ? "]" : "", cfg->port);
 	if ((fd = connect_to(cfg->host, cfg->port, cfg->timeout, err,
-	    sizeof(err))) < 0) {
+		 sizeof(err))) < 0) {
 		hk_warn("%s", err);
 		return 1;
 	}
@@ -276,8 +291,10 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	if (conn_init(&c, ctx, fd, cfg->timeout, "--timeout") < 0)
 		goto out;
 	if (mtls_set_peer_host(c.ssl, cfg->host) < 0) {
-		conn_seterr(&c, "cannot check the server's certificate against "
-		    "'%s'", cfg->host);
+		conn_seterr(&c,
+		    "cannot check the server's certificate against "
+		    "'%s'",
+		    cfg->host);
 		goto out;
 	}
 	if (hk_session_start(&c, cfg, "Server", &counters) < 0)
@@ -322,9 +339,10 @@ main(int argc, char **argv)
 	if ((ret = hk_start(&cfg, HK_CLIENT, argc, argv)) >= 0)
 		return ret;
 	/* --get -o -: the data owns stdout, every message goes to stderr. */
-	if (cfg.get != NULL && cfg.output != NULL && strcmp(cfg.output, "-") == 0 &&
+	if (cfg.get != NULL && cfg.output != NULL &&
+	    strcmp(cfg.output, "-") == 0 &&
 	    ((data_fd = dup(STDOUT_FILENO)) < 0 ||
-	    dup2(STDERR_FILENO, STDOUT_FILENO) < 0)) {
+		dup2(STDERR_FILENO, STDOUT_FILENO) < 0)) {
 		hk_warn("cannot set up stdout: %s", strerror(errno));
 		return 1;
 	}

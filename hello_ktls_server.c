@@ -51,7 +51,8 @@ on_stop(int sig)
 static int
 listen_any(unsigned short port)
 {
-	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_addr = IN6ADDR_ANY_INIT };
+	struct sockaddr_in6 a6 = { .sin6_family = AF_INET6,
+		.sin6_addr = IN6ADDR_ANY_INIT };
 	struct sockaddr_in a4 = { .sin_family = AF_INET };
 	int fd, off = 0, on = 1;
 
@@ -78,21 +79,25 @@ listen_any(unsigned short port)
 static int
 listen_on(const char *bind_addr, const char *port, char *err, size_t errlen)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE };
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_PASSIVE };
 	struct addrinfo *res, *ai;
 	int fd = -1, on = 1, rc;
 
 	if (bind_addr == NULL) {
 		fd = listen_any((unsigned short)atoi(port));
 	} else if ((rc = getaddrinfo(bind_addr, port, &hints, &res)) != 0) {
-		snprintf(err, errlen, "--bind %s: %s", bind_addr, gai_strerror(rc));
+		snprintf(err, errlen, "--bind %s: %s", bind_addr,
+		    gai_strerror(rc));
 		return -1;
 	} else {
 		for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
-			fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, 0);
+			fd = socket(ai->ai_family,
+			    ai->ai_socktype | SOCK_CLOEXEC, 0);
 			if (fd < 0)
 				continue;
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+			    sizeof(on));
 			if (bind(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
 				close(fd);
 				fd = -1;
@@ -103,7 +108,8 @@ listen_on(const char *bind_addr, const char *port, char *err, size_t errlen)
 	/* A burst of clients waits in the backlog, not in SYN retries. */
 	if (fd < 0 || listen(fd, SOMAXCONN) < 0) {
 		snprintf(err, errlen, "cannot listen on %s port %s: %s",
-		    bind_addr ? bind_addr : "all addresses", port, strerror(errno));
+		    bind_addr ? bind_addr : "all addresses", port,
+		    strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		return -1;
@@ -120,8 +126,8 @@ local_port(int fd)
 	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
 		return 0;
 	return ntohs(ss.ss_family == AF_INET6 ?
-	    ((struct sockaddr_in6 *)&ss)->sin6_port :
-	    ((struct sockaddr_in *)&ss)->sin_port);
+		((struct sockaddr_in6 *)&ss)->sin6_port :
+		((struct sockaddr_in *)&ss)->sin_port);
 }
 
 /* "127.0.0.1:PORT" or "[::1]:PORT"; IPv4-mapped addresses as IPv4. */
@@ -133,7 +139,8 @@ peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 
 	if (ss->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
-		inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host, sizeof(host));
+		inet_ntop(AF_INET, &s6->sin6_addr.s6_addr[12], host,
+		    sizeof(host));
 		snprintf(buf, len, "%s:%u", host, ntohs(s6->sin6_port));
 	} else if (ss->ss_family == AF_INET6) {
 		inet_ntop(AF_INET6, &s6->sin6_addr, host, sizeof(host));
@@ -184,7 +191,8 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 
 	if (n <= 0) {
 		if (n == 0)
-			conn_seterr(c, "client closed before sending a "
+			conn_seterr(c,
+			    "client closed before sending a "
 			    "message");
 		return -1;
 	}
@@ -193,7 +201,7 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 	if (!hk_proto_is_line(buf, (size_t)n))
 		return exchange_hello(c, cfg, buf, (size_t)n);
 	if (hk_serve_request(c, rootfd, buf, (size_t)n, summary,
-	    sizeof(summary)) < 0)
+		sizeof(summary)) < 0)
 		return -1;
 	hk_say("%s", summary);
 	return 0;
@@ -219,7 +227,7 @@ serve(const struct server *srv, int fd, const char *peer,
 	hk_print_peer(peer);
 	hk_say("Client connected");
 	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
-	    "--handshake-timeout") < 0)
+		"--handshake-timeout") < 0)
 		goto out;
 	conn_set_interrupt(&c, stop);
 	if (hk_session_start(&c, cfg, "Client", &counters) < 0)
@@ -272,8 +280,9 @@ serve_forever(struct server *srv, int lfd)
 	socklen_t len;
 	int fd, left;
 
-	if (!cfg->once && (pool = hk_pool_new(cfg->max_connections,
-	    serve_client, srv)) == NULL) {
+	if (!cfg->once &&
+	    (pool = hk_pool_new(cfg->max_connections, serve_client, srv)) ==
+		NULL) {
 		hk_warn("out of memory");
 		return 1;
 	}
@@ -366,8 +375,8 @@ main(int argc, char **argv)
 	process_setup();
 	if ((ctx = hk_context(&cfg)) == NULL)
 		return 1;
-	if (cfg.root != NULL && (rootfd = open(cfg.root, O_PATH | O_DIRECTORY |
-	    O_CLOEXEC)) < 0) {
+	if (cfg.root != NULL &&
+	    (rootfd = open(cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		hk_warn("--root %s: %s", cfg.root, strerror(errno));
 		SSL_CTX_free(ctx);
 		return 1;

@@ -18,7 +18,7 @@
 
 #include "hk_bench.h"
 
-#define PATTERN_SIZE (1 << 20)
+#define PATTERN_SIZE   (1 << 20)
 #define PROGRESS_EVERY 0.5
 
 /* Made once, shared read-only by every connection's thread. */
@@ -132,14 +132,15 @@ hk_bench_send(struct conn *c, unsigned long long bytes, int use_sendfile,
 		return -1;
 	}
 	snprintf(s->path, sizeof(s->path), "%s%s", conn_path(c, KTLS_TX),
-	    !ktls_active(c->k, KTLS_TX) ? "" : use_sendfile ? "-sendfile" :
-	    "-write");
+	    !ktls_active(c->k, KTLS_TX) ? "" :
+		use_sendfile            ? "-sendfile" :
+					  "-write");
 	meter_start(&m);
 	while (done < bytes) {
 		chunk = bytes - done < PATTERN_SIZE ? (size_t)(bytes - done) :
-		    PATTERN_SIZE;
+						      PATTERN_SIZE;
 		if ((use_sendfile ? conn_sendfile(c, fd, 0, chunk) :
-		    conn_write(c, p, chunk)) < 0)
+				    conn_write(c, p, chunk)) < 0)
 			goto out;
 		done += chunk;
 		tick(&m, done, bytes, progress);
@@ -174,13 +175,16 @@ hk_bench_recv(struct conn *c, unsigned long long bytes, struct hk_stats *s,
 	while (done < bytes) {
 		off = (size_t)(done % PATTERN_SIZE);
 		/* Never cross the end of the pattern within one compare. */
-		want = PATTERN_SIZE - off < bufsize ? PATTERN_SIZE - off : bufsize;
+		want =
+		    PATTERN_SIZE - off < bufsize ? PATTERN_SIZE - off : bufsize;
 		if (bytes - done < want)
 			want = (size_t)(bytes - done);
 		if ((n = conn_read(c, buf, want)) <= 0) {
 			if (n == 0)
-				conn_seterr(c, "stream ended after %llu of "
-				    "%llu bytes", done, bytes);
+				conn_seterr(c,
+				    "stream ended after %llu of "
+				    "%llu bytes",
+				    done, bytes);
 			goto out;
 		}
 		if (memcmp(buf, p + off, (size_t)n) != 0) {

@@ -21,7 +21,7 @@ int hk_bench_send(struct conn *c, unsigned long long bytes, int use_sendfile,
     struct hk_stats *s, hk_progress_fn progress);
 
 /* Receive bytes and check every one against the pattern. */
-int hk_bench_recv(struct conn *c, unsigned long long bytes,
-    struct hk_stats *s, hk_progress_fn progress);
+int hk_bench_recv(struct conn *c, unsigned long long bytes, struct hk_stats *s,
+    hk_progress_fn progress);
 
 #endif

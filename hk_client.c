@@ -48,7 +48,8 @@ hk_client_get(struct conn *c, const char *path, int out_fd,
 	size_t want;
 	ssize_t n;
 
-	if (strchr(path, '\n') != NULL || strlen(path) >= HK_PROTO_LINE_MAX - 16) {
+	if (strchr(path, '\n') != NULL ||
+	    strlen(path) >= HK_PROTO_LINE_MAX - 16) {
 		conn_seterr(c, "--get: unusable path");
 		return -1;
 	}
@@ -57,11 +58,13 @@ hk_client_get(struct conn *c, const char *path, int out_fd,
 		return -1;
 	while (done < *size) {
 		want = *size - done < sizeof(buf) ? (size_t)(*size - done) :
-		    sizeof(buf);
+						    sizeof(buf);
 		if ((n = conn_read(c, buf, want)) <= 0) {
 			if (n == 0)
-				conn_seterr(c, "download ended after %llu of "
-				    "%llu bytes", done, *size);
+				conn_seterr(c,
+				    "download ended after %llu of "
+				    "%llu bytes",
+				    done, *size);
 			return -1;
 		}
 		if (write_all(out_fd, buf, (size_t)n) < 0) {

@@ -23,31 +23,40 @@ struct choice {
 };
 
 static const struct choice tls_versions[] = {
-	{ "1.2", TLS1_2_VERSION }, { "1.3", TLS1_3_VERSION }, { NULL, 0 },
+	{ "1.2", TLS1_2_VERSION },
+	{ "1.3", TLS1_3_VERSION },
+	{ NULL, 0 },
 };
 static const struct choice ktls_modes[] = {
-	{ "auto", CONN_KTLS_AUTO }, { "require", CONN_KTLS_REQUIRE },
-	{ "off", CONN_KTLS_OFF }, { NULL, 0 },
+	{ "auto", CONN_KTLS_AUTO },
+	{ "require", CONN_KTLS_REQUIRE },
+	{ "off", CONN_KTLS_OFF },
+	{ NULL, 0 },
 };
 static const struct choice directions[] = {
-	{ "up", 0 }, { "down", 0 }, { "both", 0 }, { NULL, 0 },
+	{ "up", 0 },
+	{ "down", 0 },
+	{ "both", 0 },
+	{ NULL, 0 },
 };
 static const struct choice bench_paths[] = {
-	{ "sendfile", 1 }, { "readwrite", 0 }, { NULL, 0 },
+	{ "sendfile", 1 },
+	{ "readwrite", 0 },
+	{ NULL, 0 },
 };
 
 /* What an option's value is, and the type of the field it sets. */
 enum opt_kind {
-	OPT_FLAG,	/* no value; int field set to 1 */
-	OPT_HELP,	/* no value; the parse ends with HK_PARSE_HELP */
-	OPT_VERSION,	/* no value; the parse ends with HK_PARSE_VERSION */
-	OPT_STRING,	/* const char *, any text */
-	OPT_PORT,	/* const char *, digits from lo to hi */
-	OPT_COUNT,	/* int, digits from lo to hi */
-	OPT_SECONDS,	/* int, digits from lo to hi */
-	OPT_SIZE,	/* unsigned long long, hk_parse_size() and not 0 */
-	OPT_CHOICE,	/* int, the value of one of choices */
-	OPT_WORD,	/* const char *, the name of one of choices */
+	OPT_FLAG,    /* no value; int field set to 1 */
+	OPT_HELP,    /* no value; the parse ends with HK_PARSE_HELP */
+	OPT_VERSION, /* no value; the parse ends with HK_PARSE_VERSION */
+	OPT_STRING,  /* const char *, any text */
+	OPT_PORT,    /* const char *, digits from lo to hi */
+	OPT_COUNT,   /* int, digits from lo to hi */
+	OPT_SECONDS, /* int, digits from lo to hi */
+	OPT_SIZE,    /* unsigned long long, hk_parse_size() and not 0 */
+	OPT_CHOICE,  /* int, the value of one of choices */
+	OPT_WORD,    /* const char *, the name of one of choices */
 };
 
 /* OPT_CHOICE writes an int; the ktls field is an enum. */
@@ -56,7 +65,7 @@ _Static_assert(sizeof(enum conn_ktls_mode) == sizeof(int),
 
 #define FOR_CLIENT 1
 #define FOR_SERVER 2
-#define FOR_BOTH (FOR_CLIENT | FOR_SERVER)
+#define FOR_BOTH   (FOR_CLIENT | FOR_SERVER)
 
 #define F(field) offsetof(struct hk_config, field)
 
@@ -65,25 +74,24 @@ _Static_assert(sizeof(enum conn_ktls_mode) == sizeof(int),
  * that each gives only what applies to its kind.
  */
 struct opt {
-	const char *name;		/* --name */
-	char flag;			/* -f, or 0 */
-	unsigned char roles;		/* FOR_CLIENT and/or FOR_SERVER */
+	const char *name;    /* --name */
+	char flag;           /* -f, or 0 */
+	unsigned char roles; /* FOR_CLIENT and/or FOR_SERVER */
 	enum opt_kind kind;
-	size_t field;			/* F(field) of struct hk_config */
-	const char *arg;		/* its value in --help; NULL: none */
-	long lo, hi;			/* numbers: the range */
-	const struct choice *choices;	/* OPT_CHOICE, OPT_WORD */
-	const char *example;		/* OPT_SIZE: a value, for errors */
-	const char *help;		/* a \n starts an indented line */
-	const char *server_help;	/* the server's, if not the same */
+	size_t field;                 /* F(field) of struct hk_config */
+	const char *arg;              /* its value in --help; NULL: none */
+	long lo, hi;                  /* numbers: the range */
+	const struct choice *choices; /* OPT_CHOICE, OPT_WORD */
+	const char *example;          /* OPT_SIZE: a value, for errors */
+	const char *help;             /* a \n starts an indented line */
+	const char *server_help;      /* the server's, if not the same */
 };
 
 static const struct opt opts[] = {
 	{ "host", 'H', FOR_CLIENT, OPT_STRING, F(host), "HOST",
 	    .help = "server name or address (127.0.0.1)" },
-	{ "port", 'p', FOR_BOTH, OPT_PORT, F(port), "PORT",
-	    .lo = 0, .hi = 65535,
-	    .help = "server port (8443)",
+	{ "port", 'p', FOR_BOTH, OPT_PORT, F(port), "PORT", .lo = 0,
+	    .hi = 65535, .help = "server port (8443)",
 	    .server_help = "port to listen on (8443; 0 = any free)" },
 	{ "bind", 'b', FOR_SERVER, OPT_STRING, F(bind), "ADDR",
 	    .help = "address to listen on (all IPv4 and IPv6)" },
@@ -104,67 +112,62 @@ static const struct opt opts[] = {
 	{ "ciphersuites", 0, FOR_BOTH, OPT_STRING, F(ciphersuites), "LIST",
 	    .help = "TLS 1.3 cipher suites" },
 	{ "ktls", 0, FOR_BOTH, OPT_CHOICE, F(ktls), "MODE",
-	    .choices = ktls_modes,
-	    .help = "auto (default), require or off" },
+	    .choices = ktls_modes, .help = "auto (default), require or off" },
 	{ "message", 0, FOR_BOTH, OPT_STRING, F(message), "TEXT",
-	    .help = "message to send",
-	    .server_help = "reply to send" },
+	    .help = "message to send", .server_help = "reply to send" },
 	{ "get", 0, FOR_CLIENT, OPT_STRING, F(get), "PATH",
 	    .help = "download PATH from a server's --root" },
 	{ "output", 'o', FOR_CLIENT, OPT_STRING, F(output), "FILE",
 	    .help = "where --get saves it (- = stdout; default:\n"
-	    "its name here) or --send-file's echo goes" },
+		    "its name here) or --send-file's echo goes" },
 	{ "bench", 0, FOR_CLIENT, OPT_SIZE, F(bench), "BYTES",
 	    .example = "512M",
 	    .help = "stream BYTES (512M, 1G, ...) and report\n"
-	    "throughput and CPU time per side" },
+		    "throughput and CPU time per side" },
 	{ "direction", 0, FOR_CLIENT, OPT_WORD, F(direction), "D",
 	    .choices = directions,
 	    .help = "--bench: down (default), up or both" },
 	{ "bench-path", 0, FOR_CLIENT, OPT_CHOICE, F(bench_sendfile), "P",
 	    .choices = bench_paths,
 	    .help = "--bench down: the server sends with\n"
-	    "sendfile (default) or readwrite" },
+		    "sendfile (default) or readwrite" },
 	{ "send-file", 0, FOR_CLIENT, OPT_STRING, F(send_file), "FILE",
 	    .help = "send FILE to an --echo server and check\n"
-	    "that every byte comes back" },
+		    "that every byte comes back" },
 	{ "echo", 0, FOR_SERVER, OPT_FLAG, F(echo), NULL,
 	    .help = "send back everything a client sends" },
 	{ "root", 0, FOR_SERVER, OPT_STRING, F(root), "DIR",
 	    .help = "serve the regular files below DIR (--get)" },
 	{ "zerocopy-sendfile", 0, FOR_SERVER, OPT_FLAG, F(zerocopy), NULL,
 	    .help = "kTLS sendfile without a copy (files must\n"
-	    "not change while being sent)" },
+		    "not change while being sent)" },
 	{ "rx-expect-no-pad", 0, FOR_BOTH, OPT_FLAG, F(rx_expect_no_pad), NULL,
 	    .help = "TLS 1.3: let kTLS RX decrypt in place" },
 	{ "stats", 0, FOR_BOTH, OPT_FLAG, F(stats), NULL,
 	    .help = "show kernel and NIC TLS counter changes" },
-	{ "timeout", 0, FOR_CLIENT, OPT_SECONDS, F(timeout), "SECS",
-	    .lo = 1, .hi = 86400,
-	    .help = "give up on a silent server (10)" },
+	{ "timeout", 0, FOR_CLIENT, OPT_SECONDS, F(timeout), "SECS", .lo = 1,
+	    .hi = 86400, .help = "give up on a silent server (10)" },
 	{ "once", 0, FOR_SERVER, OPT_FLAG, F(once), NULL,
 	    .help = "serve one client, then exit" },
-	{ "handshake-timeout", 0, FOR_SERVER, OPT_SECONDS,
-	    F(handshake_timeout), "S",
-	    .lo = 1, .hi = 86400,
+	{ "handshake-timeout", 0, FOR_SERVER, OPT_SECONDS, F(handshake_timeout),
+	    "S", .lo = 1, .hi = 86400,
 	    .help = "drop a client whose handshake takes\n"
-	    "longer than S seconds (10)" },
+		    "longer than S seconds (10)" },
 	{ "idle-timeout", 0, FOR_SERVER, OPT_SECONDS, F(idle_timeout), "S",
 	    .lo = 1, .hi = 86400,
 	    .help = "drop a client silent this long after (60)" },
 	{ "max-connections", 0, FOR_SERVER, OPT_COUNT, F(max_connections), "N",
 	    .lo = 1, .hi = 1000000,
 	    .help = "refuse clients beyond N at once (1024)" },
-	{ "grace", 0, FOR_SERVER, OPT_SECONDS, F(grace), "S",
-	    .lo = 0, .hi = 86400,
+	{ "grace", 0, FOR_SERVER, OPT_SECONDS, F(grace), "S", .lo = 0,
+	    .hi = 86400,
 	    .help = "at SIGTERM/SIGINT, let clients finish\n"
-	    "for S seconds (10)" },
+		    "for S seconds (10)" },
 	{ "key-update-bytes", 0, FOR_BOTH, OPT_SIZE, F(key_update_bytes), "N",
 	    .example = "1M",
 	    .help = "TLS 1.3: new send key every N bytes (512K,\n"
-	    "1M, ...; default: before the cipher's limit)" },
-	{ "help", 'h', FOR_BOTH, OPT_HELP, 0, NULL,
-	    .help = "this help" },
+		    "1M, ...; default: before the cipher's limit)" },
+	{ "help", 'h', FOR_BOTH, OPT_HELP, 0, NULL, .help = "this help" },
 	{ "version", 0, FOR_BOTH, OPT_VERSION, 0, NULL,
 	    .help = "print the version" },
 };
@@ -220,12 +223,14 @@ usage_option(const struct opt *o, enum hk_role role, char *buf, size_t len,
 	    o->arg != NULL ? " " : "", o->arg != NULL ? o->arg : "");
 	pad = n < HELP_COLUMN ? HELP_COLUMN - n : 2;
 	h = role == HK_SERVER && o->server_help != NULL ? o->server_help :
-	    o->help;
+							  o->help;
 	for (;; h = nl + 1) {
 		nl = strchr(h, '\n');
 		n = nl != NULL ? (int)(nl - h) : (int)strlen(h);
-		len = appended(len, snprintf(buf + len, size - len,
-		    "%s%*s%.*s\n", lead, pad, "", n, h), size);
+		len = appended(len,
+		    snprintf(buf + len, size - len, "%s%*s%.*s\n", lead, pad,
+			"", n, h),
+		    size);
 		if (nl == NULL)
 			return len;
 		lead = "";
@@ -242,9 +247,10 @@ hk_config_usage(enum hk_role role)
 
 	if (buf[0] != '\0')
 		return buf;
-	len = appended(0, snprintf(buf, sizeof(text[0]),
-	    "usage: hello_ktls_%s [options]\n",
-	    role == HK_SERVER ? "server" : "client"), sizeof(text[0]));
+	len = appended(0,
+	    snprintf(buf, sizeof(text[0]), "usage: hello_ktls_%s [options]\n",
+		role == HK_SERVER ? "server" : "client"),
+	    sizeof(text[0]));
 	for (i = 0; i < NOPTS; i++)
 		if (opts[i].roles & role_mask(role))
 			len = usage_option(&opts[i], role, buf, len,
@@ -271,11 +277,13 @@ defaults(struct hk_config *c, enum hk_role role)
 	if (role == HK_SERVER) {
 		c->cert = "server-cert.pem";
 		c->key = "server-key.pem";
-		c->message = "Hello from kTLS server! Your certificate was validated.";
+		c->message =
+		    "Hello from kTLS server! Your certificate was validated.";
 	} else {
 		c->cert = "client-cert.pem";
 		c->key = "client-key.pem";
-		c->message = "Hello from kTLS client! I have a valid certificate.";
+		c->message =
+		    "Hello from kTLS client! I have a valid certificate.";
 	}
 }
 
@@ -300,7 +308,8 @@ hk_parse_size(const char *s, unsigned long long *out)
 		 * ' ' & ~0x20, so "1 " parsed as 1T.
 		 */
 		if (end[1] != '\0' ||
-		    (u = memchr(units, end[0] & ~0x20, sizeof(units) - 1)) == NULL)
+		    (u = memchr(units, end[0] & ~0x20, sizeof(units) - 1)) ==
+			NULL)
 			return -1;
 		shift = 10 * (int)(u - units + 1);
 		if (v > (ULLONG_MAX >> shift))
@@ -393,10 +402,12 @@ bad_value(const struct opt *o, const char *arg, char *err, size_t errlen)
 	case OPT_CHOICE:
 	case OPT_WORD:
 		for (ch = o->choices; ch->name != NULL; ch++) {
-			sep = ch == o->choices ? "" : ch[1].name != NULL ?
-			    ", " : " or ";
-			len = appended(len, snprintf(what + len,
-			    sizeof(what) - len, "%s%s", sep, ch->name),
+			sep = ch == o->choices ? "" :
+			    ch[1].name != NULL ? ", " :
+						 " or ";
+			len = appended(len,
+			    snprintf(what + len, sizeof(what) - len, "%s%s",
+				sep, ch->name),
 			    sizeof(what));
 		}
 		break;
@@ -441,8 +452,8 @@ getopt_arrays(int mask, struct option *longopts, char *shortopts)
 		if (!(opts[i].roles & mask))
 			continue;
 		longopts[n].name = opts[i].name;
-		longopts[n].has_arg = opts[i].arg != NULL ? required_argument :
-		    no_argument;
+		longopts[n].has_arg =
+		    opts[i].arg != NULL ? required_argument : no_argument;
 		longopts[n].flag = NULL;
 		longopts[n++].val = OPT_ID + (int)i;
 		if (opts[i].flag == 0)
@@ -470,8 +481,8 @@ opt_find(int id, int mask)
 }
 
 enum hk_parse
-hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
-    char **argv, char *err, size_t errlen)
+hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
+    char *err, size_t errlen)
 {
 	struct option longopts[NOPTS + 1];
 	char shortopts[2 + 2 * NOPTS + 1];
@@ -488,7 +499,8 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 	optind = 0;
 	for (;;) {
 		prev = optind > 0 ? optind : 1;
-		if ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) == -1)
+		if ((id = getopt_long(argc, argv, shortopts, longopts, NULL)) ==
+		    -1)
 			break;
 		if (id == ':') {
 			snprintf(err, errlen, "option %s needs a value",
@@ -513,12 +525,14 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
 		return HK_PARSE_ERROR;
 	}
 	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
-		snprintf(err, errlen, "--send-file, --get and --bench exclude "
+		snprintf(err, errlen,
+		    "--send-file, --get and --bench exclude "
 		    "each other");
 		return HK_PARSE_ERROR;
 	}
 	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
-		snprintf(err, errlen, "--output goes with --get or --send-file");
+		snprintf(err, errlen,
+		    "--output goes with --get or --send-file");
 		return HK_PARSE_ERROR;
 	}
 	return HK_PARSE_OK;

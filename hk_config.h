@@ -11,8 +11,16 @@
 
 #define HK_VERSION "1.0.0"
 
-enum hk_role { HK_CLIENT, HK_SERVER };
-enum hk_parse { HK_PARSE_OK, HK_PARSE_HELP, HK_PARSE_VERSION, HK_PARSE_ERROR };
+enum hk_role {
+	HK_CLIENT,
+	HK_SERVER
+};
+enum hk_parse {
+	HK_PARSE_OK,
+	HK_PARSE_HELP,
+	HK_PARSE_VERSION,
+	HK_PARSE_ERROR
+};
 
 struct hk_config {
 	enum hk_role role;
@@ -23,11 +31,12 @@ struct hk_config {
 	const char *ciphersuites; /* TLS 1.3 list */
 	enum conn_ktls_mode ktls;
 	const char *message;
-	int timeout;              /* seconds for any single network wait */
-	unsigned long long key_update_bytes; /* TLS 1.3 rekey interval, 0 = default */
+	int timeout; /* seconds for any single network wait */
+	unsigned long long
+	    key_update_bytes; /* TLS 1.3 rekey interval, 0 = default */
 
-	int rx_expect_no_pad;     /* TLS 1.3: TLS_RX_EXPECT_NO_PAD */
-	int stats;                /* report tls_stat and NIC counter deltas */
+	int rx_expect_no_pad; /* TLS 1.3: TLS_RX_EXPECT_NO_PAD */
+	int stats;            /* report tls_stat and NIC counter deltas */
 
 	/* client */
 	const char *host;
@@ -39,20 +48,20 @@ struct hk_config {
 
 	/* server */
 	const char *bind;
-	const char *root;         /* --root DIR */
+	const char *root; /* --root DIR */
 	int once, echo, zerocopy;
-	int handshake_timeout;    /* whole-handshake deadline, seconds */
-	int idle_timeout;         /* longest silence after it */
+	int handshake_timeout; /* whole-handshake deadline, seconds */
+	int idle_timeout;      /* longest silence after it */
 	int max_connections;
-	int grace;                /* seconds to let clients finish at shutdown */
+	int grace; /* seconds to let clients finish at shutdown */
 };
 
 /*
  * Fill c from argv for the given role. On HK_PARSE_ERROR, err holds one
  * line naming the bad option.
  */
-enum hk_parse hk_config_parse(struct hk_config *c, enum hk_role role,
-    int argc, char **argv, char *err, size_t errlen);
+enum hk_parse hk_config_parse(struct hk_config *c, enum hk_role role, int argc,
+    char **argv, char *err, size_t errlen);
 
 /* The --help text for a role. */
 const char *hk_config_usage(enum hk_role role);

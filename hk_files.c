@@ -30,16 +30,20 @@ hk_file_open_below(int rootfd, const char *path, off_t *size, char *err,
 	int fd;
 
 	if (path[0] == '/' || path[0] == '\0') {
-		snprintf(err, errlen, "%s: only paths relative to the served "
-		    "directory are allowed", path[0] ? path : "(empty)");
+		snprintf(err, errlen,
+		    "%s: only paths relative to the served "
+		    "directory are allowed",
+		    path[0] ? path : "(empty)");
 		return -1;
 	}
 	fd = (int)syscall(SYS_openat2, rootfd, path, &how, sizeof(how));
 	if (fd < 0) {
-		snprintf(err, errlen, "%s: %s", path, errno == EXDEV ?
-		    "leaves the served directory" : errno == ENOSYS ?
-		    "this kernel cannot open files safely (no openat2)" :
-		    strerror(errno));
+		snprintf(err, errlen, "%s: %s", path,
+		    errno == EXDEV ?
+			"leaves the served directory" :
+			errno == ENOSYS ?
+			"this kernel cannot open files safely (no openat2)" :
+			strerror(errno));
 		return -1;
 	}
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {

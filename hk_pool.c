@@ -49,7 +49,7 @@ struct hk_pool {
 	hk_pool_fn *fn;
 	void *arg;
 	int max;
-	atomic_int stop;   /* the grace period is over: end now */
+	atomic_int stop; /* the grace period is over: end now */
 	struct worker *workers;
 	int n;
 	void *spare[SPARE_STACKS]; /* stacks of joined threads, for reuse */

@@ -25,8 +25,8 @@
  * that, once set, asks it to end every blocked call and close (see
  * conn_set_interrupt).
  */
-typedef void hk_pool_fn(void *arg, int fd, const char *peer,
-    const atomic_int *stop);
+typedef void
+hk_pool_fn(void *arg, int fd, const char *peer, const atomic_int *stop);
 
 struct hk_pool;
 

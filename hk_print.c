@@ -67,8 +67,8 @@ hk_print_init(const char *prog)
 int
 hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv)
 {
-	const char *prog = role == HK_SERVER ? "hello_ktls_server" :
-	    "hello_ktls_client";
+	const char *prog =
+	    role == HK_SERVER ? "hello_ktls_server" : "hello_ktls_client";
 	char err[512];
 
 	hk_print_init(prog);
@@ -123,7 +123,8 @@ keylog_open(void)
 		return NULL;
 	}
 	hk_warn("warning: SSLKEYLOGFILE is set: TLS secrets are being "
-	    "written to %s", path);
+		"written to %s",
+	    path);
 	return keylog_line;
 }
 
@@ -133,15 +134,18 @@ hk_context(const struct hk_config *cfg)
 	const char *who = cfg->role == HK_SERVER ? "server" : "client";
 	struct mtls_options o = {
 		.server = cfg->role == HK_SERVER,
-		.cert = cfg->cert, .key = cfg->key, .ca = cfg->ca,
+		.cert = cfg->cert,
+		.key = cfg->key,
+		.ca = cfg->ca,
 		.tls_version = cfg->tls_version,
-		.ciphers = cfg->ciphers, .ciphersuites = cfg->ciphersuites,
+		.ciphers = cfg->ciphers,
+		.ciphersuites = cfg->ciphersuites,
 	};
 	SSL_CTX *ctx;
 	char err[512];
 
-	printf("=== kTLS mTLS %s ===\n", cfg->role == HK_SERVER ? "Server" :
-	    "Client");
+	printf("=== kTLS mTLS %s ===\n",
+	    cfg->role == HK_SERVER ? "Server" : "Client");
 	printf("Loading %s certificate: %s\n", who, cfg->cert);
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
@@ -171,7 +175,8 @@ hk_warn(const char *fmt, ...)
 	va_end(ap);
 	if (m < 0)
 		m = 0;
-	n += (size_t)m < sizeof(line) - (size_t)n - 1 ? m :
+	n += (size_t)m < sizeof(line) - (size_t)n - 1 ?
+	    m :
 	    (int)(sizeof(line) - (size_t)n - 2);
 	line[n++] = '\n';
 	(void)!write(STDERR_FILENO, line, (size_t)n);
@@ -183,7 +188,8 @@ hk_print_session(struct conn *c, const char *peer_title)
 	char subject[256], issuer[256];
 
 	hk_say("Protocol: %s", SSL_get_version(c->ssl));
-	hk_say("Cipher: %s", SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
+	hk_say("Cipher: %s",
+	    SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
 	hk_say("=== %s Certificate ===", peer_title);
 	if (mtls_peer_names(c->ssl, subject, issuer, sizeof(subject)) == 0) {
 		hk_say("Subject: %s", subject);
@@ -221,4 +227,3 @@ hk_print_text(const char *prefix, const void *buf, size_t len)
 		putchar(isprint(p[i]) ? p[i] : '.');
 	line_end();
 }
-

@@ -96,7 +96,8 @@ hk_proto_parse_reply(const char *line, unsigned long long *bytes, char *err,
 {
 	if (hk_proto_is_line(line, strlen(line))) {
 		line += MAGIC_LEN;
-		if (strncmp(line, "OK ", 3) == 0 && parse_u64(line + 3, bytes) == 0)
+		if (strncmp(line, "OK ", 3) == 0 &&
+		    parse_u64(line + 3, bytes) == 0)
 			return 0;
 		if (strncmp(line, "ERR ", 4) == 0) {
 			snprintf(err, errlen, "%s", line + 4);
@@ -139,13 +140,13 @@ hk_proto_parse_stats(const char *line, struct hk_stats *s)
 		return -1;
 	memcpy(copy, line + MAGIC_LEN, strlen(line + MAGIC_LEN) + 1);
 	for (char *t = strtok_r(copy, " ", &save); t != NULL && n < 6;
-	    t = strtok_r(NULL, " ", &save))
+	     t = strtok_r(NULL, " ", &save))
 		f[n++] = t;
 	if (n != 6 || strtok_r(NULL, " ", &save) != NULL ||
 	    strcmp(f[0], "STATS") != 0 || parse_u64(f[1], &s->bytes) < 0 ||
 	    parse_double(f[2], &s->seconds) < 0 ||
-	    parse_double(f[3], &s->user) < 0 || parse_double(f[4], &s->sys) < 0 ||
-	    strlen(f[5]) >= sizeof(s->path))
+	    parse_double(f[3], &s->user) < 0 ||
+	    parse_double(f[4], &s->sys) < 0 || strlen(f[5]) >= sizeof(s->path))
 		return -1;
 	memcpy(s->path, f[5], strlen(f[5]) + 1);
 	return 0;

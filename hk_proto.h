@@ -18,10 +18,14 @@
 
 #include <stddef.h>
 
-#define HK_PROTO "HKTLS/1 "
+#define HK_PROTO          "HKTLS/1 "
 #define HK_PROTO_LINE_MAX 4096
 
-enum hk_req_type { HK_REQ_GET, HK_REQ_BENCH_DOWN, HK_REQ_BENCH_UP };
+enum hk_req_type {
+	HK_REQ_GET,
+	HK_REQ_BENCH_DOWN,
+	HK_REQ_BENCH_UP
+};
 
 struct hk_request {
 	enum hk_req_type type;
@@ -45,8 +49,8 @@ int hk_proto_parse_request(const char *line, struct hk_request *r, char *err,
     size_t errlen);
 
 /* Parse "HKTLS/1 OK <bytes>" or take the reason of "HKTLS/1 ERR ...". */
-int hk_proto_parse_reply(const char *line, unsigned long long *bytes,
-    char *err, size_t errlen);
+int hk_proto_parse_reply(const char *line, unsigned long long *bytes, char *err,
+    size_t errlen);
 
 void hk_proto_format_stats(char *buf, size_t len, const struct hk_stats *s);
 int hk_proto_parse_stats(const char *line, struct hk_stats *s);

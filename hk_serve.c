@@ -48,7 +48,8 @@ serve_get(struct conn *c, int rootfd, const char *path, char *summary,
 
 	if (rootfd < 0)
 		return refuse(c, "this server serves no files (no --root)");
-	if ((fd = hk_file_open_below(rootfd, path, &size, why, sizeof(why))) < 0)
+	if ((fd = hk_file_open_below(rootfd, path, &size, why, sizeof(why))) <
+	    0)
 		return refuse(c, why);
 	ret = reply(c, HK_PROTO "OK %llu\n", NULL, (unsigned long long)size);
 	if (ret == 0)
@@ -56,8 +57,10 @@ serve_get(struct conn *c, int rootfd, const char *path, char *summary,
 	close(fd);
 	if (ret == 0)
 		snprintf(summary, sumlen, "Sent %s (%lld bytes) with %s", path,
-		    (long long)size, ktls_active(c->k, KTLS_TX) ?
-		    "sendfile (kTLS TX)" : "read + SSL_write (userspace TLS)");
+		    (long long)size,
+		    ktls_active(c->k, KTLS_TX) ?
+			"sendfile (kTLS TX)" :
+			"read + SSL_write (userspace TLS)");
 	return ret;
 }
 
@@ -68,9 +71,11 @@ send_stats(struct conn *c, const struct hk_stats *s, const char *dir,
 	char line[256];
 
 	hk_proto_format_stats(line, sizeof(line), s);
-	snprintf(summary, sumlen, "Benchmark %s: %llu bytes in %.3f s, %.2f "
-	    "Gbit/s, CPU user %.3f s sys %.3f s, path %s", dir, s->bytes,
-	    s->seconds, s->seconds > 0 ? (double)s->bytes * 8 / s->seconds / 1e9 : 0,
+	snprintf(summary, sumlen,
+	    "Benchmark %s: %llu bytes in %.3f s, %.2f "
+	    "Gbit/s, CPU user %.3f s sys %.3f s, path %s",
+	    dir, s->bytes, s->seconds,
+	    s->seconds > 0 ? (double)s->bytes * 8 / s->seconds / 1e9 : 0,
 	    s->user, s->sys, s->path);
 	return conn_write(c, line, strlen(line));
 }

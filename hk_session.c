@@ -30,10 +30,10 @@ offload_note(const struct conn *c, const struct ktls_nic *n, enum ktls_dir d)
 	if (feature != 1 || ktls_state(c->k, d) != KTLS_STATE_SOFTWARE)
 		return;
 	hk_say("note: %s has tls-hw-%s-offload on, but the kernel kept kTLS %s "
-	    "in software for this socket (drivers offload only some versions "
-	    "and ciphers, e.g. often not TLS 1.3, and fall back when their "
-	    "offload table is full)", n->ifname, d == KTLS_TX ? "tx" : "rx",
-	    d == KTLS_TX ? "TX" : "RX");
+	       "in software for this socket (drivers offload only some versions "
+	       "and ciphers, e.g. often not TLS 1.3, and fall back when their "
+	       "offload table is full)",
+	    n->ifname, d == KTLS_TX ? "tx" : "rx", d == KTLS_TX ? "TX" : "RX");
 }
 
 /*
@@ -87,12 +87,12 @@ counters_end(const struct conn *c, struct hk_counters *k)
 		nic = k->nic;
 	if (k->have_stat && ktls_tls_stat_read(&stat, err, sizeof(err)) < 0)
 		stat = k->stat;
-	n = ktls_nic_deltas(k->have_nic ? &k->nic : NULL, k->have_nic ? &nic :
-	    NULL, k->have_stat ? &k->stat : NULL, k->have_stat ? &stat : NULL,
-	    buf, sizeof(buf));
+	n = ktls_nic_deltas(k->have_nic ? &k->nic : NULL,
+	    k->have_nic ? &nic : NULL, k->have_stat ? &k->stat : NULL,
+	    k->have_stat ? &stat : NULL, buf, sizeof(buf));
 	hk_say("Counter changes over the connection:%s", n == 0 ? " none" : "");
 	for (line = n > 0 ? buf : NULL; line != NULL && *line != '\0';
-	    line = next) {
+	     line = next) {
 		if ((next = strchr(line, '\n')) != NULL)
 			*next++ = '\0';
 		hk_say("%s", line);
@@ -124,8 +124,8 @@ tune(struct conn *c, const struct hk_config *cfg)
 }
 
 int
-hk_session_start(struct conn *c, const struct hk_config *cfg,
-    const char *peer, struct hk_counters *counters)
+hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
+    struct hk_counters *counters)
 {
 	hk_say("Performing TLS handshake...");
 	if (conn_handshake(c) < 0)

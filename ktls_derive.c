@@ -90,8 +90,9 @@ ktls_crypto_info_fill(union ktls_crypto_info *ci, uint16_t version,
 	unsigned char *p, *ivp, rec_seq[8];
 	int i;
 
-	if (c == NULL || (version != TLS_1_2_VERSION &&
-	    version != TLS_1_3_VERSION) || c->info_len > sizeof(ci->bytes))
+	if (c == NULL ||
+	    (version != TLS_1_2_VERSION && version != TLS_1_3_VERSION) ||
+	    c->info_len > sizeof(ci->bytes))
 		return 0;
 	for (i = 7; i >= 0; i--, seq >>= 8)
 		rec_seq[i] = (unsigned char)(seq & 0xff);

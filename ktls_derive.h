@@ -13,16 +13,15 @@
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
 
-
 /* Per-cipher facts: how the negotiated suite maps onto the kernel. */
 struct ktls_cipher {
-	const char *name;    /* for messages */
-	int nid;             /* OpenSSL cipher NID */
-	uint16_t kernel;     /* TLS_CIPHER_* */
-	size_t key_len;      /* bytes of key */
-	size_t salt_len;     /* implicit part of the nonce */
-	size_t iv_len;       /* kernel's iv[]: explicit nonce or full IV */
-	size_t info_len;     /* sizeof the kernel's crypto_info struct */
+	const char *name;     /* for messages */
+	int nid;              /* OpenSSL cipher NID */
+	uint16_t kernel;      /* TLS_CIPHER_* */
+	size_t key_len;       /* bytes of key */
+	size_t salt_len;      /* implicit part of the nonce */
+	size_t iv_len;        /* kernel's iv[]: explicit nonce or full IV */
+	size_t info_len;      /* sizeof the kernel's crypto_info struct */
 	uint64_t max_records; /* TLS 1.3 rekeys before this many (RFC 8446 5.5) */
 };
 
@@ -49,13 +48,11 @@ size_t ktls_crypto_info_fill(union ktls_crypto_info *ci, uint16_t version,
 
 /* TLS 1.3: HKDF-Expand-Label(secret, label, "", out_len) (RFC 8446 7.1). */
 int ktls_tls13_expand_label(const EVP_MD *md, const unsigned char *secret,
-    size_t secret_len, const char *label, unsigned char *out,
-    size_t out_len);
+    size_t secret_len, const char *label, unsigned char *out, size_t out_len);
 
 /* TLS 1.2: PRF(master, "key expansion", server_random + client_random). */
 int ktls_tls12_key_block(const EVP_MD *md, const unsigned char *master,
     size_t master_len, const unsigned char client_random[32],
-    const unsigned char server_random[32], unsigned char *out,
-    size_t out_len);
+    const unsigned char server_random[32], unsigned char *out, size_t out_len);
 
 #endif

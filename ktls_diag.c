@@ -24,9 +24,9 @@
 
 /* TLS_CONF_* came together with the TLS diag attributes (5.3), linux/tls.h. */
 #ifndef TLS_CONF_BASE
-#define TLS_CONF_BASE 1
-#define TLS_CONF_SW 2
-#define TLS_CONF_HW 3
+#define TLS_CONF_BASE      1
+#define TLS_CONF_SW        2
+#define TLS_CONF_HW        3
 #define TLS_CONF_HW_RECORD 4
 #endif
 
@@ -36,14 +36,14 @@
  * INET_DIAG_ULP_INFO and INET_ULP_INFO_* (linux/inet_diag.h, 5.3),
  * TLS_INFO_* (linux/tls.h; ZC_RO_TX 5.19, RX_NO_PAD 6.0).
  */
-#define DIAG_ULP_INFO 19
-#define DIAG_ULP_NAME 1
-#define DIAG_ULP_TLS 2
-#define DIAG_TLS_VERSION 1
-#define DIAG_TLS_CIPHER 2
-#define DIAG_TLS_TXCONF 3
-#define DIAG_TLS_RXCONF 4
-#define DIAG_TLS_ZC_RO_TX 5
+#define DIAG_ULP_INFO      19
+#define DIAG_ULP_NAME      1
+#define DIAG_ULP_TLS       2
+#define DIAG_TLS_VERSION   1
+#define DIAG_TLS_CIPHER    2
+#define DIAG_TLS_TXCONF    3
+#define DIAG_TLS_RXCONF    4
+#define DIAG_TLS_ZC_RO_TX  5
 #define DIAG_TLS_RX_NO_PAD 6
 
 /* Headers from 6.0 on (TLS_RX_EXPECT_NO_PAD) have all of them: cross-check. */
@@ -67,8 +67,8 @@ struct diag_request {
 	struct inet_diag_req_v2 req;
 };
 _Static_assert(sizeof(struct diag_request) ==
-		   NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)),
-	       "no padding between netlink header and request");
+	NLMSG_LENGTH(sizeof(struct inet_diag_req_v2)),
+    "no padding between netlink header and request");
 
 /* What the reply has told so far. */
 struct diag_reply {
@@ -99,11 +99,13 @@ static const char *const diag_conf_names[] = {
 /* The kernel's error answers that mean something specific here. */
 static const struct query_errno diag_errnos[] = {
 	/* inet_diag_find_one_icsk() also turns a cookie mismatch into this. */
-	{ENOENT, "the kernel knows no such TCP socket (closed or replaced, "
-		 "in another network namespace, or no tcp_diag support)"},
+	{ ENOENT,
+	    "the kernel knows no such TCP socket (closed or replaced, "
+	    "in another network namespace, or no tcp_diag support)" },
 	/* Older kernels passed sock_diag_check_cookie()'s error through. */
-	{ESTALE, "the socket at that address is not this socket (cookie "
-		 "mismatch)"},
+	{ ESTALE,
+	    "the socket at that address is not this socket (cookie "
+	    "mismatch)" },
 };
 
 static int
@@ -164,8 +166,8 @@ diag_req_cookie(int fd, struct inet_diag_req_v2 *req)
 /* Ports and addresses stay in network byte order, as the kernel wants. */
 static int
 diag_req_addr(struct inet_diag_req_v2 *req,
-	      const struct sockaddr_storage *local,
-	      const struct sockaddr_storage *peer, char *err, size_t errlen)
+    const struct sockaddr_storage *local, const struct sockaddr_storage *peer,
+    char *err, size_t errlen)
 {
 	if (local->ss_family == AF_INET) {
 		const struct sockaddr_in *l = (const void *)local;
@@ -185,7 +187,7 @@ diag_req_addr(struct inet_diag_req_v2 *req,
 		memcpy(req->id.idiag_dst, &p->sin6_addr, sizeof(p->sin6_addr));
 	} else {
 		return query_fail(err, errlen, EAFNOSUPPORT,
-				   "socket is neither IPv4 nor IPv6");
+		    "socket is neither IPv4 nor IPv6");
 	}
 	req->sdiag_family = (uint8_t)local->ss_family;
 	return 0;
@@ -203,7 +205,7 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 		return query_fail_errno(err, errlen, "getsockopt SO_PROTOCOL");
 	if (proto != IPPROTO_TCP)
 		return query_fail(err, errlen, EPROTONOSUPPORT,
-				   "not a TCP socket");
+		    "not a TCP socket");
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == -1)
 		return query_fail_errno(err, errlen, "getsockname");
 	if (getpeername(fd, (struct sockaddr *)&peer, &plen) == -1)
@@ -225,8 +227,7 @@ diag_req_fill(int fd, struct inet_diag_req_v2 *req, char *err, size_t errlen)
 }
 
 static void
-diag_request_build(const struct inet_diag_req_v2 *req,
-		   struct diag_request *msg)
+diag_request_build(const struct inet_diag_req_v2 *req, struct diag_request *msg)
 {
 	memset(msg, 0, sizeof(*msg));
 	msg->nlh.nlmsg_len = sizeof(*msg);
@@ -306,7 +307,7 @@ diag_tls_attr(const struct diag_attr *a, struct ktls_diag *out)
 static int
 diag_tls(const unsigned char *p, size_t len, struct ktls_diag *out)
 {
-	struct diag_attrs it = {p, p + len};
+	struct diag_attrs it = { p, p + len };
 	struct diag_attr a;
 	int r;
 
@@ -320,7 +321,7 @@ diag_tls(const unsigned char *p, size_t len, struct ktls_diag *out)
 static int
 diag_ulp(const unsigned char *p, size_t len, struct ktls_diag *out)
 {
-	struct diag_attrs it = {p, p + len};
+	struct diag_attrs it = { p, p + len };
 	struct diag_attr a;
 	int r;
 
@@ -333,7 +334,7 @@ diag_ulp(const unsigned char *p, size_t len, struct ktls_diag *out)
 				return -1;
 			memcpy(out->ulp_name, a.data, a.len);
 		} else if (a.type == DIAG_ULP_TLS &&
-			   diag_tls(a.data, a.len, out) == -1) {
+		    diag_tls(a.data, a.len, out) == -1) {
 			return -1;
 		}
 	}
@@ -341,27 +342,28 @@ diag_ulp(const unsigned char *p, size_t len, struct ktls_diag *out)
 }
 
 static int
-diag_attrs(const unsigned char *p, size_t len, struct ktls_diag *out,
-	   char *err, size_t errlen)
+diag_attrs(const unsigned char *p, size_t len, struct ktls_diag *out, char *err,
+    size_t errlen)
 {
-	struct diag_attrs it = {p, p + len};
+	struct diag_attrs it = { p, p + len };
 	struct diag_attr a;
 	int r;
 
 	while ((r = diag_attr_next(&it, &a)) == 1)
-		if (a.type == DIAG_ULP_INFO && diag_ulp(a.data, a.len, out) == -1)
+		if (a.type == DIAG_ULP_INFO &&
+		    diag_ulp(a.data, a.len, out) == -1)
 			return query_fail(err, errlen, EPROTO,
-					   "malformed INET_DIAG_ULP_INFO");
+			    "malformed INET_DIAG_ULP_INFO");
 	if (r == -1)
 		return query_fail(err, errlen, EPROTO,
-				   "truncated inet_diag attribute");
+		    "truncated inet_diag attribute");
 	return 0;
 }
 
 /* The reply must be about the socket asked for: strict, not trusting. */
 static int
 diag_same_socket(const struct inet_diag_req_v2 *req,
-		 const struct inet_diag_msg *m)
+    const struct inet_diag_msg *m)
 {
 	const struct inet_diag_sockid *a = &req->id, *b = &m->id;
 
@@ -375,25 +377,25 @@ diag_same_socket(const struct inet_diag_req_v2 *req,
 	    a->idiag_cookie[1] == INET_DIAG_NOCOOKIE)
 		return 1;
 	return a->idiag_cookie[0] == b->idiag_cookie[0] &&
-	       a->idiag_cookie[1] == b->idiag_cookie[1];
+	    a->idiag_cookie[1] == b->idiag_cookie[1];
 }
 
 static int
 diag_sock_msg(const struct nlmsghdr *h, const unsigned char *p, size_t len,
-	      struct diag_reply *rep, char *err, size_t errlen)
+    struct diag_reply *rep, char *err, size_t errlen)
 {
 	const struct inet_diag_msg *m = (const void *)p;
 	size_t off = NLMSG_ALIGN(sizeof(*m));
 
 	if (len < sizeof(*m))
 		return query_fail(err, errlen, EPROTO,
-				   "truncated inet_diag_msg");
+		    "truncated inet_diag_msg");
 	if (rep->found)
 		return query_fail(err, errlen, EPROTO,
-				   "the kernel reported more than one socket");
+		    "the kernel reported more than one socket");
 	if (!diag_same_socket(rep->req, m))
 		return query_fail(err, errlen, EPROTO,
-				   "the kernel described a different socket");
+		    "the kernel described a different socket");
 	rep->found = 1;
 	if (off > len)
 		off = len;
@@ -425,16 +427,17 @@ diag_message(const struct nlmsghdr *h, void *arg, char *err, size_t errlen)
 	case NLMSG_ERROR:
 		if (len < sizeof(e))
 			return query_fail(err, errlen, EPROTO,
-					   "truncated NLMSG_ERROR");
+			    "truncated NLMSG_ERROR");
 		memcpy(&e, p, sizeof(e));
 		/* error 0 is an acknowledgement */
-		return e.error == 0 ? 1 : diag_fail_kernel(err, errlen, -e.error);
+		return e.error == 0 ? 1 :
+				      diag_fail_kernel(err, errlen, -e.error);
 	case SOCK_DIAG_BY_FAMILY:
 		return diag_sock_msg(h, p, len, rep, err, errlen);
 	default:
 		return query_fail(err, errlen, EPROTO,
-				   "unexpected netlink message type %u",
-				   (unsigned)h->nlmsg_type);
+		    "unexpected netlink message type %u",
+		    (unsigned)h->nlmsg_type);
 	}
 }
 
@@ -443,13 +446,13 @@ ktls_diag_query(int fd, struct ktls_diag *out, char *err, size_t errlen)
 {
 	struct inet_diag_req_v2 req;
 	struct diag_request msg;
-	struct diag_reply rep = {.req = &req, .out = out};
+	struct diag_reply rep = { .req = &req, .out = out };
 	const struct query_netlink q = {
-	    .protocol = NETLINK_SOCK_DIAG,
-	    .req = &msg.nlh,
-	    .answer = "answer",
-	    .message = diag_message,
-	    .arg = &rep,
+		.protocol = NETLINK_SOCK_DIAG,
+		.req = &msg.nlh,
+		.answer = "answer",
+		.message = diag_message,
+		.arg = &rep,
 	};
 	int rc = -1, saved;
 
@@ -463,13 +466,14 @@ ktls_diag_query(int fd, struct ktls_diag *out, char *err, size_t errlen)
 		goto out;
 	if (!rep.found) {
 		query_fail(err, errlen, ENOENT,
-			   "the kernel's answer named no socket");
+		    "the kernel's answer named no socket");
 		goto out;
 	}
 	if (!out->has_ulp && err != NULL && errlen > 0)
-		snprintf(err, errlen, "the kernel reported no ULP: none is "
-				      "attached, or the caller lacks "
-				      "CAP_NET_ADMIN");
+		snprintf(err, errlen,
+		    "the kernel reported no ULP: none is "
+		    "attached, or the caller lacks "
+		    "CAP_NET_ADMIN");
 	rc = 0;
 
 out:

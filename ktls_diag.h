@@ -11,10 +11,10 @@
 #include <stddef.h>
 
 struct ktls_diag {
-	int has_ulp;       /* 1 if the kernel reported a ULP on the socket */
-	char ulp_name[16]; /* "tls", or "" */
-	unsigned version;  /* e.g. 0x0304, 0 if unknown */
-	unsigned cipher;   /* TLS_CIPHER_* value, 0 if unknown */
+	int has_ulp;        /* 1 if the kernel reported a ULP on the socket */
+	char ulp_name[16];  /* "tls", or "" */
+	unsigned version;   /* e.g. 0x0304, 0 if unknown */
+	unsigned cipher;    /* TLS_CIPHER_* value, 0 if unknown */
 	int txconf, rxconf; /* TLS_CONF_BASE/SW/HW/HW_RECORD, 0 if unknown */
 	int zc_ro_tx, rx_no_pad; /* 1 if the kernel set the flag */
 };

@@ -55,9 +55,9 @@ struct ktls {
 	 * TX record accounting for KeyUpdate: the kernel does not count
 	 * records against the AEAD limits, so we do (RFC 8446 5.5).
 	 */
-	uint64_t tx_bytes;       /* since the last TX key change */
-	uint64_t tx_records;     /* likewise, an upper bound */
-	uint64_t rekey_bytes;    /* 0 = only at the record limit */
+	uint64_t tx_bytes;    /* since the last TX key change */
+	uint64_t tx_records;  /* likewise, an upper bound */
+	uint64_t rekey_bytes; /* 0 = only at the record limit */
 	uint64_t key_updates_sent, key_updates_received;
 
 	const atomic_int *interrupt; /* see ktls_set_interrupt */

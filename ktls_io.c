@@ -55,9 +55,12 @@ static const struct {
 } rx_errors[] = {
 	{ EBADMSG, "record failed authentication (bad_record_mac)",
 	    ALERT_BAD_RECORD_MAC },
-	{ EMSGSIZE, "record too large (record_overflow)", ALERT_RECORD_OVERFLOW },
-	{ EINVAL, "record with a wrong TLS version or type", ALERT_DECODE_ERROR },
-	{ EKEYEXPIRED, "peer changed keys (KeyUpdate) and no new key is installed",
+	{ EMSGSIZE, "record too large (record_overflow)",
+	    ALERT_RECORD_OVERFLOW },
+	{ EINVAL, "record with a wrong TLS version or type",
+	    ALERT_DECODE_ERROR },
+	{ EKEYEXPIRED,
+	    "peer changed keys (KeyUpdate) and no new key is installed",
 	    ALERT_INTERNAL_ERROR },
 	{ EAGAIN, "timed out waiting for the peer", 0 },
 	{ ECONNRESET, "connection reset by peer", 0 },
@@ -87,7 +90,8 @@ rx_error(struct ktls *k, int err)
 			ktls_seterr(k, "kTLS read: %s", rx_errors[i].why);
 			if (rx_errors[i].alert != 0) {
 				clear_socket_error(k);
-				ktls_send_alert(k, ALERT_FATAL, rx_errors[i].alert);
+				ktls_send_alert(k, ALERT_FATAL,
+				    rx_errors[i].alert);
 			}
 			return;
 		}
@@ -140,7 +144,8 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 		/* Inside a handshake message: see ktls_rx_resume(). */
 		if (n < 0 && errno == EKEYEXPIRED && k->hs_hdr_len > 0) {
 			if (ktls_rx_resume(k) < 0) {
-				ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+				ktls_send_alert(k, ALERT_FATAL,
+				    ALERT_INTERNAL_ERROR);
 				return -1;
 			}
 			continue;
@@ -215,7 +220,8 @@ ktls_key_update(struct ktls *k, int request_peer)
 		return -1;
 	}
 	if (!ktls_kernel_can_rekey()) {
-		ktls_seterr(k, "this kernel cannot rekey kTLS (Linux 6.14 or "
+		ktls_seterr(k,
+		    "this kernel cannot rekey kTLS (Linux 6.14 or "
 		    "later can): the send key cannot be updated");
 		ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
 		return -1;
@@ -241,8 +247,10 @@ static int
 peer_key_update(struct ktls *k, unsigned char request)
 {
 	if (request > 1) {
-		ktls_seterr(k, "peer sent a KeyUpdate with an invalid request "
-		    "value %u", request);
+		ktls_seterr(k,
+		    "peer sent a KeyUpdate with an invalid request "
+		    "value %u",
+		    request);
 		ktls_send_alert(k, ALERT_FATAL, ALERT_ILLEGAL_PARAMETER);
 		return -1;
 	}
@@ -256,10 +264,10 @@ peer_key_update(struct ktls *k, unsigned char request)
 
 /* What a handshake message after the handshake leads to. */
 enum post_hs {
-	POST_HS_REFUSE,      /* unexpected_message (RFC 8446 4, RFC 5246 7.4) */
-	POST_HS_SKIP,        /* read past it */
-	POST_HS_KEY_UPDATE,  /* change the receive key once it is whole */
-	POST_HS_NO_RENEG,    /* skip it and answer no_renegotiation */
+	POST_HS_REFUSE,     /* unexpected_message (RFC 8446 4, RFC 5246 7.4) */
+	POST_HS_SKIP,       /* read past it */
+	POST_HS_KEY_UPDATE, /* change the receive key once it is whole */
+	POST_HS_NO_RENEG,   /* skip it and answer no_renegotiation */
 };
 
 /*
@@ -328,8 +336,10 @@ handshake_header(struct ktls *k)
 	case POST_HS_REFUSE:
 		break;
 	}
-	ktls_seterr(k, "peer sent unexpected handshake message type %u "
-	    "after the handshake", type);
+	ktls_seterr(k,
+	    "peer sent unexpected handshake message type %u "
+	    "after the handshake",
+	    type);
 	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 	return -1;
 }
@@ -364,8 +374,10 @@ handshake_bytes(struct ktls *k, const unsigned char *p, size_t n)
 			continue;
 		/* A key change must end its record (RFC 8446 5.1). */
 		if (n != 0) {
-			ktls_seterr(k, "peer's KeyUpdate does not end its record");
-			ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+			ktls_seterr(k,
+			    "peer's KeyUpdate does not end its record");
+			ktls_send_alert(k, ALERT_FATAL,
+			    ALERT_UNEXPECTED_MESSAGE);
 			return -1;
 		}
 		return peer_key_update(k, p[-1]); /* its one-byte body */
@@ -430,7 +442,8 @@ interleaved(struct ktls *k)
 {
 	if (k->version != TLS1_3_VERSION || k->hs_hdr_len == 0)
 		return 0;
-	ktls_seterr(k, "peer sent another record inside a fragmented "
+	ktls_seterr(k,
+	    "peer sent another record inside a fragmented "
 	    "handshake message");
 	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 	return 1;
@@ -449,7 +462,8 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 		if ((n = recv_record(k, buf, len, &type)) < 0)
 			return -1;
 		if (n == 0 && type == REC_DATA) {
-			ktls_seterr(k, "peer closed the connection without "
+			ktls_seterr(k,
+			    "peer closed the connection without "
 			    "close_notify (truncated)");
 			return -1;
 		}
@@ -517,8 +531,9 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
 		if (n < 0) {
-			ktls_seterr(k, "kTLS write: %s", errno == EAGAIN ?
-			    "timed out waiting for the peer" : strerror(errno));
+			ktls_seterr(k, "kTLS write: %s",
+			    errno == EAGAIN ? "timed out waiting for the peer" :
+					      strerror(errno));
 			return -1;
 		}
 		done += (size_t)n;
@@ -554,14 +569,17 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
 		if (n <= 0) {
-			ktls_seterr(k, "kTLS sendfile: %s", n == 0 ?
-			    "the file ended early" : errno == EAGAIN ?
-			    "timed out waiting for the peer" : strerror(errno));
+			ktls_seterr(k, "kTLS sendfile: %s",
+			    n == 0 ? "the file ended early" :
+				errno == EAGAIN ?
+				     "timed out waiting for the peer" :
+				     strerror(errno));
 			return -1;
 		}
 		done += (size_t)n;
 		k->tx_bytes += (uint64_t)n;
-		k->tx_records += ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD + 1;
+		k->tx_records +=
+		    ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD + 1;
 	}
 	return (ssize_t)count;
 }
@@ -592,8 +610,7 @@ ktls_set_interrupt(struct ktls *k, const atomic_int *flag)
 }
 
 void
-ktls_key_update_counts(const struct ktls *k, uint64_t *sent,
-    uint64_t *received)
+ktls_key_update_counts(const struct ktls *k, uint64_t *sent, uint64_t *received)
 {
 	*sent = k->key_updates_sent;
 	*received = k->key_updates_received;

@@ -36,8 +36,8 @@ static int ssl_idx = -1, ctx_idx = -1;
 static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
 
 static void
-ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx,
-    long argl, void *argp)
+ctx_data_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
 {
 	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
 	OPENSSL_free(ptr);
@@ -186,11 +186,13 @@ ktls_record_event(uint64_t records[2], int tls_version, int write_p,
 {
 	int dir = write_p ? KTLS_TX : KTLS_RX, key_change;
 
-	key_change = len > 0 && ((content_type == SSL3_RT_HEADER &&
-	    buf[0] == SSL3_RT_CHANGE_CIPHER_SPEC) ||
-	    (content_type == SSL3_RT_HANDSHAKE &&
-	    tls_version == TLS1_3_VERSION &&
-	    (buf[0] == SSL3_MT_FINISHED || buf[0] == SSL3_MT_KEY_UPDATE)));
+	key_change = len > 0 &&
+	    ((content_type == SSL3_RT_HEADER &&
+		 buf[0] == SSL3_RT_CHANGE_CIPHER_SPEC) ||
+		(content_type == SSL3_RT_HANDSHAKE &&
+		    tls_version == TLS1_3_VERSION &&
+		    (buf[0] == SSL3_MT_FINISHED ||
+			buf[0] == SSL3_MT_KEY_UPDATE)));
 	if (key_change)
 		records[dir] = 0;
 	else if (content_type == SSL3_RT_HEADER)
@@ -241,7 +243,10 @@ ktls_free(struct ktls *k)
 
 /* ---- installing keys in the kernel ---- */
 
-enum ktls_step { STEP_ULP, STEP_KEY };
+enum ktls_step {
+	STEP_ULP,
+	STEP_KEY
+};
 
 /* setsockopt's errno, by step, as a plain diagnosis. */
 static const struct {
@@ -253,14 +258,21 @@ static const struct {
 	{ STEP_ULP, ENOPROTOOPT, "kernel has no TCP ULP support (too old)" },
 	{ STEP_ULP, EEXIST, "socket already has a different ULP" },
 	/* The kernel attaches the ULP only in TCP_ESTABLISHED. */
-	{ STEP_ULP, ENOTCONN, "connection no longer established (peer closed its side)" },
+	{ STEP_ULP, ENOTCONN,
+	    "connection no longer established (peer closed its side)" },
 	{ STEP_ULP, EPERM, "not permitted to load the tls module" },
-	{ STEP_KEY, ENOENT, "kernel lacks the crypto for %s (module not loaded)" },
-	{ STEP_KEY, EINVAL, "kernel does not support %s with this TLS version" },
-	{ STEP_KEY, ENOPROTOOPT, "kernel does not support %s with this TLS version" },
-	{ STEP_KEY, EOPNOTSUPP, "kernel does not support %s with this TLS version" },
-	{ STEP_KEY, EBUSY, "a key is already installed and this kernel cannot rekey" },
-	{ STEP_KEY, EEXIST, "a key is already installed and this kernel cannot rekey" },
+	{ STEP_KEY, ENOENT,
+	    "kernel lacks the crypto for %s (module not loaded)" },
+	{ STEP_KEY, EINVAL,
+	    "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, ENOPROTOOPT,
+	    "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, EOPNOTSUPP,
+	    "kernel does not support %s with this TLS version" },
+	{ STEP_KEY, EBUSY,
+	    "a key is already installed and this kernel cannot rekey" },
+	{ STEP_KEY, EEXIST,
+	    "a key is already installed and this kernel cannot rekey" },
 	{ STEP_KEY, ENOMEM, "kernel is out of memory" },
 };
 
@@ -298,8 +310,8 @@ static int
 derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 {
 	const struct ktls_cipher *c = k->cipher;
-	const EVP_MD *md = SSL_CIPHER_get_handshake_digest(
-	    SSL_get_current_cipher(k->ssl));
+	const EVP_MD *md =
+	    SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
 	unsigned char key[2][32], iv[2][TLS13_IV_LEN], block[2 * 32 + 2 * 12];
 	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
 	size_t mlen, ivl = c->salt_len > 0 ? c->salt_len : c->iv_len;
@@ -308,20 +320,24 @@ derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 	if (k->version == TLS1_3_VERSION) {
 		for (d = 0; d < 2; d++)
 			if (ktls_tls13_expand_label(md, k->secret[d].b,
-			    k->secret[d].len, "key", key[d], c->key_len) < 0 ||
+				k->secret[d].len, "key", key[d],
+				c->key_len) < 0 ||
 			    ktls_tls13_expand_label(md, k->secret[d].b,
-			    k->secret[d].len, "iv", iv[d], TLS13_IV_LEN) < 0)
+				k->secret[d].len, "iv", iv[d],
+				TLS13_IV_LEN) < 0)
 				goto out;
 	} else {
 		mlen = SSL_SESSION_get_master_key(SSL_get_session(k->ssl),
 		    master, sizeof(master));
 		SSL_get_client_random(k->ssl, cr, sizeof(cr));
 		SSL_get_server_random(k->ssl, sr, sizeof(sr));
-		if (mlen == 0 || ktls_tls12_key_block(md, master, mlen, cr, sr,
-		    block, 2 * c->key_len + 2 * ivl) < 0)
+		if (mlen == 0 ||
+		    ktls_tls12_key_block(md, master, mlen, cr, sr, block,
+			2 * c->key_len + 2 * ivl) < 0)
 			goto out;
 		/* Client's material first: map it onto our TX or RX. */
-		memcpy(key[tx_is_client ? KTLS_TX : KTLS_RX], block, c->key_len);
+		memcpy(key[tx_is_client ? KTLS_TX : KTLS_RX], block,
+		    c->key_len);
 		memcpy(key[tx_is_client ? KTLS_RX : KTLS_TX],
 		    block + c->key_len, c->key_len);
 		memcpy(iv[tx_is_client ? KTLS_TX : KTLS_RX],
@@ -348,7 +364,8 @@ preconditions(struct ktls *k)
 	int v = SSL_version(k->ssl);
 
 	if (!SSL_is_init_finished(k->ssl)) {
-		set_reason(k, KTLS_RX, "%s", "the TLS handshake is not complete");
+		set_reason(k, KTLS_RX, "%s",
+		    "the TLS handshake is not complete");
 		return -1;
 	}
 	if (v != TLS1_2_VERSION && v != TLS1_3_VERSION) {
@@ -366,13 +383,15 @@ preconditions(struct ktls *k)
 	}
 	if (v == TLS1_3_VERSION &&
 	    (k->secret[KTLS_TX].len == 0 || k->secret[KTLS_RX].len == 0)) {
-		set_reason(k, KTLS_RX, "%s", "TLS 1.3 traffic secrets were not "
+		set_reason(k, KTLS_RX, "%s",
+		    "TLS 1.3 traffic secrets were not "
 		    "captured (ktls_ctx_prepare() not called before the handshake?)");
 		return -1;
 	}
 	/* Bytes OpenSSL already pulled off the socket would be lost. */
 	if (SSL_has_pending(k->ssl)) {
-		set_reason(k, KTLS_RX, "%s", "OpenSSL still holds unread record data");
+		set_reason(k, KTLS_RX, "%s",
+		    "OpenSSL still holds unread record data");
 		return -1;
 	}
 	return 0;
@@ -385,7 +404,7 @@ install(struct ktls *k, enum ktls_dir dir, const union ktls_crypto_info *ci,
 	char why[sizeof(k->reason[0])];
 
 	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS,
-	    dir == KTLS_TX ? TLS_TX : TLS_RX, ci, (socklen_t)len) == 0) {
+		dir == KTLS_TX ? TLS_TX : TLS_RX, ci, (socklen_t)len) == 0) {
 		k->state[dir] = KTLS_STATE_SOFTWARE;
 		return 0;
 	}
@@ -411,7 +430,7 @@ ktls_offload(struct ktls *k, int fd)
 	}
 	/* Point of no return for the socket starts here. */
 	if (ktls_syscalls()->setsockopt(fd, SOL_TCP, TCP_ULP, "tls",
-	    sizeof("tls")) < 0) {
+		sizeof("tls")) < 0) {
 		diagnose(why, sizeof(why), STEP_ULP, errno, "");
 		set_reason(k, KTLS_RX, "%s", why);
 		set_reason(k, KTLS_TX, "%s", why);
@@ -427,7 +446,8 @@ rx_failed:
 out:
 	OPENSSL_cleanse(ci, sizeof(ci));
 	if (ret < 0)
-		ktls_seterr(k, "kTLS %s: %s", ktls_active(k, KTLS_RX) ? "TX" : "RX",
+		ktls_seterr(k, "kTLS %s: %s",
+		    ktls_active(k, KTLS_RX) ? "TX" : "RX",
 		    k->reason[ktls_active(k, KTLS_RX) ? KTLS_TX : KTLS_RX]);
 	/* TLS 1.3 keeps the current secrets for KeyUpdate; 1.2 never needs them. */
 	if (k->version != TLS1_3_VERSION || ret < 0)
@@ -452,14 +472,14 @@ install_secret(struct ktls *k, enum ktls_dir dir, const unsigned char *secret,
 	*err = 0;
 	md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
 	if (ktls_tls13_expand_label(md, secret, secret_len, "key", key,
-	    k->cipher->key_len) < 0 ||
+		k->cipher->key_len) < 0 ||
 	    ktls_tls13_expand_label(md, secret, secret_len, "iv", iv,
-	    sizeof(iv)) < 0 ||
+		sizeof(iv)) < 0 ||
 	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
-	    seq)) == 0)
+		 seq)) == 0)
 		goto out;
 	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS,
-	    dir == KTLS_TX ? TLS_TX : TLS_RX, &ci, (socklen_t)len) < 0)
+		dir == KTLS_TX ? TLS_TX : TLS_RX, &ci, (socklen_t)len) < 0)
 		*err = errno;
 	else
 		ret = 0;
@@ -500,21 +520,25 @@ ktls_rekey(struct ktls *k, enum ktls_dir dir)
 	if (!can_rekey(k, dir))
 		return -1;
 	if (ktls_tls13_expand_label(SSL_CIPHER_get_handshake_digest(
-	    SSL_get_current_cipher(k->ssl)), s->b, s->len, "traffic upd", next,
-	    s->len) < 0) {
+					SSL_get_current_cipher(k->ssl)),
+		s->b, s->len, "traffic upd", next, s->len) < 0) {
 		ktls_seterr(k, "KeyUpdate: deriving the next key failed");
 		goto out;
 	}
 	if (install_secret(k, dir, next, s->len, 0, &err) < 0) {
 		if (err == EBUSY)
-			ktls_seterr(k, "this kernel cannot rekey kTLS (Linux 6.14 "
+			ktls_seterr(k,
+			    "this kernel cannot rekey kTLS (Linux 6.14 "
 			    "or later can): the %s key cannot be updated",
 			    dir == KTLS_TX ? "send" : "receive");
 		else if (err == 0)
-			ktls_seterr(k, "KeyUpdate: deriving the next key failed");
+			ktls_seterr(k,
+			    "KeyUpdate: deriving the next key failed");
 		else
-			ktls_seterr(k, "KeyUpdate: installing the new %s key: %s",
-			    dir == KTLS_TX ? "TLS_TX" : "TLS_RX", strerror(err));
+			ktls_seterr(k,
+			    "KeyUpdate: installing the new %s key: %s",
+			    dir == KTLS_TX ? "TLS_TX" : "TLS_RX",
+			    strerror(err));
 		goto out;
 	}
 	memcpy(s->b, next, s->len);
@@ -547,17 +571,21 @@ ktls_rx_resume(struct ktls *k)
 		return -1;
 	/* The kernel wants exactly the cipher's struct size. */
 	len = (socklen_t)k->cipher->info_len;
-	if (ktls_syscalls()->getsockopt(k->fd, SOL_TLS, TLS_RX, &ci,
-	    &len) < 0 || len != k->cipher->info_len) {
-		ktls_seterr(k, "kTLS read: cannot read the receive sequence "
-		    "number: %s", strerror(errno));
+	if (ktls_syscalls()->getsockopt(k->fd, SOL_TLS, TLS_RX, &ci, &len) <
+		0 ||
+	    len != k->cipher->info_len) {
+		ktls_seterr(k,
+		    "kTLS read: cannot read the receive sequence "
+		    "number: %s",
+		    strerror(errno));
 		goto out;
 	}
 	for (i = 8; i > 0; i--)
 		seq = seq << 8 | ci.bytes[len - (socklen_t)i];
 	if (install_secret(k, KTLS_RX, k->secret[KTLS_RX].b,
-	    k->secret[KTLS_RX].len, seq, &err) < 0) {
-		ktls_seterr(k, "kTLS read: the kernel took a fragment for a "
+		k->secret[KTLS_RX].len, seq, &err) < 0) {
+		ktls_seterr(k,
+		    "kTLS read: the kernel took a fragment for a "
 		    "KeyUpdate and refused the same key again: %s",
 		    strerror(err));
 		goto out;
@@ -574,14 +602,17 @@ set_flag(struct ktls *k, enum ktls_dir dir, int opt, const char *name)
 	unsigned int one = 1;
 
 	if (!ktls_active(k, dir)) {
-		ktls_seterr(k, "%s needs kTLS %s", name, dir == KTLS_TX ? "TX" : "RX");
+		ktls_seterr(k, "%s needs kTLS %s", name,
+		    dir == KTLS_TX ? "TX" : "RX");
 		return -1;
 	}
 	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS, opt, &one,
-	    sizeof(one)) == 0)
+		sizeof(one)) == 0)
 		return 0;
-	ktls_seterr(k, "%s: %s", name, errno == ENOPROTOOPT || errno == EINVAL ?
-	    "not supported by this kernel" : strerror(errno));
+	ktls_seterr(k, "%s: %s", name,
+	    errno == ENOPROTOOPT || errno == EINVAL ?
+		"not supported by this kernel" :
+		strerror(errno));
 	return -1;
 }
 
@@ -598,7 +629,8 @@ ktls_rx_expect_no_pad(struct ktls *k)
 		ktls_seterr(k, "TLS_RX_EXPECT_NO_PAD: TLS 1.3 only");
 		return -1;
 	}
-	return set_flag(k, KTLS_RX, TLS_RX_EXPECT_NO_PAD, "TLS_RX_EXPECT_NO_PAD");
+	return set_flag(k, KTLS_RX, TLS_RX_EXPECT_NO_PAD,
+	    "TLS_RX_EXPECT_NO_PAD");
 }
 
 void
@@ -622,8 +654,9 @@ ktls_state(const struct ktls *k, enum ktls_dir dir)
 int
 ktls_active(const struct ktls *k, enum ktls_dir dir)
 {
-	return k != NULL && (k->state[dir] == KTLS_STATE_SOFTWARE ||
-	    k->state[dir] == KTLS_STATE_HARDWARE);
+	return k != NULL &&
+	    (k->state[dir] == KTLS_STATE_SOFTWARE ||
+		k->state[dir] == KTLS_STATE_HARDWARE);
 }
 
 const char *
@@ -640,8 +673,7 @@ ktls_set_hardware(struct ktls *k, enum ktls_dir dir)
 }
 
 void
-ktls_status_line(const struct ktls *k, enum ktls_dir dir, char *buf,
-    size_t len)
+ktls_status_line(const struct ktls *k, enum ktls_dir dir, char *buf, size_t len)
 {
 	static const char *const what[] = {
 		[KTLS_STATE_OFF] = "off",

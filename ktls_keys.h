@@ -23,7 +23,10 @@
 
 #include <openssl/ssl.h>
 
-enum ktls_dir { KTLS_TX = 0, KTLS_RX = 1 };
+enum ktls_dir {
+	KTLS_TX = 0,
+	KTLS_RX = 1
+};
 
 /* Outcome of offloading one direction. */
 enum ktls_state {

@@ -49,7 +49,7 @@
  * can grow between GSSET_INFO and the read (mlx5: more channels). Spare
  * room absorbs that, and a count that moved fails the read with EAGAIN.
  */
-#define NIC_SLACK 256
+#define NIC_SLACK       256
 #define NIC_STATS_TRIES 3
 
 struct nic_feature {
@@ -58,10 +58,10 @@ struct nic_feature {
 };
 
 static const struct nic_feature nic_features_wanted[] = {
-	{"tls-hw-tx-offload", offsetof(struct ktls_nic, tls_tx_feature),
-	 offsetof(struct ktls_nic, tls_tx_available)},
-	{"tls-hw-rx-offload", offsetof(struct ktls_nic, tls_rx_feature),
-	 offsetof(struct ktls_nic, tls_rx_available)},
+	{ "tls-hw-tx-offload", offsetof(struct ktls_nic, tls_tx_feature),
+	    offsetof(struct ktls_nic, tls_tx_available) },
+	{ "tls-hw-rx-offload", offsetof(struct ktls_nic, tls_rx_feature),
+	    offsetof(struct ktls_nic, tls_rx_available) },
 };
 
 static int
@@ -77,13 +77,13 @@ ethtool_ioctl(int sock, const char *ifname, void *cmd)
 
 /* How many strings the device has in set; 0 if it has no such set. */
 static int
-ethtool_sset_count(int sock, const char *ifname, unsigned set,
-		   uint32_t *count, char *err, size_t errlen)
+ethtool_sset_count(int sock, const char *ifname, unsigned set, uint32_t *count,
+    char *err, size_t errlen)
 {
 	union {
 		struct ethtool_sset_info info;
-		unsigned char room[sizeof(struct ethtool_sset_info) +
-				   sizeof(uint32_t)];
+		unsigned char
+		    room[sizeof(struct ethtool_sset_info) + sizeof(uint32_t)];
 	} u;
 
 	*count = 0;
@@ -101,8 +101,8 @@ ethtool_sset_count(int sock, const char *ifname, unsigned set,
 		return 0;
 	if (u.info.data[0] > NIC_SSET_MAX)
 		return query_fail(err, errlen, EOVERFLOW,
-				  "%s reports %" PRIu32 " ethtool strings",
-				  ifname, u.info.data[0]);
+		    "%s reports %" PRIu32 " ethtool strings", ifname,
+		    u.info.data[0]);
 	*count = u.info.data[0];
 	return 0;
 }
@@ -110,13 +110,13 @@ ethtool_sset_count(int sock, const char *ifname, unsigned set,
 /* Exactly count strings of set; the caller frees *out. */
 static int
 ethtool_strings(int sock, const char *ifname, unsigned set, uint32_t count,
-		struct ethtool_gstrings **out, char *err, size_t errlen)
+    struct ethtool_gstrings **out, char *err, size_t errlen)
 {
 	struct ethtool_gstrings *gs;
 	int e;
 
-	gs = calloc(1, sizeof(*gs) + ((size_t)count + NIC_SLACK) *
-					 ETH_GSTRING_LEN);
+	gs = calloc(1,
+	    sizeof(*gs) + ((size_t)count + NIC_SLACK) * ETH_GSTRING_LEN);
 	if (gs == NULL)
 		return query_fail_errno(err, errlen, "ethtool strings");
 	gs->cmd = ETHTOOL_GSTRINGS;
@@ -131,8 +131,9 @@ ethtool_strings(int sock, const char *ifname, unsigned set, uint32_t count,
 	if (gs->len != count) {
 		free(gs);
 		return query_fail(err, errlen, EAGAIN,
-				  "%s changed its ethtool strings while they "
-				  "were read", ifname);
+		    "%s changed its ethtool strings while they "
+		    "were read",
+		    ifname);
 	}
 	*out = gs;
 	return 0;
@@ -141,7 +142,7 @@ ethtool_strings(int sock, const char *ifname, unsigned set, uint32_t count,
 /* ethtool string i as a C string (they are NUL-padded, not terminated). */
 static void
 gstring_copy(char dst[KTLS_NIC_NAME_MAX], const struct ethtool_gstrings *gs,
-	     uint32_t i)
+    uint32_t i)
 {
 	const char *s = (const char *)gs->data + (size_t)i * ETH_GSTRING_LEN;
 	size_t len = strnlen(s, ETH_GSTRING_LEN);
@@ -160,14 +161,15 @@ nic_field(struct ktls_nic *n, size_t offset)
 /* Feature i of the device, if it is one this module reports. */
 static void
 nic_feature_set(struct ktls_nic *n, const char *name,
-		const struct ethtool_gfeatures *gf, uint32_t i)
+    const struct ethtool_gfeatures *gf, uint32_t i)
 {
 	const struct ethtool_get_features_block *b = &gf->features[i / 32];
 	uint32_t bit = 1U << (i % 32);
 	size_t k;
 
-	for (k = 0; k < sizeof(nic_features_wanted) /
-			    sizeof(nic_features_wanted[0]); k++) {
+	for (k = 0;
+	     k < sizeof(nic_features_wanted) / sizeof(nic_features_wanted[0]);
+	     k++) {
 		const struct nic_feature *f = &nic_features_wanted[k];
 
 		if (strcmp(name, f->name) != 0)
@@ -192,12 +194,12 @@ nic_features(int sock, struct ktls_nic *n, char *err, size_t errlen)
 	int rc = -1;
 
 	if (ethtool_sset_count(sock, n->ifname, ETH_SS_FEATURES, &count, err,
-			       errlen) == -1)
+		errlen) == -1)
 		return -1;
 	if (count == 0) /* before 2.6.39: features stay unknown */
 		return 0;
 	if (ethtool_strings(sock, n->ifname, ETH_SS_FEATURES, count, &names,
-			    err, errlen) == -1)
+		err, errlen) == -1)
 		goto out;
 	blocks = (count + 31) / 32;
 	gf = calloc(1, sizeof(*gf) + blocks * sizeof(gf->features[0]));
@@ -225,7 +227,7 @@ out:
 /* The counters named *tls*, matched by index between names and values. */
 static void
 nic_stats_pick(struct ktls_nic *n, const struct ethtool_gstrings *names,
-	       const struct ethtool_stats *st)
+    const struct ethtool_stats *st)
 {
 	uint32_t i;
 
@@ -251,15 +253,15 @@ nic_stats_once(int sock, struct ktls_nic *n, char *err, size_t errlen)
 
 	n->nstats = 0;
 	if (ethtool_sset_count(sock, n->ifname, ETH_SS_STATS, &count, err,
-			       errlen) == -1)
+		errlen) == -1)
 		return -1;
 	if (count == 0)
 		return 0;
 	if (ethtool_strings(sock, n->ifname, ETH_SS_STATS, count, &names, err,
-			    errlen) == -1)
+		errlen) == -1)
 		goto out;
-	st = calloc(1, sizeof(*st) +
-			   ((size_t)count + NIC_SLACK) * sizeof(st->data[0]));
+	st = calloc(1,
+	    sizeof(*st) + ((size_t)count + NIC_SLACK) * sizeof(st->data[0]));
 	if (st == NULL) {
 		query_fail_errno(err, errlen, "ethtool stats");
 		goto out;
@@ -272,8 +274,9 @@ nic_stats_once(int sock, struct ktls_nic *n, char *err, size_t errlen)
 	}
 	if (st->n_stats != count) {
 		query_fail(err, errlen, EAGAIN,
-			   "%s changed its ethtool counters while they were "
-			   "read", n->ifname);
+		    "%s changed its ethtool counters while they were "
+		    "read",
+		    n->ifname);
 		goto out;
 	}
 	nic_stats_pick(n, names, st);
@@ -335,7 +338,7 @@ nic_sysfs_virtual(const char *ifname, unsigned ifindex)
 
 static int
 nic_link(int sock, unsigned ifindex, struct ktls_nic *n, char *err,
-	 size_t errlen)
+    size_t errlen)
 {
 	struct ifreq ifr;
 
@@ -343,14 +346,14 @@ nic_link(int sock, unsigned ifindex, struct ktls_nic *n, char *err,
 	ifr.ifr_ifindex = (int)ifindex;
 	if (ioctl(sock, SIOCGIFNAME, &ifr) == -1)
 		return query_fail(err, errlen, errno, "interface %u: %s",
-				  ifindex, strerror(errno));
+		    ifindex, strerror(errno));
 	_Static_assert(sizeof(n->ifname) >= sizeof(ifr.ifr_name), "ifname");
 	memcpy(n->ifname, ifr.ifr_name, sizeof(ifr.ifr_name));
 	n->ifname[sizeof(n->ifname) - 1] = '\0';
 	n->ifindex = ifindex;
 	if (ioctl(sock, SIOCGIFFLAGS, &ifr) == -1)
 		return query_fail(err, errlen, errno, "%s: SIOCGIFFLAGS: %s",
-				  n->ifname, strerror(errno));
+		    n->ifname, strerror(errno));
 	n->is_loopback = (ifr.ifr_flags & IFF_LOOPBACK) != 0;
 	n->is_virtual = nic_sysfs_virtual(n->ifname, ifindex);
 	return 0;
@@ -379,7 +382,7 @@ ktls_nic_query(int fd, struct ktls_nic *out, char *err, size_t errlen)
 
 int
 ktls_nic_query_ifindex(unsigned ifindex, struct ktls_nic *out, char *err,
-		       size_t errlen)
+    size_t errlen)
 {
 	int sock, rc = -1, saved;
 
@@ -428,9 +431,9 @@ nic_state(int active, int available)
 void
 ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len)
 {
-	const char *kind = n->is_loopback ? "loopback, "
-			   : n->is_virtual == 1 ? "virtual interface, "
-			   : "";
+	const char *kind = n->is_loopback ? "loopback, " :
+	    n->is_virtual == 1            ? "virtual interface, " :
+					    "";
 
 	if (len == 0)
 		return;
@@ -439,13 +442,15 @@ ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len)
 		return;
 	}
 	if (n->tls_tx_available == 0 && n->tls_rx_available == 0) {
-		snprintf(buf, len, "%s: %sno TLS offload (kTLS here is the "
-				   "kernel's software path)", n->ifname, kind);
+		snprintf(buf, len,
+		    "%s: %sno TLS offload (kTLS here is the "
+		    "kernel's software path)",
+		    n->ifname, kind);
 		return;
 	}
 	snprintf(buf, len, "%s: %stls-hw-tx-offload %s, tls-hw-rx-offload %s",
-		 n->ifname, kind, nic_state(n->tls_tx_feature, n->tls_tx_available),
-		 nic_state(n->tls_rx_feature, n->tls_rx_available));
+	    n->ifname, kind, nic_state(n->tls_tx_feature, n->tls_tx_available),
+	    nic_state(n->tls_rx_feature, n->tls_rx_available));
 }
 
 /* Where ktls_nic_deltas() writes; full once a line did not fit. */
@@ -457,7 +462,7 @@ struct delta_out {
 
 static void
 delta_line(struct delta_out *o, const char *prefix, const char *name,
-	   uint64_t before, uint64_t after)
+    uint64_t before, uint64_t after)
 {
 	size_t room = o->len - o->pos;
 	int up = after > before, w;
@@ -468,9 +473,9 @@ delta_line(struct delta_out *o, const char *prefix, const char *name,
 	if (room == 0)
 		return;
 	w = snprintf(o->buf + o->pos, room,
-		     "%s%s: %" PRIu64 " -> %" PRIu64 " (%c%" PRIu64 ")\n", prefix,
-		     name, before, after, up ? '+' : '-',
-		     up ? after - before : before - after);
+	    "%s%s: %" PRIu64 " -> %" PRIu64 " (%c%" PRIu64 ")\n", prefix, name,
+	    before, after, up ? '+' : '-',
+	    up ? after - before : before - after);
 	if (w < 0 || (size_t)w >= room) {
 		o->buf[o->pos] = '\0'; /* whole lines only */
 		return;
@@ -493,11 +498,10 @@ nic_stat_get(const struct ktls_nic *n, const char *name)
 
 int
 ktls_nic_deltas(const struct ktls_nic *nic_before,
-		const struct ktls_nic *nic_after,
-		const struct ktls_tls_stat *tls_before,
-		const struct ktls_tls_stat *tls_after, char *buf, size_t len)
+    const struct ktls_nic *nic_after, const struct ktls_tls_stat *tls_before,
+    const struct ktls_tls_stat *tls_after, char *buf, size_t len)
 {
-	struct delta_out o = {.buf = buf, .len = buf != NULL ? len : 0};
+	struct delta_out o = { .buf = buf, .len = buf != NULL ? len : 0 };
 	char prefix[IF_NAMESIZE + 1];
 	size_t i;
 
@@ -509,18 +513,17 @@ ktls_nic_deltas(const struct ktls_nic *nic_before,
 			return -1;
 		}
 		snprintf(prefix, sizeof(prefix), "%s ", nic_after->ifname);
-		for (i = 0; i < nic_after->nstats && i < KTLS_NIC_MAX_STATS; i++)
+		for (i = 0; i < nic_after->nstats && i < KTLS_NIC_MAX_STATS;
+		     i++)
 			delta_line(&o, prefix, nic_after->stats[i].name,
-				   nic_stat_get(nic_before,
-						nic_after->stats[i].name),
-				   nic_after->stats[i].value);
+			    nic_stat_get(nic_before, nic_after->stats[i].name),
+			    nic_after->stats[i].value);
 	}
 	if (tls_before != NULL && tls_after != NULL)
 		for (i = 0; i < tls_after->n && i < KTLS_STAT_MAX; i++)
 			delta_line(&o, "", tls_after->v[i].name,
-				   ktls_tls_stat_get(tls_before,
-						     tls_after->v[i].name),
-				   tls_after->v[i].value);
+			    ktls_tls_stat_get(tls_before, tls_after->v[i].name),
+			    tls_after->v[i].value);
 	if (o.full) {
 		errno = ENOBUFS;
 		return -1;

@@ -70,7 +70,7 @@ int ktls_nic_query(int fd, struct ktls_nic *out, char *err, size_t errlen);
 
 /* ktls_nic_query() for interface ifindex: no route lookup. */
 int ktls_nic_query_ifindex(unsigned ifindex, struct ktls_nic *out, char *err,
-			   size_t errlen);
+    size_t errlen);
 
 /* Set *n to what a failed query leaves: no interface, nothing known. */
 void ktls_nic_reset(struct ktls_nic *n);
@@ -101,9 +101,7 @@ void ktls_nic_describe(const struct ktls_nic *n, char *buf, size_t len);
  * (the NIC snapshots are of different interfaces).
  */
 int ktls_nic_deltas(const struct ktls_nic *nic_before,
-		    const struct ktls_nic *nic_after,
-		    const struct ktls_tls_stat *tls_before,
-		    const struct ktls_tls_stat *tls_after, char *buf,
-		    size_t len);
+    const struct ktls_nic *nic_after, const struct ktls_tls_stat *tls_before,
+    const struct ktls_tls_stat *tls_after, char *buf, size_t len);
 
 #endif /* KTLS_NIC_H */

@@ -37,14 +37,16 @@ struct ktls_nic_cache {
 };
 
 /* A static cache: static struct ktls_nic_cache c = KTLS_NIC_CACHE_INIT(10); */
-#define KTLS_NIC_CACHE_INIT(ttl)                                           \
-	{ .lock = PTHREAD_MUTEX_INITIALIZER, .ttl_secs = (ttl) }
+#define KTLS_NIC_CACHE_INIT(ttl)                                               \
+	{                                                                      \
+		.lock = PTHREAD_MUTEX_INITIALIZER, .ttl_secs = (ttl)           \
+	}
 
 /*
  * ktls_nic_query(fd, out, err, errlen), the interface's part from cache c
  * when it holds a fresh one.
  */
-int ktls_nic_cache_query(struct ktls_nic_cache *c, int fd,
-    struct ktls_nic *out, char *err, size_t errlen);
+int ktls_nic_cache_query(struct ktls_nic_cache *c, int fd, struct ktls_nic *out,
+    char *err, size_t errlen);
 
 #endif /* KTLS_NIC_CACHE_H */

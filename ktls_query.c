@@ -38,8 +38,8 @@ query_fail_errno(char *err, size_t errlen, const char *what)
 }
 
 int
-query_fail_known(char *err, size_t errlen, int e,
-    const struct query_errno *t, size_t n, const char *what)
+query_fail_known(char *err, size_t errlen, int e, const struct query_errno *t,
+    size_t n, const char *what)
 {
 	size_t i;
 
@@ -52,7 +52,7 @@ query_fail_known(char *err, size_t errlen, int e,
 static int
 query_open(int protocol, char *err, size_t errlen)
 {
-	struct timeval tv = {.tv_sec = QUERY_TIMEOUT_SEC};
+	struct timeval tv = { .tv_sec = QUERY_TIMEOUT_SEC };
 	int nl;
 
 	nl = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, protocol);
@@ -69,7 +69,7 @@ query_open(int protocol, char *err, size_t errlen)
 static int
 query_send(int nl, const struct nlmsghdr *req, char *err, size_t errlen)
 {
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+	struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
 	ssize_t n;
 
 	do
@@ -151,7 +151,9 @@ query_netlink(const struct query_netlink *q, char *err, size_t errlen)
 	if ((nl = query_open(q->protocol, err, errlen)) == -1)
 		return -1;
 	rc = query_send(nl, q->req, err, errlen) == 0 &&
-	    query_recv(nl, q, err, errlen) == 0 ? 0 : -1;
+		query_recv(nl, q, err, errlen) == 0 ?
+	    0 :
+	    -1;
 	saved = errno;
 	close(nl);
 	errno = saved;

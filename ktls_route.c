@@ -44,21 +44,22 @@ struct route_request {
 	_Alignas(4) unsigned char attrs[2 * RTA_SPACE(16) + 2 * RTA_SPACE(4)];
 };
 _Static_assert(offsetof(struct route_request, attrs) ==
-		   NLMSG_LENGTH(sizeof(struct rtmsg)),
-	       "attributes follow the rtmsg without padding");
+	NLMSG_LENGTH(sizeof(struct rtmsg)),
+    "attributes follow the rtmsg without padding");
 
 /* The kernel's answers that mean something specific here. */
 static const struct query_errno route_errnos[] = {
-	{ENETUNREACH, "no route to the peer (network unreachable)"},
-	{EHOSTUNREACH, "no route to the peer (host unreachable)"},
+	{ ENETUNREACH, "no route to the peer (network unreachable)" },
+	{ EHOSTUNREACH, "no route to the peer (host unreachable)" },
 	/* ip_route_output_key_hash(): blackhole, or a source address gone. */
-	{EINVAL, "the routing table refused the lookup (a blackhole route, "
-		 "or the socket's local address is gone)"},
+	{ EINVAL,
+	    "the routing table refused the lookup (a blackhole route, "
+	    "or the socket's local address is gone)" },
 };
 
 /* v4-mapped IPv6 (::ffff:a.b.c.d) is IPv4 on the wire, routed as IPv4. */
-static const unsigned char v4mapped_prefix[12] = {
-	0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+static const unsigned char v4mapped_prefix[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+	0xff, 0xff };
 
 static int
 route_fail_kernel(char *err, size_t errlen, int e)
@@ -70,7 +71,7 @@ route_fail_kernel(char *err, size_t errlen, int e)
 /* ss's address into addr; its family after unmapping, -1 if not IP. */
 static int
 route_addr(const struct sockaddr_storage *ss, unsigned char addr[16],
-	   uint32_t *scope)
+    uint32_t *scope)
 {
 	const struct sockaddr_in *s4 = (const void *)ss;
 	const struct sockaddr_in6 *s6 = (const void *)ss;
@@ -111,7 +112,7 @@ route_key_fill(int fd, struct route_key *k, char *err, size_t errlen)
 	k->family = route_addr(&peer, k->dst, &scope);
 	if (k->family == -1 || lfam != k->family)
 		return query_fail(err, errlen, EAFNOSUPPORT,
-				  "socket is neither IPv4 nor IPv6");
+		    "socket is neither IPv4 nor IPv6");
 	k->alen = k->family == AF_INET ? 4 : 16;
 	/* Before 5.1 (ENOPROTOOPT) only the IPv6 scope says it. */
 	if (getsockopt(fd, SOL_SOCKET, SO_BINDTOIFINDEX, &bound, &olen) == 0 &&
@@ -127,10 +128,10 @@ route_key_fill(int fd, struct route_key *k, char *err, size_t errlen)
 
 static void
 route_attr(struct route_request *r, unsigned short type, const void *data,
-	   size_t len)
+    size_t len)
 {
-	struct rtattr *a =
-	    (struct rtattr *)((unsigned char *)r + NLMSG_ALIGN(r->nlh.nlmsg_len));
+	struct rtattr *a = (struct rtattr *)((unsigned char *)r +
+	    NLMSG_ALIGN(r->nlh.nlmsg_len));
 
 	a->rta_type = type;
 	a->rta_len = (unsigned short)RTA_LENGTH(len);
@@ -171,17 +172,18 @@ route_message(const struct nlmsghdr *h, void *arg, char *err, size_t errlen)
 	if (h->nlmsg_type == NLMSG_ERROR) {
 		if (h->nlmsg_len < NLMSG_LENGTH(sizeof(e)))
 			return query_fail(err, errlen, EPROTO,
-					  "truncated NLMSG_ERROR");
+			    "truncated NLMSG_ERROR");
 		memcpy(&e, NLMSG_DATA(h), sizeof(e));
 		if (e.error == 0) /* an acknowledgement, not asked for */
-			return query_fail(err, errlen, EPROTO, "RTM_GETROUTE: "
-					  "no route in the answer");
+			return query_fail(err, errlen, EPROTO,
+			    "RTM_GETROUTE: "
+			    "no route in the answer");
 		return route_fail_kernel(err, errlen, -e.error);
 	}
 	if (h->nlmsg_type != RTM_NEWROUTE ||
 	    h->nlmsg_len < NLMSG_LENGTH(sizeof(*rtm)))
 		return query_fail(err, errlen, EPROTO,
-				  "unexpected answer to RTM_GETROUTE");
+		    "unexpected answer to RTM_GETROUTE");
 	len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*rtm)));
 	for (a = RTM_RTA(rtm); RTA_OK(a, len); a = RTA_NEXT(a, len))
 		if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) == sizeof(*oif)) {
@@ -189,7 +191,7 @@ route_message(const struct nlmsghdr *h, void *arg, char *err, size_t errlen)
 			return 1;
 		}
 	return query_fail(err, errlen, ENXIO,
-			  "the route to the peer names no interface");
+	    "the route to the peer names no interface");
 }
 
 int
@@ -199,11 +201,11 @@ ktls_route_oif(int fd, unsigned *ifindex, char *err, size_t errlen)
 	struct route_request req;
 	uint32_t oif = 0;
 	const struct query_netlink q = {
-	    .protocol = NETLINK_ROUTE,
-	    .req = &req.nlh,
-	    .answer = "route answer",
-	    .message = route_message,
-	    .arg = &oif,
+		.protocol = NETLINK_ROUTE,
+		.req = &req.nlh,
+		.answer = "route answer",
+		.message = route_message,
+		.arg = &oif,
 	};
 
 	if (route_key_fill(fd, &key, err, errlen) == -1)

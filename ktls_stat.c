@@ -54,14 +54,14 @@ ktls_tls_stat_read(struct ktls_tls_stat *s, char *err, size_t errlen)
 	if ((f = fopen("/proc/net/tls_stat", "re")) == NULL) {
 		if (errno != ENOENT)
 			return query_fail_errno(err, errlen,
-						"/proc/net/tls_stat");
+			    "/proc/net/tls_stat");
 		if (access("/proc/self", F_OK) == -1)
 			return query_fail(err, errlen, ENOENT,
-					  "/proc is not mounted");
+			    "/proc is not mounted");
 		return query_fail(err, errlen, ENOENT,
-				  "no /proc/net/tls_stat: the kernel's tls "
-				  "module is not loaded (CONFIG_TLS off, or no "
-				  "socket has asked for kTLS yet)");
+		    "no /proc/net/tls_stat: the kernel's tls "
+		    "module is not loaded (CONFIG_TLS off, or no "
+		    "socket has asked for kTLS yet)");
 	}
 	/* Lines this parser does not understand are a newer kernel's. */
 	while (fgets(line, sizeof(line), f) != NULL)
@@ -69,7 +69,7 @@ ktls_tls_stat_read(struct ktls_tls_stat *s, char *err, size_t errlen)
 	fclose(f);
 	if (s->n == 0)
 		return query_fail(err, errlen, EPROTO,
-				  "/proc/net/tls_stat holds no counters");
+		    "/proc/net/tls_stat holds no counters");
 	return 0;
 }
 

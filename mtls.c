@@ -28,8 +28,7 @@ mtls_err_reason(char *buf, size_t len, const char *fallback)
 
 /* Load one credential file; on failure name the file and the reason. */
 static int
-load(SSL_CTX *ctx, const char *what, const char *path, char *err,
-    size_t errlen)
+load(SSL_CTX *ctx, const char *what, const char *path, char *err, size_t errlen)
 {
 	char why[MTLS_REASON_MAX];
 	int ok;
@@ -42,9 +41,12 @@ load(SSL_CTX *ctx, const char *what, const char *path, char *err,
 		ok = SSL_CTX_load_verify_locations(ctx, path, NULL);
 	if (ok == 1)
 		return 0;
-	if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH) {
-		snprintf(err, errlen, "private key %s does not match the "
-		    "certificate", path);
+	if (ERR_GET_REASON(ERR_peek_last_error()) ==
+	    X509_R_KEY_VALUES_MISMATCH) {
+		snprintf(err, errlen,
+		    "private key %s does not match the "
+		    "certificate",
+		    path);
 		return -1;
 	}
 	/* A system error (the file is missing or unreadable) comes first. */
@@ -72,24 +74,26 @@ set_protocol(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 	int hi = o->tls_version ? o->tls_version : TLS1_3_VERSION;
 	char why[MTLS_REASON_MAX];
 
-	SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION |
-	    SSL_OP_NO_COMPRESSION);
+	SSL_CTX_set_options(ctx,
+	    SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
 	if (!SSL_CTX_set_min_proto_version(ctx, lo) ||
 	    !SSL_CTX_set_max_proto_version(ctx, hi)) {
 		snprintf(err, errlen, "cannot set the TLS version: %s",
 		    mtls_err_reason(why, sizeof(why), "unsupported"));
 		return -1;
 	}
-	if (!SSL_CTX_set_cipher_list(ctx, o->ciphers != NULL ? o->ciphers :
-	    MTLS_TLS12_CIPHERS)) {
-		snprintf(err, errlen, "--ciphers '%s': no usable TLS 1.2 cipher",
-		    o->ciphers);
+	if (!SSL_CTX_set_cipher_list(ctx,
+		o->ciphers != NULL ? o->ciphers : MTLS_TLS12_CIPHERS)) {
+		snprintf(err, errlen,
+		    "--ciphers '%s': no usable TLS 1.2 cipher", o->ciphers);
 		return -1;
 	}
 	if (o->ciphersuites != NULL &&
 	    !SSL_CTX_set_ciphersuites(ctx, o->ciphersuites)) {
-		snprintf(err, errlen, "--ciphersuites '%s': no usable TLS 1.3 "
-		    "cipher suite", o->ciphersuites);
+		snprintf(err, errlen,
+		    "--ciphersuites '%s': no usable TLS 1.3 "
+		    "cipher suite",
+		    o->ciphersuites);
 		return -1;
 	}
 	return 0;
@@ -102,8 +106,8 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 	char why[MTLS_REASON_MAX];
 	int mode = SSL_VERIFY_PEER;
 
-	ctx = SSL_CTX_new(o->server ? TLS_server_method() :
-	    TLS_client_method());
+	ctx =
+	    SSL_CTX_new(o->server ? TLS_server_method() : TLS_client_method());
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create TLS context: %s",
 		    mtls_err_reason(why, sizeof(why), "out of memory"));
@@ -115,8 +119,10 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 	    load(ctx, "CA certificate", o->ca, err, errlen) < 0)
 		goto fail;
 	if (!SSL_CTX_check_private_key(ctx)) {
-		snprintf(err, errlen, "private key %s does not match "
-		    "certificate %s", o->key, o->cert);
+		snprintf(err, errlen,
+		    "private key %s does not match "
+		    "certificate %s",
+		    o->key, o->cert);
 		goto fail;
 	}
 	if (o->server) {
@@ -149,8 +155,10 @@ mtls_set_peer_host(SSL *ssl, const char *host)
 
 	if (inet_pton(AF_INET, host, addr) == 1 ||
 	    inet_pton(AF_INET6, host, addr) == 1)
-		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host) ?
-		    0 : -1;
+		return X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl),
+			   host) ?
+		    0 :
+		    -1;
 	if (!SSL_set_tlsext_host_name(ssl, host) || !SSL_set1_host(ssl, host))
 		return -1;
 	return 0;
@@ -168,25 +176,32 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 		snprintf(buf, len, "%s certificate rejected: %s", peer,
 		    X509_verify_cert_error_string(verify));
 	else if (ERR_peek_error() != 0 &&
-	    ERR_GET_REASON(ERR_peek_error()) == SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
-		snprintf(buf, len, "client certificate rejected: the client "
+	    ERR_GET_REASON(ERR_peek_error()) ==
+		SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)
+		snprintf(buf, len,
+		    "client certificate rejected: the client "
 		    "sent no certificate");
 	else if (ERR_GET_LIB(ERR_peek_error()) == ERR_LIB_SSL &&
 	    ERR_GET_REASON(ERR_peek_error()) >= SSL_AD_REASON_OFFSET)
 		/* OpenSSL files an alert from the peer at this offset. */
 		snprintf(buf, len, "the %s refused the connection: %s", peer,
 		    mtls_err_reason(why, sizeof(why), "alert"));
-	else if (ERR_GET_REASON(ERR_peek_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING)
-		snprintf(buf, len, "the %s closed the connection without "
-		    "close_notify (truncated)", peer);
+	else if (ERR_GET_REASON(ERR_peek_error()) ==
+	    SSL_R_UNEXPECTED_EOF_WHILE_READING)
+		snprintf(buf, len,
+		    "the %s closed the connection without "
+		    "close_notify (truncated)",
+		    peer);
 	else if (e == SSL_ERROR_SSL)
 		mtls_err_reason(buf, len, "protocol error");
 	else if ((e == SSL_ERROR_SYSCALL || e == SSL_ERROR_WANT_READ ||
-	    e == SSL_ERROR_WANT_WRITE) && (saved == EAGAIN || saved == EWOULDBLOCK))
+		     e == SSL_ERROR_WANT_WRITE) &&
+	    (saved == EAGAIN || saved == EWOULDBLOCK))
 		/* SO_RCVTIMEO/SO_SNDTIMEO ran out on a blocking socket. */
 		snprintf(buf, len, "timed out waiting for the %s", peer);
 	else if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-		snprintf(buf, len, "interrupted while waiting for the %s", peer);
+		snprintf(buf, len, "interrupted while waiting for the %s",
+		    peer);
 	else if (e == SSL_ERROR_SYSCALL && saved != 0)
 		snprintf(buf, len, "%s", strerror(saved));
 	else if (e == SSL_ERROR_SYSCALL || e == SSL_ERROR_ZERO_RETURN)

@@ -14,7 +14,7 @@
 
 /* What an mTLS context is made of. */
 struct mtls_options {
-	int server;               /* else a client */
+	int server; /* else a client */
 	const char *cert, *key, *ca;
 	int tls_version;          /* TLS1_2_VERSION, TLS1_3_VERSION, 0: both */
 	const char *ciphers;      /* TLS 1.2 list, NULL: kTLS-capable AEADs */

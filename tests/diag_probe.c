@@ -43,14 +43,14 @@ struct variant {
 };
 
 static const struct variant variants[] = {
-	{"ipv4", AF_INET, "127.0.0.1"},
-	{"ipv6", AF_INET6, "::1"},
+	{ "ipv4", AF_INET, "127.0.0.1" },
+	{ "ipv6", AF_INET6, "::1" },
 };
 
 static int passed, failed;
 
-static void check(int ok, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void
+check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 check(int ok, const char *fmt, ...)
@@ -70,13 +70,13 @@ check(int ok, const char *fmt, ...)
 
 static void
 diag_print(const char *label, int rc, const struct ktls_diag *d,
-	   const char *err)
+    const char *err)
 {
 	printf("%s: rc=%d has_ulp=%d ulp=\"%s\" version=0x%04x cipher=%u "
 	       "txconf=%s rxconf=%s zc_ro_tx=%d rx_no_pad=%d%s%s\n",
-	       label, rc, d->has_ulp, d->ulp_name, d->version, d->cipher,
-	       ktls_diag_conf_name(d->txconf), ktls_diag_conf_name(d->rxconf),
-	       d->zc_ro_tx, d->rx_no_pad, err[0] ? " note: " : "", err);
+	    label, rc, d->has_ulp, d->ulp_name, d->version, d->cipher,
+	    ktls_diag_conf_name(d->txconf), ktls_diag_conf_name(d->rxconf),
+	    d->zc_ro_tx, d->rx_no_pad, err[0] ? " note: " : "", err);
 }
 
 static int
@@ -93,7 +93,8 @@ query(const char *label, int fd, struct ktls_diag *d)
 static int
 pair_open(const struct variant *v, int fds[2])
 {
-	return tcp_pair_open(v->family, v->loopback, v->family, v->loopback, fds);
+	return tcp_pair_open(v->family, v->loopback, v->family, v->loopback,
+	    fds);
 }
 
 static int
@@ -128,16 +129,15 @@ pair_roundtrip(int fds[2])
 }
 
 static void
-expect_tls(const char *what, const struct ktls_diag *d, int txconf,
-	   int rxconf)
+expect_tls(const char *what, const struct ktls_diag *d, int txconf, int rxconf)
 {
 	check(d->has_ulp && strcmp(d->ulp_name, "tls") == 0,
-	      "%s: ulp is \"tls\"", what);
+	    "%s: ulp is \"tls\"", what);
 	check(d->version == TLS_1_2_VERSION, "%s: version 0x0303", what);
 	check(d->cipher == TLS_CIPHER_AES_GCM_128, "%s: cipher 51", what);
 	check(d->txconf == txconf && d->rxconf == rxconf,
-	      "%s: txconf=%s rxconf=%s", what, ktls_diag_conf_name(txconf),
-	      ktls_diag_conf_name(rxconf));
+	    "%s: txconf=%s rxconf=%s", what, ktls_diag_conf_name(txconf),
+	    ktls_diag_conf_name(rxconf));
 }
 
 static void
@@ -148,7 +148,7 @@ probe_plain(const struct variant *v, int fds[2])
 
 	snprintf(label, sizeof(label), "%s plain", v->name);
 	check(query(label, fds[0], &d) == 0 && !d.has_ulp,
-	      "%s: no ULP reported", label);
+	    "%s: no ULP reported", label);
 }
 
 /* Both ends: ULP, dummy keys, one record; EXIT_SKIP if no kTLS here. */
@@ -158,16 +158,18 @@ tls_setup(const struct variant *v, int fds[2])
 	if (ktls_attach(fds[0]) == -1) {
 		if (errno == ENOENT) {
 			printf("%s: TCP_ULP \"tls\": ENOENT, no kTLS in this "
-			       "kernel\n", v->name);
+			       "kernel\n",
+			    v->name);
 			return EXIT_SKIP;
 		}
 		check(0, "%s: TCP_ULP tls: %s", v->name, strerror(errno));
 		return -1;
 	}
-	check(ktls_attach(fds[1]) == 0, "%s: TCP_ULP tls on both ends", v->name);
+	check(ktls_attach(fds[1]) == 0, "%s: TCP_ULP tls on both ends",
+	    v->name);
 	check(ktls_set_dummy_key(fds[0], TLS_TX) == 0 &&
-		  ktls_set_dummy_key(fds[1], TLS_RX) == 0,
-	      "%s: TLS_TX on client, TLS_RX on server", v->name);
+		ktls_set_dummy_key(fds[1], TLS_RX) == 0,
+	    "%s: TLS_TX on client, TLS_RX on server", v->name);
 	check(pair_roundtrip(fds) == 0, "%s: one record moved", v->name);
 	return 0;
 }
@@ -175,7 +177,8 @@ tls_setup(const struct variant *v, int fds[2])
 static int
 cap_net_admin_set(int on)
 {
-	struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+	struct __user_cap_header_struct hdr = { _LINUX_CAPABILITY_VERSION_3,
+		0 };
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 	unsigned bit = 1U << (CAP_NET_ADMIN % 32);
 
@@ -208,9 +211,11 @@ probe_unprivileged(const struct variant *v, int fd)
 	}
 	rc = query(label, fd, &d);
 	check(cap_net_admin_set(1) == 0, "%s: capability restored", label);
-	check(rc == 0 && ((d.version == 0 && d.cipher == 0 && d.txconf == 0) ||
-	      (d.version == 0x0303 && d.cipher == 51 && d.txconf == TLS_CONF_SW)),
-	      "%s: TLS details withheld or right", label);
+	check(rc == 0 &&
+		((d.version == 0 && d.cipher == 0 && d.txconf == 0) ||
+		    (d.version == 0x0303 && d.cipher == 51 &&
+			d.txconf == TLS_CONF_SW)),
+	    "%s: TLS details withheld or right", label);
 }
 
 /* Returns EXIT_SKIP if this kernel has no kTLS, else 0. */
@@ -245,7 +250,7 @@ probe_variant(const struct variant *v)
 			printf("%s: skipped, no IPv6 here\n", v->name);
 		else
 			check(0, "%s: loopback pair: %s", v->name,
-			      strerror(errno));
+			    strerror(errno));
 		return 0;
 	}
 	probe_plain(v, fds);
@@ -269,16 +274,16 @@ probe_refusals(void)
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	check(ktls_diag_query(fd, &d, err, sizeof(err)) == -1 &&
-		  errno == ENOTCONN && err[0] != '\0',
-	      "unconnected TCP socket refused (%s)", err);
+		errno == ENOTCONN && err[0] != '\0',
+	    "unconnected TCP socket refused (%s)", err);
 	close(fd);
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	check(ktls_diag_query(fd, &d, err, sizeof(err)) == -1 &&
-		  errno == EPROTONOSUPPORT && err[0] != '\0',
-	      "UDP socket refused (%s)", err);
+		errno == EPROTONOSUPPORT && err[0] != '\0',
+	    "UDP socket refused (%s)", err);
 	close(fd);
 	check(ktls_diag_query(-1, &d, err, sizeof(err)) == -1 && errno == EBADF,
-	      "bad fd refused (%s)", err);
+	    "bad fd refused (%s)", err);
 }
 
 int

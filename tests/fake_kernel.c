@@ -50,8 +50,7 @@ fake_setsockopt(int fd, int level, int optname, const void *optval,
 }
 
 static int
-fake_getsockopt(int fd, int level, int optname, void *optval,
-    socklen_t *optlen)
+fake_getsockopt(int fd, int level, int optname, void *optval, socklen_t *optlen)
 {
 	(void)fd;
 	fake.getsockopts++;
@@ -106,7 +105,9 @@ fake_sendmsg(int fd, const struct msghdr *msg, int flags)
 	}
 	r = &fake.tx[fake.ntx++];
 	r->type = cmsg != NULL && cmsg->cmsg_level == SOL_TLS &&
-	    cmsg->cmsg_type == TLS_SET_RECORD_TYPE ? *CMSG_DATA(cmsg) : 23;
+		cmsg->cmsg_type == TLS_SET_RECORD_TYPE ?
+	    *CMSG_DATA(cmsg) :
+	    23;
 	r->len = len;
 	memcpy(r->b, msg->msg_iov[0].iov_base,
 	    len < sizeof(r->b) ? len : sizeof(r->b));
@@ -141,8 +142,11 @@ fake_can_rekey(void)
 }
 
 const struct ktls_syscalls fake_kernel_calls = {
-	.setsockopt = fake_setsockopt, .getsockopt = fake_getsockopt,
-	.sendmsg = fake_sendmsg, .recvmsg = fake_recvmsg,
-	.write = fake_write, .sendfile = fake_sendfile,
+	.setsockopt = fake_setsockopt,
+	.getsockopt = fake_getsockopt,
+	.sendmsg = fake_sendmsg,
+	.recvmsg = fake_recvmsg,
+	.write = fake_write,
+	.sendfile = fake_sendfile,
 	.kernel_can_rekey = fake_can_rekey,
 };

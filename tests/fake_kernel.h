@@ -19,8 +19,8 @@
 #include "ktls_internal.h"
 
 /* No socket: a descriptor the fake kernel must be handed back. */
-#define FAKE_FD 1000
-#define FAKE_MAX_CALLS 8
+#define FAKE_FD          1000
+#define FAKE_MAX_CALLS   8
 #define FAKE_MAX_RECORDS 4
 
 /* One setsockopt the module made. */

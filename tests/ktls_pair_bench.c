@@ -53,9 +53,9 @@
 #define TCP_ULP 31
 #endif
 
-#define EXIT_NO_KTLS 77
+#define EXIT_NO_KTLS            77
 #define RECORD_APPLICATION_DATA 23
-#define MEMFD_SIZE (4u << 20) /* sendfile source, sent over and over */
+#define MEMFD_SIZE              (4u << 20) /* sendfile source, sent over and over */
 
 union crypto_info {
 	struct tls_crypto_info base;
@@ -92,7 +92,7 @@ struct opts {
 static const char *prog = "ktls_pair_bench";
 
 static void die(int status, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3), noreturn));
+    __attribute__((format(printf, 2, 3), noreturn));
 
 static void
 die(int status, const char *fmt, ...)
@@ -122,8 +122,9 @@ usage(int status)
 	    prog);
 	for (i = 0; i < sizeof(ciphers) / sizeof(ciphers[0]); i++)
 		fprintf(f, " %s", ciphers[i].name);
-	fprintf(f, "\nsizes take K, M, G; defaults: aes-128-gcm, 256M, "
-		   "16K writes, 16K reads, timeout 120 s\n");
+	fprintf(f,
+	    "\nsizes take K, M, G; defaults: aes-128-gcm, 256M, "
+	    "16K writes, 16K reads, timeout 120 s\n");
 	exit(status);
 }
 
@@ -139,9 +140,21 @@ parse_size(const char *opt, const char *s)
 	if (errno != 0 || end == s || *s == '-')
 		die(2, "%s: not a size: %s", opt, s);
 	switch (*end) {
-	case 'K': case 'k': mult = 1ull << 10; end++; break;
-	case 'M': case 'm': mult = 1ull << 20; end++; break;
-	case 'G': case 'g': mult = 1ull << 30; end++; break;
+	case 'K':
+	case 'k':
+		mult = 1ull << 10;
+		end++;
+		break;
+	case 'M':
+	case 'm':
+		mult = 1ull << 20;
+		end++;
+		break;
+	case 'G':
+	case 'g':
+		mult = 1ull << 30;
+		end++;
+		break;
 	}
 	if (*end != '\0' || v == 0 || v > ULLONG_MAX / mult)
 		die(2, "%s: not a size: %s", opt, s);
@@ -175,8 +188,11 @@ parse_args(int argc, char **argv, struct opts *o)
 {
 	int i;
 
-	*o = (struct opts){ .cipher = &ciphers[0], .bytes = 256ull << 20,
-		.wsize = 16384, .rsize = 16384, .timeout = 120 };
+	*o = (struct opts){ .cipher = &ciphers[0],
+		.bytes = 256ull << 20,
+		.wsize = 16384,
+		.rsize = 16384,
+		.timeout = 120 };
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		int more = i + 1 < argc; /* a value follows */
@@ -241,10 +257,12 @@ ktls_install(int fd, int dir, const struct cipher *c)
 	if (setsockopt(fd, SOL_TCP, TCP_ULP, "tls", sizeof("tls") - 1) < 0) {
 		err = errno;
 		if (err == ENOENT)
-			die(EXIT_NO_KTLS, "this kernel has no kTLS "
+			die(EXIT_NO_KTLS,
+			    "this kernel has no kTLS "
 			    "(setsockopt TCP_ULP \"tls\": %s; CONFIG_TLS / tls "
 			    "module); run it in the guest: bash tests/uml.sh "
-			    "-- tests/ktls_pair_bench", strerror(err));
+			    "-- tests/ktls_pair_bench",
+			    strerror(err));
 		die(1, "setsockopt TCP_ULP \"tls\": %s", strerror(err));
 	}
 	memset(&ci, 0x5a, sizeof(ci));
@@ -254,8 +272,8 @@ ktls_install(int fd, int dir, const struct cipher *c)
 		err = errno;
 		die(1, "setsockopt %s (TLS 1.3 %s): %s%s",
 		    dir == TLS_TX ? "TLS_TX" : "TLS_RX", c->name, strerror(err),
-		    err == ENOENT ? " (the kernel lacks this cipher's module)"
-				  : "");
+		    err == ENOENT ? " (the kernel lacks this cipher's module)" :
+				    "");
 	}
 }
 
@@ -350,7 +368,8 @@ receive(int fd, const struct opts *o)
 		die(1, "out of memory");
 	for (;;) {
 		struct iovec iov = { .iov_base = buf, .iov_len = chunk };
-		struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1,
+		struct msghdr msg = { .msg_iov = &iov,
+			.msg_iovlen = 1,
 			.msg_control = cbuf.buf,
 			.msg_controllen = sizeof(cbuf.buf) };
 		struct cmsghdr *cm;
@@ -386,8 +405,9 @@ now(void)
 static double
 cpu_seconds(const struct rusage *ru)
 {
-	return (double)ru->ru_utime.tv_sec + (double)ru->ru_utime.tv_usec / 1e6 +
-	    (double)ru->ru_stime.tv_sec + (double)ru->ru_stime.tv_usec / 1e6;
+	return (double)ru->ru_utime.tv_sec +
+	    (double)ru->ru_utime.tv_usec / 1e6 + (double)ru->ru_stime.tv_sec +
+	    (double)ru->ru_stime.tv_usec / 1e6;
 }
 
 int

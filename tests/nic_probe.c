@@ -48,21 +48,21 @@ struct variant {
 };
 
 static const struct variant variants[] = {
-	{"ipv4", AF_INET, "127.0.0.1", AF_INET, "127.0.0.1"},
-	{"ipv6", AF_INET6, "::1", AF_INET6, "::1"},
-	{"v4-mapped", AF_INET, "127.0.0.1", AF_INET6, "::ffff:127.0.0.1"},
+	{ "ipv4", AF_INET, "127.0.0.1", AF_INET, "127.0.0.1" },
+	{ "ipv6", AF_INET6, "::1", AF_INET6, "::1" },
+	{ "v4-mapped", AF_INET, "127.0.0.1", AF_INET6, "::ffff:127.0.0.1" },
 };
 
 /* Documentation addresses (RFC 5737, RFC 3849): routed, never reached. */
 static const struct variant remote[] = {
-	{"ipv4 remote", AF_INET, NULL, AF_INET, "198.51.100.1"},
-	{"ipv6 remote", AF_INET6, NULL, AF_INET6, "2001:db8::1"},
+	{ "ipv4 remote", AF_INET, NULL, AF_INET, "198.51.100.1" },
+	{ "ipv6 remote", AF_INET6, NULL, AF_INET6, "2001:db8::1" },
 };
 
 static int passed, failed;
 
-static void check(int ok, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+static void
+check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 static void
 check(int ok, const char *fmt, ...)
@@ -84,7 +84,8 @@ check(int ok, const char *fmt, ...)
 static int
 pair_open(const struct variant *v, int fds[2])
 {
-	return tcp_pair_open(v->listen_family, v->listen_addr, v->client_family, v->connect_addr, fds);
+	return tcp_pair_open(v->listen_family, v->listen_addr, v->client_family,
+	    v->connect_addr, fds);
 }
 
 static void
@@ -96,9 +97,9 @@ nic_print(const char *label, const struct ktls_nic *n)
 	printf("%s: ifname=%s ifindex=%u loopback=%d virtual=%d "
 	       "tls-hw-tx-offload=%d/%d tls-hw-rx-offload=%d/%d (active/"
 	       "available) nstats=%zu\n%s: \"%s\"\n",
-	       label, n->ifname, n->ifindex, n->is_loopback, n->is_virtual,
-	       n->tls_tx_feature, n->tls_tx_available, n->tls_rx_feature,
-	       n->tls_rx_available, n->nstats, label, line);
+	    label, n->ifname, n->ifindex, n->is_loopback, n->is_virtual,
+	    n->tls_tx_feature, n->tls_tx_available, n->tls_rx_feature,
+	    n->tls_rx_available, n->nstats, label, line);
 }
 
 static void
@@ -110,14 +111,14 @@ expect_lo(const char *label, const struct ktls_nic *n)
 	check(n->is_loopback == 1, "%s: IFF_LOOPBACK", label);
 	check(n->is_virtual == 1, "%s: no backing device", label);
 	check(n->tls_tx_feature == 0 && n->tls_rx_feature == 0,
-	      "%s: tls-hw-tx/rx-offload known and off", label);
+	    "%s: tls-hw-tx/rx-offload known and off", label);
 	check(n->tls_tx_available == 0 && n->tls_rx_available == 0,
-	      "%s: lo cannot do TLS offload", label);
+	    "%s: lo cannot do TLS offload", label);
 	check(n->nstats == 0, "%s: no ethtool tls counters", label);
 	ktls_nic_describe(n, line, sizeof(line));
 	check(strncmp(line, "lo: loopback, ", 14) == 0 &&
-		  strstr(line, "no TLS offload") != NULL,
-	      "%s: described as loopback, no TLS offload", label);
+		strstr(line, "no TLS offload") != NULL,
+	    "%s: described as loopback, no TLS offload", label);
 }
 
 static void
@@ -133,17 +134,17 @@ probe_loopback(const struct variant *v)
 			printf("%s: skipped, no IPv6 here\n", v->name);
 		else
 			check(0, "%s: loopback pair: %s", v->name,
-			      strerror(errno));
+			    strerror(errno));
 		return;
 	}
 	check(ktls_nic_query(fds[0], &n, err, sizeof(err)) == 0,
-	      "%s: ktls_nic_query on the client end%s%s", v->name,
-	      err[0] ? ": " : "", err);
+	    "%s: ktls_nic_query on the client end%s%s", v->name,
+	    err[0] ? ": " : "", err);
 	nic_print(v->name, &n);
 	expect_lo(v->name, &n);
 	check(ktls_nic_stats(&n, err, sizeof(err)) == 0 && n.nstats == 0,
-	      "%s: ktls_nic_stats re-reads lo: no counters%s%s", v->name,
-	      err[0] ? ": " : "", err);
+	    "%s: ktls_nic_stats re-reads lo: no counters%s%s", v->name,
+	    err[0] ? ": " : "", err);
 	tcp_pair_close(fds);
 }
 
@@ -152,8 +153,8 @@ static int
 remote_open(const struct variant *v)
 {
 	struct sockaddr_storage ss;
-	socklen_t len = tcp_addr(v->client_family, v->connect_addr, htons(9),
-				  &ss);
+	socklen_t len =
+	    tcp_addr(v->client_family, v->connect_addr, htons(9), &ss);
 	int fd, e;
 
 	fd = socket(v->client_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -177,17 +178,17 @@ probe_remote(const struct variant *v)
 
 	if ((fd = remote_open(v)) == -1) {
 		printf("%s: skipped, no route to %s (%s)\n", v->name,
-		       v->connect_addr, strerror(errno));
+		    v->connect_addr, strerror(errno));
 		return;
 	}
 	check(ktls_nic_query(fd, &n, err, sizeof(err)) == 0,
-	      "%s: ktls_nic_query%s%s", v->name, err[0] ? ": " : "", err);
+	    "%s: ktls_nic_query%s%s", v->name, err[0] ? ": " : "", err);
 	nic_print(v->name, &n);
 	check(n.ifname[0] != '\0' && strcmp(n.ifname, "lo") != 0 &&
-		  n.is_loopback == 0,
-	      "%s: leaves through a device that is not lo", v->name);
+		n.is_loopback == 0,
+	    "%s: leaves through a device that is not lo", v->name);
 	check(n.tls_tx_feature != -1 && n.tls_rx_feature != -1,
-	      "%s: the kernel reports the TLS offload features", v->name);
+	    "%s: the kernel reports the TLS offload features", v->name);
 	close(fd);
 }
 
@@ -200,19 +201,19 @@ probe_refusals(void)
 
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	check(ktls_nic_query(fd, &n, err, sizeof(err)) == -1 &&
-		  errno == ENOTCONN && err[0] != '\0',
-	      "unconnected socket refused (%s)", err);
+		errno == ENOTCONN && err[0] != '\0',
+	    "unconnected socket refused (%s)", err);
 	close(fd);
 	check(ktls_nic_query(-1, &n, err, sizeof(err)) == -1 &&
-		  errno == EBADF && n.ifname[0] == '\0',
-	      "bad fd refused (%s)", err);
+		errno == EBADF && n.ifname[0] == '\0',
+	    "bad fd refused (%s)", err);
 	ktls_nic_describe(&n, line, sizeof(line));
 	check(strstr(line, "no interface known") != NULL,
-	      "a failed query is described as such (\"%s\")", line);
+	    "a failed query is described as such (\"%s\")", line);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0) {
 		check(ktls_nic_query(sv[0], &n, err, sizeof(err)) == -1 &&
-			  errno == EAFNOSUPPORT,
-		      "unix socket refused (%s)", err);
+			errno == EAFNOSUPPORT,
+		    "unix socket refused (%s)", err);
 		close(sv[0]);
 		close(sv[1]);
 	}
@@ -235,8 +236,8 @@ ktls_dummy(int fd, int direction)
 /* One kTLS record on a loopback pair, with snapshots either side. */
 static int
 tls_pair_snapshots(int fds[2], struct ktls_nic *nb, struct ktls_nic *na,
-		   struct ktls_tls_stat *before, struct ktls_tls_stat *after,
-		   char *err, size_t errlen)
+    struct ktls_tls_stat *before, struct ktls_tls_stat *after, char *err,
+    size_t errlen)
 {
 	char buf[8];
 
@@ -248,7 +249,7 @@ tls_pair_snapshots(int fds[2], struct ktls_nic *nb, struct ktls_nic *na,
 	    ktls_dummy(fds[1], TLS_RX) == -1 ||
 	    write(fds[0], "hello", 5) != 5 || read(fds[1], buf, 5) != 5) {
 		snprintf(err, errlen, "kTLS on a loopback pair: %s",
-			 strerror(errno));
+		    strerror(errno));
 		return -1;
 	}
 	*na = *nb;
@@ -262,8 +263,8 @@ tls_pair_snapshots(int fds[2], struct ktls_nic *nb, struct ktls_nic *na,
 static void
 probe_tls_deltas(void)
 {
-	static const char *const moved[] = {"TlsCurrTxSw", "TlsCurrRxSw",
-					    "TlsTxSw", "TlsRxSw"};
+	static const char *const moved[] = { "TlsCurrTxSw", "TlsCurrRxSw",
+		"TlsTxSw", "TlsRxSw" };
 	struct ktls_tls_stat before, after;
 	struct ktls_nic nb, na;
 	char err[256] = "", out[1024];
@@ -275,7 +276,7 @@ probe_tls_deltas(void)
 		return;
 	}
 	if (tls_pair_snapshots(fds, &nb, &na, &before, &after, err,
-			       sizeof(err)) == -1) {
+		sizeof(err)) == -1) {
 		check(0, "%s", err);
 		tcp_pair_close(fds);
 		return;
@@ -284,9 +285,10 @@ probe_tls_deltas(void)
 	printf("deltas for one kTLS pair on lo:\n%s", out);
 	for (i = 0; i < sizeof(moved) / sizeof(moved[0]); i++)
 		ok &= ktls_tls_stat_get(&after, moved[i]) ==
-		      ktls_tls_stat_get(&before, moved[i]) + 1;
-	check(ok && lines == 4, "one kTLS pair: TlsCurr{Tx,Rx}Sw and "
-				"Tls{Tx,Rx}Sw +1, nothing else moved");
+		    ktls_tls_stat_get(&before, moved[i]) + 1;
+	check(ok && lines == 4,
+	    "one kTLS pair: TlsCurr{Tx,Rx}Sw and "
+	    "Tls{Tx,Rx}Sw +1, nothing else moved");
 	tcp_pair_close(fds);
 }
 
@@ -300,18 +302,18 @@ probe_tls_stat(void)
 	rc = ktls_tls_stat_read(&s, err, sizeof(err));
 	if (access("/proc/net/tls_stat", F_OK) == -1) {
 		check(rc == -1 && errno == ENOENT &&
-			  strstr(err, "tls module is not loaded") != NULL,
-		      "no /proc/net/tls_stat: refused with \"%s\"", err);
+			strstr(err, "tls module is not loaded") != NULL,
+		    "no /proc/net/tls_stat: refused with \"%s\"", err);
 		return;
 	}
-	check(rc == 0 && s.n >= 12, "/proc/net/tls_stat: %zu counters%s%s",
-	      s.n, err[0] ? ": " : "", err);
+	check(rc == 0 && s.n >= 12, "/proc/net/tls_stat: %zu counters%s%s", s.n,
+	    err[0] ? ": " : "", err);
 	printf("tls_stat: TlsTxSw=%llu TlsRxSw=%llu TlsTxDevice=%llu "
 	       "TlsDecryptError=%llu\n",
-	       (unsigned long long)ktls_tls_stat_get(&s, "TlsTxSw"),
-	       (unsigned long long)ktls_tls_stat_get(&s, "TlsRxSw"),
-	       (unsigned long long)ktls_tls_stat_get(&s, "TlsTxDevice"),
-	       (unsigned long long)ktls_tls_stat_get(&s, "TlsDecryptError"));
+	    (unsigned long long)ktls_tls_stat_get(&s, "TlsTxSw"),
+	    (unsigned long long)ktls_tls_stat_get(&s, "TlsRxSw"),
+	    (unsigned long long)ktls_tls_stat_get(&s, "TlsTxDevice"),
+	    (unsigned long long)ktls_tls_stat_get(&s, "TlsDecryptError"));
 	probe_tls_deltas();
 }
 
@@ -319,8 +321,8 @@ probe_tls_stat(void)
 static void
 probe_deltas_format(void)
 {
-	struct ktls_nic a = {.ifname = "eth9", .nstats = 2}, b;
-	struct ktls_tls_stat sa = {.n = 1}, sb;
+	struct ktls_nic a = { .ifname = "eth9", .nstats = 2 }, b;
+	struct ktls_tls_stat sa = { .n = 1 }, sb;
 	char out[256];
 	int lines;
 
@@ -335,22 +337,23 @@ probe_deltas_format(void)
 	sb.v[0].value = 1;
 	lines = ktls_nic_deltas(&a, &b, &sa, &sb, out, sizeof(out));
 	check(lines == 3 &&
-		  strcmp(out, "eth9 tx_tls_encrypted_packets: 0 -> 12 (+12)\n"
-			      "eth9 rx_tls_err: 7 -> 5 (-2)\n"
-			      "TlsTxDevice: 0 -> 1 (+1)\n") == 0,
-	      "deltas formatted, one line per changed counter");
+		strcmp(out,
+		    "eth9 tx_tls_encrypted_packets: 0 -> 12 (+12)\n"
+		    "eth9 rx_tls_err: 7 -> 5 (-2)\n"
+		    "TlsTxDevice: 0 -> 1 (+1)\n") == 0,
+	    "deltas formatted, one line per changed counter");
 	lines = ktls_nic_deltas(&a, &b, NULL, NULL, out, 50);
 	check(lines == -1 && errno == ENOBUFS &&
-		  strcmp(out, "eth9 tx_tls_encrypted_packets: 0 -> 12 (+12)\n") ==
-		      0,
-	      "deltas: a short buffer keeps whole lines, ENOBUFS");
+		strcmp(out, "eth9 tx_tls_encrypted_packets: 0 -> 12 (+12)\n") ==
+		    0,
+	    "deltas: a short buffer keeps whole lines, ENOBUFS");
 	strcpy(b.ifname, "eth8");
 	check(ktls_nic_deltas(&a, &b, NULL, NULL, out, sizeof(out)) == -1 &&
-		  errno == EINVAL,
-	      "deltas: snapshots of different interfaces refused");
+		errno == EINVAL,
+	    "deltas: snapshots of different interfaces refused");
 	check(ktls_nic_deltas(&a, &a, &sa, &sa, out, sizeof(out)) == 0 &&
-		  out[0] == '\0',
-	      "deltas: nothing changed, nothing written");
+		out[0] == '\0',
+	    "deltas: nothing changed, nothing written");
 }
 
 /* Equal but for the counters, which neither query reads. */
@@ -358,13 +361,13 @@ static int
 nic_same(const struct ktls_nic *a, const struct ktls_nic *b)
 {
 	return strcmp(a->ifname, b->ifname) == 0 && a->ifindex == b->ifindex &&
-	       a->is_loopback == b->is_loopback &&
-	       a->is_virtual == b->is_virtual &&
-	       a->tls_tx_feature == b->tls_tx_feature &&
-	       a->tls_rx_feature == b->tls_rx_feature &&
-	       a->tls_tx_available == b->tls_tx_available &&
-	       a->tls_rx_available == b->tls_rx_available && a->nstats == 0 &&
-	       b->nstats == 0;
+	    a->is_loopback == b->is_loopback &&
+	    a->is_virtual == b->is_virtual &&
+	    a->tls_tx_feature == b->tls_tx_feature &&
+	    a->tls_rx_feature == b->tls_rx_feature &&
+	    a->tls_tx_available == b->tls_tx_available &&
+	    a->tls_rx_available == b->tls_rx_available && a->nstats == 0 &&
+	    b->nstats == 0;
 }
 
 /* Two interfaces in one cache: each asked of the kernel once. */
@@ -378,19 +381,19 @@ probe_cache_remote(struct ktls_nic_cache *c, int lo_fd)
 
 	if ((fd = remote_open(&remote[0])) == -1) {
 		printf("cache: second interface skipped, no route to %s\n",
-		       remote[0].connect_addr);
+		    remote[0].connect_addr);
 		return;
 	}
 	ok = ktls_nic_query(fd, &direct, err, sizeof(err)) == 0 &&
-	     ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
-	     nic_same(&direct, &n) &&
-	     ktls_nic_cache_query(c, lo_fd, &n, err, sizeof(err)) == 0 &&
-	     strcmp(n.ifname, "lo") == 0 &&
-	     ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
-	     nic_same(&direct, &n);
+	    ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
+	    nic_same(&direct, &n) &&
+	    ktls_nic_cache_query(c, lo_fd, &n, err, sizeof(err)) == 0 &&
+	    strcmp(n.ifname, "lo") == 0 &&
+	    ktls_nic_cache_query(c, fd, &n, err, sizeof(err)) == 0 &&
+	    nic_same(&direct, &n);
 	check(ok && c->misses == misses + 1,
-	      "cache: %s kept beside lo, each asked of the kernel once%s%s",
-	      direct.ifname, err[0] ? ": " : "", err);
+	    "cache: %s kept beside lo, each asked of the kernel once%s%s",
+	    direct.ifname, err[0] ? ": " : "", err);
 	close(fd);
 }
 
@@ -408,30 +411,31 @@ probe_cache(void)
 		return;
 	}
 	ok = ktls_nic_query(fds[1], &direct, err, sizeof(err)) == 0 &&
-	     ktls_nic_cache_query(&kept, fds[1], &a, err, sizeof(err)) == 0 &&
-	     ktls_nic_cache_query(&kept, fds[0], &b, err, sizeof(err)) == 0;
+	    ktls_nic_cache_query(&kept, fds[1], &a, err, sizeof(err)) == 0 &&
+	    ktls_nic_cache_query(&kept, fds[0], &b, err, sizeof(err)) == 0;
 	check(ok && nic_same(&direct, &a) && nic_same(&direct, &b),
-	      "cache: both ends of a lo pair, answered as by ktls_nic_query%s%s",
-	      err[0] ? ": " : "", err);
+	    "cache: both ends of a lo pair, answered as by ktls_nic_query%s%s",
+	    err[0] ? ": " : "", err);
 	check(kept.misses == 1 && kept.hits == 1,
-	      "cache: lo asked of the kernel once, then kept (%lu hits, %lu "
-	      "misses)", kept.hits, kept.misses);
+	    "cache: lo asked of the kernel once, then kept (%lu hits, %lu "
+	    "misses)",
+	    kept.hits, kept.misses);
 	(void)ktls_nic_cache_query(&never, fds[1], &a, err, sizeof(err));
 	(void)ktls_nic_cache_query(&never, fds[1], &a, err, sizeof(err));
 	check(never.misses == 2 && never.hits == 0,
-	      "cache: with a ttl of 0 every query asks the kernel");
+	    "cache: with a ttl of 0 every query asks the kernel");
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	check(ktls_nic_cache_query(&kept, fd, &a, err, sizeof(err)) == -1 &&
-		  errno == ENOTCONN && a.ifname[0] == '\0' &&
-		  kept.hits + kept.misses == 2,
-	      "cache: a socket without a route fails, uncounted (%s)", err);
+		errno == ENOTCONN && a.ifname[0] == '\0' &&
+		kept.hits + kept.misses == 2,
+	    "cache: a socket without a route fails, uncounted (%s)", err);
 	close(fd);
 	probe_cache_remote(&kept, fds[0]);
 	tcp_pair_close(fds);
 }
 
 #define CACHE_THREADS 8
-#define CACHE_ROUNDS 50
+#define CACHE_ROUNDS  50
 
 struct cache_worker {
 	pthread_t tid;
@@ -450,7 +454,7 @@ cache_worker_main(void *arg)
 
 	for (i = 0; i < CACHE_ROUNDS; i++)
 		if (ktls_nic_cache_query(w->cache, w->fd, &n, err,
-					 sizeof(err)) == -1 ||
+			sizeof(err)) == -1 ||
 		    strcmp(n.ifname, "lo") != 0)
 			w->wrong++;
 	return NULL;
@@ -470,8 +474,8 @@ probe_cache_threads(void)
 		return;
 	}
 	for (i = 0; i < CACHE_THREADS; i++) {
-		w[i] = (struct cache_worker){.cache = &shared,
-					     .fd = fds[i % 2]};
+		w[i] =
+		    (struct cache_worker){ .cache = &shared, .fd = fds[i % 2] };
 		if (pthread_create(&w[i].tid, NULL, cache_worker_main, &w[i]))
 			break;
 		started++;
@@ -481,11 +485,11 @@ probe_cache_threads(void)
 		wrong += w[i].wrong;
 	}
 	check(started == CACHE_THREADS && wrong == 0 &&
-		  shared.hits + shared.misses == CACHE_THREADS * CACHE_ROUNDS &&
-		  shared.misses <= CACHE_THREADS,
-	      "cache: %d threads x %d queries, all lo, %lu asked of the "
-	      "kernel (at most one a thread)",
-	      CACHE_THREADS, CACHE_ROUNDS, shared.misses);
+		shared.hits + shared.misses == CACHE_THREADS * CACHE_ROUNDS &&
+		shared.misses <= CACHE_THREADS,
+	    "cache: %d threads x %d queries, all lo, %lu asked of the "
+	    "kernel (at most one a thread)",
+	    CACHE_THREADS, CACHE_ROUNDS, shared.misses);
 	tcp_pair_close(fds);
 }
 

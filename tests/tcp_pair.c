@@ -56,7 +56,8 @@ tcp_pair_open(int listen_family, const char *listen_addr, int client_family,
 		goto err;
 	len = tcp_addr(client_family, connect_addr, addr_port(&ss), &ss);
 	if ((fds[0] = socket(client_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) ==
-	    -1 || connect(fds[0], (struct sockaddr *)&ss, len) == -1 ||
+		-1 ||
+	    connect(fds[0], (struct sockaddr *)&ss, len) == -1 ||
 	    (fds[1] = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) == -1)
 		goto err;
 	close(lfd);

@@ -17,8 +17,8 @@ socklen_t tcp_addr(int family, const char *text, in_port_t port,
  * client_family) on that port, accept. fds[0] is the client, fds[1] the
  * accepted end. Returns 0, or -1 with errno and both set to -1.
  */
-int tcp_pair_open(int listen_family, const char *listen_addr,
-    int client_family, const char *connect_addr, int fds[2]);
+int tcp_pair_open(int listen_family, const char *listen_addr, int client_family,
+    const char *connect_addr, int fds[2]);
 
 void tcp_pair_close(int fds[2]);
 

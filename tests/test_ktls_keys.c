@@ -37,7 +37,7 @@ unhex(const char *s, unsigned char *out, size_t max)
 			break;
 		hi = OPENSSL_hexchar2int((unsigned char)s[0]);
 		lo = s[1] == '\0' ? -1 :
-		    OPENSSL_hexchar2int((unsigned char)s[1]);
+				    OPENSSL_hexchar2int((unsigned char)s[1]);
 		if (hi < 0 || lo < 0 || n == max) {
 			CHECK(0, "malformed test vector near \"%.16s\"", s);
 			return 0;
@@ -181,13 +181,13 @@ test_tls13_vectors(void)
 			continue;
 		snprintf(what, sizeof(what), "%s key", name);
 		if (ktls_tls13_expand_label(EVP_sha256(), secret,
-		    sizeof(secret), "key", key, sizeof(key)) < 0)
+			sizeof(secret), "key", key, sizeof(key)) < 0)
 			CHECK(0, "%s: derivation failed", what);
 		else
 			check_hex(key, sizeof(key), tls13_vectors[i].key, what);
 		snprintf(what, sizeof(what), "%s iv", name);
 		if (ktls_tls13_expand_label(EVP_sha256(), secret,
-		    sizeof(secret), "iv", iv, sizeof(iv)) < 0)
+			sizeof(secret), "iv", iv, sizeof(iv)) < 0)
 			CHECK(0, "%s: derivation failed", what);
 		else
 			check_hex(iv, sizeof(iv), tls13_vectors[i].iv, what);
@@ -231,11 +231,13 @@ test_tls13_label(void)
 	memset(label, 'a', sizeof(label) - 1);
 	label[249] = '\0';
 	CHECK(ktls_tls13_expand_label(EVP_sha256(), secret, 32, label, k16,
-	    16) == 0, "expand_label rejected a 249-byte label");
+		  16) == 0,
+	    "expand_label rejected a 249-byte label");
 	label[249] = 'a';
 	label[250] = '\0';
 	CHECK(ktls_tls13_expand_label(EVP_sha256(), secret, 32, label, k16,
-	    16) == -1, "expand_label accepted a 250-byte label");
+		  16) == -1,
+	    "expand_label accepted a 250-byte label");
 }
 
 /* ---- TLS 1.2: PRF(master, "key expansion", server + client random) ---- */
@@ -284,7 +286,7 @@ test_prf_reference(void)
 	memcpy(seed, "test label", 10);
 	seed_len = 10 + unhex(prf_seed, seed + 10, sizeof(seed) - 10);
 	if (tls12_prf_ref("SHA256", secret, secret_len, seed, seed_len, out,
-	    sizeof(out)) < 0)
+		sizeof(out)) < 0)
 		CHECK(0, "reference TLS1-PRF failed");
 	else
 		check_hex(out, sizeof(out), prf_out,
@@ -304,7 +306,7 @@ test_tls12_key_block(void)
 	unhex(nist_client_random, cr, sizeof(cr));
 	unhex(nist_server_random, sr, sizeof(sr));
 	if (ktls_tls12_key_block(EVP_sha256(), master, mlen, cr, sr, out,
-	    sizeof(out)) < 0)
+		sizeof(out)) < 0)
 		CHECK(0, "tls12_key_block failed on the NIST vector");
 	else
 		check_hex(out, sizeof(out), nist_key_block,
@@ -318,9 +320,9 @@ test_tls12_key_block(void)
 		snprintf(what, sizeof(what), "tls12_key_block %s vs TLS1-PRF",
 		    digests[i]);
 		if (ktls_tls12_key_block(EVP_get_digestbyname(digests[i]),
-		    master, mlen, cr, sr, out, sizeof(out)) < 0 ||
+			master, mlen, cr, sr, out, sizeof(out)) < 0 ||
 		    tls12_prf_ref(digests[i], master, mlen, seed, sizeof(seed),
-		    ref, sizeof(ref)) < 0)
+			ref, sizeof(ref)) < 0)
 			CHECK(0, "%s: derivation failed", what);
 		else
 			check_mem(out, ref, sizeof(out), what);
@@ -344,11 +346,12 @@ struct layout {
 	size_t iv, iv_len, key, key_len, salt, salt_len, seq, seq_len;
 };
 
-#define FIELD(type, f) \
-	offsetof(struct type, f), sizeof(((struct type *)0)->f)
-#define LAYOUT(kernel, type) \
-	{ kernel, #type, sizeof(struct type), FIELD(type, iv), \
-	    FIELD(type, key), FIELD(type, salt), FIELD(type, rec_seq) }
+#define FIELD(type, f) offsetof(struct type, f), sizeof(((struct type *)0)->f)
+#define LAYOUT(kernel, type)                                                   \
+	{                                                                      \
+		kernel, #type, sizeof(struct type), FIELD(type, iv),           \
+		    FIELD(type, key), FIELD(type, salt), FIELD(type, rec_seq)  \
+	}
 
 static const struct layout layouts[] = {
 	LAYOUT(TLS_CIPHER_AES_GCM_128, tls12_crypto_info_aes_gcm_128),
@@ -411,9 +414,8 @@ test_layout_one(const struct layout *l, uint16_t version)
 	 * sequence number; otherwise it is the rest of the write IV.
 	 */
 	explicit_nonce = version == TLS_1_2_VERSION && l->salt_len > 0;
-	check_field(&ci, l->iv,
-	    explicit_nonce ? test_seq_be : iv + l->salt_len, l->iv_len, l,
-	    version, "iv");
+	check_field(&ci, l->iv, explicit_nonce ? test_seq_be : iv + l->salt_len,
+	    l->iv_len, l, version, "iv");
 }
 
 static void
@@ -432,7 +434,8 @@ test_crypto_info(void)
 	CHECK(ktls_crypto_info_fill(&ci, 0x0302, c, key, iv, 0) == 0,
 	    "crypto_info_fill accepted version 0x0302");
 	CHECK(ktls_crypto_info_fill(&ci, TLS_1_3_VERSION, NULL, key, iv, 0) ==
-	    0, "crypto_info_fill accepted a NULL cipher");
+		0,
+	    "crypto_info_fill accepted a NULL cipher");
 }
 
 /* ---- cipher lookup ---- */
@@ -450,8 +453,8 @@ test_cipher_by_kernel_id(void)
 		CHECK(c != NULL && c->kernel == l->kernel,
 		    "cipher_by_kernel_id(%u) does not round-trip", l->kernel);
 		CHECK(c != NULL && c->key_len == l->key_len &&
-		    c->salt_len == l->salt_len && c->iv_len == l->iv_len &&
-		    c->info_len == l->size,
+			c->salt_len == l->salt_len && c->iv_len == l->iv_len &&
+			c->info_len == l->size,
 		    "cipher table sizes for %u differ from %s", l->kernel,
 		    l->type);
 	}
@@ -489,7 +492,7 @@ static void
 test_cipher_find_one(SSL *ssl, uint16_t id, const char *name, uint16_t kernel)
 {
 	const unsigned char wire[2] = { (unsigned char)(id >> 8),
-	    (unsigned char)id };
+		(unsigned char)id };
 	const SSL_CIPHER *sc = SSL_CIPHER_find(ssl, wire);
 	const struct ktls_cipher *c, *want;
 
@@ -501,8 +504,8 @@ test_cipher_find_one(SSL *ssl, uint16_t id, const char *name, uint16_t kernel)
 	c = ktls_cipher_find(sc);
 	want = ktls_cipher_by_kernel_id(kernel);
 	CHECK(c == want && (c == NULL || c->kernel == kernel),
-	    "cipher_find(%s) = %s, want %s", name,
-	    c != NULL ? c->name : "none", want != NULL ? want->name : "none");
+	    "cipher_find(%s) = %s, want %s", name, c != NULL ? c->name : "none",
+	    want != NULL ? want->name : "none");
 }
 
 static void

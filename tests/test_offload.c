@@ -39,15 +39,24 @@ enum quirk {
 };
 
 enum conn_id {
-	C13, C13_AES256, C12, C12_CHACHA, C12_CCM,
-	C13_EARLY, C11, C12_CBC, C13_NO_KEYLOG, C13_UNREAD, C12_NO_MASTER,
+	C13,
+	C13_AES256,
+	C12,
+	C12_CHACHA,
+	C12_CCM,
+	C13_EARLY,
+	C11,
+	C12_CBC,
+	C13_NO_KEYLOG,
+	C13_UNREAD,
+	C12_NO_MASTER,
 };
 
-#define GCM128 "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define GCM128    "ECDHE-ECDSA-AES128-GCM-SHA256"
 #define GCM128_13 "TLS_AES_128_GCM_SHA256"
-#define CBC "ECDHE-ECDSA-AES128-SHA256"
-#define INFO_128 sizeof(struct tls12_crypto_info_aes_gcm_128)
-#define INFO_256 sizeof(struct tls12_crypto_info_aes_gcm_256)
+#define CBC       "ECDHE-ECDSA-AES128-SHA256"
+#define INFO_128  sizeof(struct tls12_crypto_info_aes_gcm_128)
+#define INFO_256  sizeof(struct tls12_crypto_info_aes_gcm_256)
 
 static const struct conn {
 	int version;
@@ -58,28 +67,28 @@ static const struct conn {
 	uint16_t kversion, kcipher;
 	size_t info_len;
 } conns[] = {
-	[C13] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_NONE,
-	    TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_128, INFO_128 },
+	[C13] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_NONE, TLS_1_3_VERSION,
+	    TLS_CIPHER_AES_GCM_128, INFO_128 },
 	[C13_AES256] = { TLS1_3_VERSION, GCM128, "TLS_AES_256_GCM_SHA384", 1,
 	    Q_NONE, TLS_1_3_VERSION, TLS_CIPHER_AES_GCM_256, INFO_256 },
-	[C12] = { TLS1_2_VERSION, GCM128, GCM128_13, 1, Q_NONE,
-	    TLS_1_2_VERSION, TLS_CIPHER_AES_GCM_128, INFO_128 },
+	[C12] = { TLS1_2_VERSION, GCM128, GCM128_13, 1, Q_NONE, TLS_1_2_VERSION,
+	    TLS_CIPHER_AES_GCM_128, INFO_128 },
 	[C12_CHACHA] = { TLS1_2_VERSION, "ECDHE-ECDSA-CHACHA20-POLY1305",
 	    GCM128_13, 0, Q_NONE, TLS_1_2_VERSION, TLS_CIPHER_CHACHA20_POLY1305,
 	    sizeof(struct tls12_crypto_info_chacha20_poly1305) },
 	[C12_CCM] = { TLS1_2_VERSION, "ECDHE-ECDSA-AES128-CCM", GCM128_13, 1,
 	    Q_NONE, TLS_1_2_VERSION, TLS_CIPHER_AES_CCM_128,
 	    sizeof(struct tls12_crypto_info_aes_ccm_128) },
-	[C13_EARLY] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_NO_HANDSHAKE,
-	    0, 0, 0 },
+	[C13_EARLY] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_NO_HANDSHAKE, 0,
+	    0, 0 },
 	/* OpenSSL 3.0 negotiates TLS 1.1 only at security level 0. */
 	[C11] = { TLS1_1_VERSION, "ECDHE-ECDSA-AES128-SHA:@SECLEVEL=0",
 	    GCM128_13, 0, Q_NONE, 0, 0, 0 },
 	[C12_CBC] = { TLS1_2_VERSION, CBC, GCM128_13, 0, Q_NONE, 0, 0, 0 },
 	[C13_NO_KEYLOG] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_NO_KEYLOG,
 	    0, 0, 0 },
-	[C13_UNREAD] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_UNREAD,
-	    0, 0, 0 },
+	[C13_UNREAD] = { TLS1_3_VERSION, GCM128, GCM128_13, 0, Q_UNREAD, 0, 0,
+	    0 },
 	[C12_NO_MASTER] = { TLS1_2_VERSION, GCM128, GCM128_13, 1, Q_NO_MASTER,
 	    0, 0, 0 },
 };
@@ -104,7 +113,9 @@ spoil(struct fixture *p, enum quirk quirk)
 		return SSL_read(p->x->ssl, b, 1) == 1 ? 0 : -1;
 	case Q_NO_MASTER:
 		return SSL_SESSION_set1_master_key(SSL_get_session(p->x->ssl),
-		    b, 0) == 1 ? 0 : -1;
+			   b, 0) == 1 ?
+		    0 :
+		    -1;
 	default:
 		return 0;
 	}
@@ -200,8 +211,7 @@ check_error(const char *name, const struct ktls *k, const char *want)
  * the cipher's crypto_info.
  */
 static void
-check_calls(const char *name, const struct conn *cn, const int *want,
-    int n)
+check_calls(const char *name, const struct conn *cn, const int *want, int n)
 {
 	const struct fake_call *c;
 	int i, level, opt;
@@ -215,16 +225,18 @@ check_calls(const char *name, const struct conn *cn, const int *want,
 		opt = i == 0 ? TCP_ULP : want[i - 1];
 		len = i == 0 ? sizeof("tls") : cn->info_len;
 		check(c->fd == FAKE_FD && c->level == level &&
-		    c->optname == opt && c->optlen == len,
+			c->optname == opt && c->optlen == len,
 		    "%s: setsockopt %d: fd %d, level %d, option %d, %u bytes; "
-		    "want %d, %d, %d, %zu", name, i, c->fd, c->level,
-		    c->optname, (unsigned)c->optlen, FAKE_FD, level, opt, len);
+		    "want %d, %d, %d, %zu",
+		    name, i, c->fd, c->level, c->optname, (unsigned)c->optlen,
+		    FAKE_FD, level, opt, len);
 		if (i == 0)
 			check(strcmp(c->ulp, "tls") == 0,
 			    "%s: TCP_ULP '%s', want 'tls'", name, c->ulp);
 		else
 			check(c->version == cn->kversion &&
-			    c->cipher == cn->kcipher, "%s: setsockopt %d: "
+				c->cipher == cn->kcipher,
+			    "%s: setsockopt %d: "
 			    "crypto_info version %#x cipher %u, want %#x %u",
 			    name, i, c->version, c->cipher, cn->kversion,
 			    cn->kcipher);
@@ -253,11 +265,11 @@ struct offload_case {
 	int fail_at, err; /* the setsockopt refused (0: TCP_ULP), -1: none */
 	enum ktls_state rx, tx;
 	const char *rx_why, *tx_why; /* "" for an active direction */
-	int calls;        /* setsockopt calls made */
+	int calls;                   /* setsockopt calls made */
 };
 
 #define UNAVAILABLE KTLS_STATE_UNAVAILABLE
-#define SOFTWARE KTLS_STATE_SOFTWARE
+#define SOFTWARE    KTLS_STATE_SOFTWARE
 
 static const struct offload_case offloads[] = {
 	{ "before the handshake", C13_EARLY, -1, 0, UNAVAILABLE, UNAVAILABLE,
@@ -267,8 +279,10 @@ static const struct offload_case offloads[] = {
 	{ "TLS 1.2 CBC suite", C12_CBC, -1, 0, UNAVAILABLE, UNAVAILABLE,
 	    "kernel TLS has no cipher for " CBC, KEPT, 0 },
 	{ "TLS 1.3 secrets not captured", C13_NO_KEYLOG, -1, 0, UNAVAILABLE,
-	    UNAVAILABLE, "TLS 1.3 traffic secrets were not captured "
-	    "(ktls_ctx_prepare() not called before the handshake?)", KEPT, 0 },
+	    UNAVAILABLE,
+	    "TLS 1.3 traffic secrets were not captured "
+	    "(ktls_ctx_prepare() not called before the handshake?)",
+	    KEPT, 0 },
 	{ "OpenSSL holds unread data", C13_UNREAD, -1, 0, UNAVAILABLE,
 	    UNAVAILABLE, "OpenSSL still holds unread record data", KEPT, 0 },
 	{ "TLS 1.2 master secret missing", C12_NO_MASTER, -1, 0, UNAVAILABLE,
@@ -325,7 +339,7 @@ check_secrets(const char *name, const struct ktls *k, int version, int ret,
 {
 	if (ret == 0 && version == TLS1_3_VERSION)
 		check(before[0].len > 0 && before[1].len > 0 &&
-		    memcmp(k->secret, before, sizeof(k->secret)) == 0,
+			memcmp(k->secret, before, sizeof(k->secret)) == 0,
 		    "%s: TLS 1.3 secrets not kept for KeyUpdate", name);
 	else
 		check(all_zero(k->secret, sizeof(k->secret)),
@@ -359,8 +373,9 @@ run_offload(const struct offload_case *t, const char *dir)
 	check_direction(t->name, k, KTLS_RX, t->rx, t->rx_why);
 	check_direction(t->name, k, KTLS_TX, t->tx, t->tx_why);
 	/* The direction that stayed in userspace, and why. */
-	snprintf(err, sizeof(err), "kTLS %s: %s", t->rx == SOFTWARE ? "TX" :
-	    "RX", t->rx == SOFTWARE ? t->tx_why : t->rx_why);
+	snprintf(err, sizeof(err), "kTLS %s: %s",
+	    t->rx == SOFTWARE ? "TX" : "RX",
+	    t->rx == SOFTWARE ? t->tx_why : t->rx_why);
 	check_error(t->name, k, want == 0 ? NULL : err);
 	check_calls(t->name, cn, keys, t->calls);
 	check_secrets(t->name, k, cn->version, ret, before);
@@ -372,7 +387,7 @@ static void
 test_ulp_refused(const char *dir)
 {
 	struct offload_case t = { NULL, C13, 0, 0, UNAVAILABLE, UNAVAILABLE,
-	    NULL, NULL, 1 };
+		NULL, NULL, 1 };
 	char name[96];
 	size_t i;
 
@@ -394,7 +409,7 @@ static void
 test_key_refused(const char *dir)
 {
 	struct offload_case t = { NULL, C13, 0, 0, UNAVAILABLE, UNAVAILABLE,
-	    NULL, NULL, 0 };
+		NULL, NULL, 0 };
 	const struct refusal *r;
 	char name[96];
 	size_t i;
@@ -420,8 +435,14 @@ test_key_refused(const char *dir)
 /* ---- rekeying after a successful offload ---- */
 
 #define NO_REKEY "this kernel cannot rekey kTLS (Linux 6.14 or later can): "
-#define KEY_UPDATE(req) { 22, { 24, 0, 0, 1, req }, 5 }
-#define ALERT_INTERNAL { 21, { 2, 80 }, 2 }
+#define KEY_UPDATE(req)                                                        \
+	{                                                                      \
+		22, { 24, 0, 0, 1, req }, 5                                    \
+	}
+#define ALERT_INTERNAL                                                         \
+	{                                                                      \
+		21, { 2, 80 }, 2                                               \
+	}
 
 static const struct rekey_case {
 	const char *name;
@@ -442,19 +463,18 @@ static const struct rekey_case {
 	    NO_REKEY "the send key cannot be updated", 4, { TLS_TX }, { { 0 } },
 	    { KEY_UPDATE(0) }, 0, 0 },
 	{ "our KeyUpdate, new TLS_TX refused with EINVAL", 0, 1, 3, EINVAL, -1,
-	    "KeyUpdate: installing the new TLS_TX key: Invalid argument",
-	    4, { TLS_TX }, { { 0 } }, { KEY_UPDATE(0) }, 0, 0 },
+	    "KeyUpdate: installing the new TLS_TX key: Invalid argument", 4,
+	    { TLS_TX }, { { 0 } }, { KEY_UPDATE(0) }, 0, 0 },
 	{ "our KeyUpdate, taken", 0, 1, -1, 0, 0, NULL, 4, { TLS_TX },
 	    { { 0 } }, { KEY_UPDATE(0) }, 1, 0 },
 	{ "peer's KeyUpdate, new TLS_RX refused with EBUSY", 1, 0, 3, EBUSY, -1,
 	    NO_REKEY "the receive key cannot be updated", 4, { TLS_RX },
 	    { KEY_UPDATE(0) }, { ALERT_INTERNAL }, 0, 0 },
-	{ "peer's KeyUpdate, taken, then data", 1, 0, -1, 0, 2, NULL,
-	    4, { TLS_RX }, { KEY_UPDATE(0), { 23, "ok", 2 } }, { { 0 } },
-	    0, 1 },
+	{ "peer's KeyUpdate, taken, then data", 1, 0, -1, 0, 2, NULL, 4,
+	    { TLS_RX }, { KEY_UPDATE(0), { 23, "ok", 2 } }, { { 0 } }, 0, 1 },
 	{ "peer's KeyUpdate asking ours, new TLS_TX refused with EBUSY", 1, 1,
-	    4, EBUSY, -1, NO_REKEY "the send key cannot be updated",
-	    5, { TLS_RX, TLS_TX }, { KEY_UPDATE(1) }, { KEY_UPDATE(0) }, 0, 1 },
+	    4, EBUSY, -1, NO_REKEY "the send key cannot be updated", 5,
+	    { TLS_RX, TLS_TX }, { KEY_UPDATE(1) }, { KEY_UPDATE(0) }, 0, 1 },
 };
 
 static void
@@ -467,11 +487,11 @@ check_sent(const char *name, const struct fake_record *want)
 	check(fake.ntx == n, "%s: %d records sent, want %d", name, fake.ntx, n);
 	for (i = 0; i < fake.ntx && i < n; i++)
 		check(fake.tx[i].type == want[i].type &&
-		    fake.tx[i].len == want[i].len &&
-		    memcmp(fake.tx[i].b, want[i].b, want[i].len) == 0,
+			fake.tx[i].len == want[i].len &&
+			memcmp(fake.tx[i].b, want[i].b, want[i].len) == 0,
 		    "%s: record %d sent: type %u, %zu bytes, first %02x %02x; "
-		    "want type %u, %zu bytes, first %02x %02x", name, i,
-		    fake.tx[i].type, fake.tx[i].len, fake.tx[i].b[0],
+		    "want type %u, %zu bytes, first %02x %02x",
+		    name, i, fake.tx[i].type, fake.tx[i].len, fake.tx[i].b[0],
 		    fake.tx[i].b[1], want[i].type, want[i].len, want[i].b[0],
 		    want[i].b[1]);
 }
@@ -496,23 +516,28 @@ run_rekey(const struct rekey_case *t, const char *dir)
 	for (n = 0; n < 2 && t->rx[n].len > 0; n++)
 		fake.rx[fake.nrx++] = t->rx[n];
 	ret = t->peer ? (int)ktls_read(k, buf, sizeof(buf)) :
-	    ktls_key_update(k, 0);
+			ktls_key_update(k, 0);
 	check(ret == t->ret, "%s: returned %d, want %d", t->name, ret, t->ret);
 	check_error(t->name, k, t->error);
-	check_calls(t->name, cn, (const int[]){ TLS_RX, TLS_TX, t->keys[0],
-	    t->keys[1] }, t->calls);
+	check_calls(t->name, cn,
+	    (const int[]){ TLS_RX, TLS_TX, t->keys[0], t->keys[1] }, t->calls);
 	check_sent(t->name, t->tx);
 	ktls_key_update_counts(k, &sent, &received);
-	check(sent == t->sent && received == t->received, "%s: KeyUpdates "
-	    "sent %llu, received %llu; want %llu, %llu", t->name,
-	    (unsigned long long)sent, (unsigned long long)received,
+	check(sent == t->sent && received == t->received,
+	    "%s: KeyUpdates "
+	    "sent %llu, received %llu; want %llu, %llu",
+	    t->name, (unsigned long long)sent, (unsigned long long)received,
 	    (unsigned long long)t->sent, (unsigned long long)t->received);
 	fixture_close(&p);
 }
 
 /* ---- the other calls through the seam: write, sendfile, recvmsg ---- */
 
-enum io_call { IO_READ, IO_WRITE, IO_SENDFILE };
+enum io_call {
+	IO_READ,
+	IO_WRITE,
+	IO_SENDFILE
+};
 
 static const struct io_case {
 	const char *name;
@@ -522,8 +547,8 @@ static const struct io_case {
 	struct fake_record tx[2]; /* the alert that goes out */
 	int getsockopts;          /* SO_ERROR read so that the alert can go */
 } ios[] = {
-	{ "write meets a bad record kTLS RX decrypted ahead", IO_WRITE,
-	    EBADMSG, "kTLS read: record failed authentication (bad_record_mac)",
+	{ "write meets a bad record kTLS RX decrypted ahead", IO_WRITE, EBADMSG,
+	    "kTLS read: record failed authentication (bad_record_mac)",
 	    { { 21, { 2, 20 }, 2 } }, 1 },
 	{ "write to a reset connection", IO_WRITE, ECONNRESET,
 	    "kTLS write: Connection reset by peer", { { 0 } }, 0 },
@@ -556,8 +581,10 @@ run_io(const struct io_case *t, const char *dir)
 	check(ret == -1, "%s: returned %zd, want -1", t->name, ret);
 	check_error(t->name, k, t->error);
 	check_sent(t->name, t->tx);
-	check(fake.getsockopts == t->getsockopts, "%s: %d getsockopt calls, "
-	    "want %d", t->name, fake.getsockopts, t->getsockopts);
+	check(fake.getsockopts == t->getsockopts,
+	    "%s: %d getsockopt calls, "
+	    "want %d",
+	    t->name, fake.getsockopts, t->getsockopts);
 	fixture_close(&p);
 }
 
@@ -573,9 +600,10 @@ test_real_calls(const char *dir, const char *when)
 	if (fixture_open(&p, &conns[C13], dir, name, 0) < 0)
 		return;
 	check(ktls_offload(p.x->k, -1) == -1 &&
-	    strcmp(ktls_error(p.x->k), "kTLS RX: TCP_ULP tls failed: Bad file "
-	    "descriptor") == 0, "%s: ktls_offload on fd -1 says '%s'", name,
-	    ktls_error(p.x->k));
+		strcmp(ktls_error(p.x->k),
+		    "kTLS RX: TCP_ULP tls failed: Bad file "
+		    "descriptor") == 0,
+	    "%s: ktls_offload on fd -1 says '%s'", name, ktls_error(p.x->k));
 	fixture_close(&p);
 }
 
@@ -586,7 +614,8 @@ main(void)
 	size_t i;
 
 	if (dir == NULL) {
-		check(0, "HK_CERTS is not set: no certificates for the "
+		check(0,
+		    "HK_CERTS is not set: no certificates for the "
 		    "handshakes");
 		return check_summary();
 	}

@@ -47,31 +47,40 @@ static const struct {
 	{ "1.2 server, full handshake as OpenSSL sends it", TLS1_2_VERSION,
 	    "rH22 rM1 tH22 tM2 tH22 tM11 tH22 tM12 tH22 tM13 tH22 tM14 "
 	    "rH22 rM11 rH22 rM16 rH22 rM15 rH20 rH22 rM20 "
-	    "tH22 tM4 tH20 tC tH22 tM20", 1, 1 },
+	    "tH22 tM4 tH20 tC tH22 tM20",
+	    1, 1 },
 	{ "1.2 server, client Finished in 16 one-byte records", TLS1_2_VERSION,
 	    "rH22 rM16 rH20 rH22*16 rM20 tH20 tC tH22 tM20", 1, 16 },
 	{ "1.2 client, server Finished in 3 records after a ticket",
-	    TLS1_2_VERSION, "tH22 tM16 tH20 tC tH22 tM20 "
-	    "rH22 rM4 rH20 rH22*3 rM20", 1, 3 },
+	    TLS1_2_VERSION,
+	    "tH22 tM16 tH20 tC tH22 tM20 "
+	    "rH22 rM4 rH20 rH22*3 rM20",
+	    1, 3 },
 	{ "1.2 client, ClientKeyExchange in 5 records before the CCS",
 	    TLS1_2_VERSION, "tH22*5 tM16 tH20 tC tH22 tM20", 1, 0 },
 	{ "1.2 client, resumed: server CCS + Finished in 2 records first",
-	    TLS1_2_VERSION, "tH22 tM1 rH22 rM2 rH20 rH22*2 rM20 "
-	    "tH20 tC tH22 tM20", 1, 2 },
-	{ "1.2 server, resumed: client Finished in 12 records",
-	    TLS1_2_VERSION, "rH22 rM1 tH22 tM2 tH20 tC tH22 tM20 "
-	    "rH20 rH22*12 rM20", 1, 12 },
+	    TLS1_2_VERSION,
+	    "tH22 tM1 rH22 rM2 rH20 rH22*2 rM20 "
+	    "tH20 tC tH22 tM20",
+	    1, 2 },
+	{ "1.2 server, resumed: client Finished in 12 records", TLS1_2_VERSION,
+	    "rH22 rM1 tH22 tM2 tH20 tC tH22 tM20 "
+	    "rH20 rH22*12 rM20",
+	    1, 12 },
 	{ "1.3 server, full handshake and 2 tickets", TLS1_3_VERSION,
 	    "rH22 rM1 tH22 tM2 tH20 tC tH23 tM8 tH23 tM11 tH23 tM15 tH23 tM20 "
-	    "rH20 rH23 rM11 rH23 rM15 rH23 rM20 tH23 tM4 tH23 tM4", 2, 0 },
+	    "rH20 rH23 rM11 rH23 rM15 rH23 rM20 tH23 tM4 tH23 tM4",
+	    2, 0 },
 	{ "1.3 server, client flight in 52 one-byte records", TLS1_3_VERSION,
 	    "tH22 tM2 tH23*4 tM20 rH20 rH23*52 rM11 rM15 rM20", 0, 0 },
 	{ "1.3 client, server Finished in 7 records, tickets unread",
-	    TLS1_3_VERSION, "tH22 tM1 rH22 rM2 rH20 rH23*3 rM8 rM11 rM15 "
-	    "rH23*7 rM20 tH20 tC tH23 tM11 tH23 tM15 tH23 tM20", 0, 0 },
+	    TLS1_3_VERSION,
+	    "tH22 tM1 rH22 rM2 rH20 rH23*3 rM8 rM11 rM15 "
+	    "rH23*7 rM20 tH20 tC tH23 tM11 tH23 tM15 tH23 tM20",
+	    0, 0 },
 	{ "1.3 client, tickets read, then a KeyUpdate in 5 records",
-	    TLS1_3_VERSION, "rH23 rM20 rH23 rM4 rH23 rM4 rH23*5 rM24 rH23*3",
-	    0, 3 },
+	    TLS1_3_VERSION, "rH23 rM20 rH23 rM4 rH23 rM4 rH23*5 rM24 rH23*3", 0,
+	    3 },
 	{ "1.3 server, our KeyUpdate after 9 data records", TLS1_3_VERSION,
 	    "tH23 tM20 tH23*9 tH23 tM24 tH23*2", 2, 0 },
 };
@@ -128,7 +137,7 @@ test_rules(void)
 			continue;
 		}
 		check(records[KTLS_TX] == rules[i].tx &&
-		    records[KTLS_RX] == rules[i].rx,
+			records[KTLS_RX] == rules[i].rx,
 		    "%s: next TX/RX sequence numbers %llu/%llu, want %llu/%llu",
 		    rules[i].name, (unsigned long long)records[KTLS_TX],
 		    (unsigned long long)records[KTLS_RX],
@@ -158,14 +167,17 @@ write_key(const struct pair_side *w, struct wkey *wk)
 	wk->tls13 = SSL_version(w->ssl) == TLS1_3_VERSION;
 	if (wk->tls13)
 		return ktls_tls13_expand_label(md, s->b, s->len, "key", wk->key,
-		    16) < 0 || ktls_tls13_expand_label(md, s->b, s->len, "iv",
-		    wk->iv, 12) < 0 ? -1 : 0;
+			   16) < 0 ||
+			ktls_tls13_expand_label(md, s->b, s->len, "iv", wk->iv,
+			    12) < 0 ?
+		    -1 :
+		    0;
 	mlen = SSL_SESSION_get_master_key(SSL_get_session(w->ssl), master,
 	    sizeof(master));
 	SSL_get_client_random(w->ssl, cr, sizeof(cr));
 	SSL_get_server_random(w->ssl, sr, sizeof(sr));
 	if (ktls_tls12_key_block(md, master, mlen, cr, sr, block,
-	    sizeof(block)) < 0)
+		sizeof(block)) < 0)
 		return -1;
 	memcpy(wk->key, block + (client ? 0 : 16), 16);
 	memcpy(wk->iv, block + 32 + (client ? 0 : 4), 4);
@@ -206,7 +218,7 @@ open_record(const struct wkey *wk, uint64_t seq, const unsigned char *rec,
 	    EVP_DecryptUpdate(c, NULL, &n, aad, (int)aadlen) &&
 	    EVP_DecryptUpdate(c, out, &n, ct, (int)(ctlen - 16)) &&
 	    EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_SET_TAG, 16,
-	    (void *)(ct + ctlen - 16)) &&
+		(void *)(ct + ctlen - 16)) &&
 	    EVP_DecryptFinal_ex(c, out + n, &m);
 	EVP_CIPHER_CTX_free(c);
 	if (!ok)
@@ -239,20 +251,21 @@ check_direction(const char *name, struct pair_side *w, struct pair_side *r)
 	}
 	pair_pump(w, r);
 	avail = BIO_get_mem_data(r->in, (char **)&p);
-	while (avail >= 5 && (len = 5 + ((size_t)p[3] << 8 | p[4])) <=
-	    (size_t)avail) {
+	while (avail >= 5 &&
+	    (len = 5 + ((size_t)p[3] << 8 | p[4])) <= (size_t)avail) {
 		type = open_record(&wk, seq, p, len);
-		check(type > 0, "%s: record %d in flight does not decrypt "
-		    "at sequence number %llu", name, records,
-		    (unsigned long long)seq);
+		check(type > 0,
+		    "%s: record %d in flight does not decrypt "
+		    "at sequence number %llu",
+		    name, records, (unsigned long long)seq);
 		if (type < 0)
 			return;
 		p += len, avail -= (long)len, seq++, records++;
 	}
 	check(type == SSL3_RT_APPLICATION_DATA && seq == tx + 1,
 	    "%s: last record type %d at %llu, want data at the writer's "
-	    "count %llu", name, type, (unsigned long long)(seq - 1),
-	    (unsigned long long)tx);
+	    "count %llu",
+	    name, type, (unsigned long long)(seq - 1), (unsigned long long)tx);
 }
 
 /* A session the client can resume: TLS 1.3 sends it in a ticket. */
@@ -266,7 +279,7 @@ take_session(struct pair_side *c)
 }
 
 /* The suites write_key() and open_record() know. */
-#define AES128GCM "ECDHE-ECDSA-AES128-GCM-SHA256"
+#define AES128GCM    "ECDHE-ECDSA-AES128-GCM-SHA256"
 #define AES128GCM_13 "TLS_AES_128_GCM_SHA256"
 
 static void
@@ -281,13 +294,17 @@ test_handshakes(const char *dir)
 	int round;
 
 	for (v = 0; v < 2; v++) {
-		sctx = pair_ctx_new(1, versions[v], AES128GCM, AES128GCM_13, dir);
-		cctx = pair_ctx_new(0, versions[v], AES128GCM, AES128GCM_13, dir);
+		sctx =
+		    pair_ctx_new(1, versions[v], AES128GCM, AES128GCM_13, dir);
+		cctx =
+		    pair_ctx_new(0, versions[v], AES128GCM, AES128GCM_13, dir);
 		sess = NULL;
-		check(sctx != NULL && cctx != NULL, "TLS 1.%d: cannot set up "
-		    "contexts from %s", 2 + (int)v, dir);
+		check(sctx != NULL && cctx != NULL,
+		    "TLS 1.%d: cannot set up "
+		    "contexts from %s",
+		    2 + (int)v, dir);
 		for (round = 0; sctx != NULL && cctx != NULL && round < 2;
-		    round++) {
+		     round++) {
 			snprintf(name, sizeof(name), "TLS 1.%d %s", 2 + (int)v,
 			    round == 0 ? "full" : "resumed");
 			memset(&c, 0, sizeof(c)), memset(&s, 0, sizeof(s));
@@ -321,7 +338,8 @@ main(void)
 
 	test_rules();
 	if (dir == NULL)
-		check(0, "HK_CERTS is not set: no certificates for the "
+		check(0,
+		    "HK_CERTS is not set: no certificates for the "
 		    "handshake tests");
 	else
 		test_handshakes(dir);

@@ -12,8 +12,8 @@ SSL_CTX *
 pair_ctx_new(int server, int version, const char *ciphers, const char *suites,
     const char *dir)
 {
-	SSL_CTX *ctx = SSL_CTX_new(server ? TLS_server_method() :
-	    TLS_client_method());
+	SSL_CTX *ctx =
+	    SSL_CTX_new(server ? TLS_server_method() : TLS_client_method());
 	const char *who = server ? "server" : "client";
 	char cert[1024], key[1024], ca[1024];
 	char err[256];
@@ -32,8 +32,8 @@ pair_ctx_new(int server, int version, const char *ciphers, const char *suites,
 		SSL_CTX_free(ctx);
 		return NULL;
 	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER |
-	    SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+	SSL_CTX_set_verify(ctx,
+	    SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
 	SSL_CTX_set_session_id_context(ctx, (const unsigned char *)"t", 1);
 	return ctx;
 }
@@ -62,7 +62,8 @@ pair_side_free(struct pair_side *x)
 {
 	/* Without a clean shutdown OpenSSL marks the session not resumable. */
 	if (x->ssl != NULL)
-		SSL_set_shutdown(x->ssl, SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
+		SSL_set_shutdown(x->ssl,
+		    SSL_SENT_SHUTDOWN | SSL_RECEIVED_SHUTDOWN);
 	ktls_free(x->k);
 	SSL_free(x->ssl);
 	BIO_free(x->in);

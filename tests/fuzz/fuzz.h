@@ -8,13 +8,13 @@
 #include <stdlib.h>
 
 /* A property the code promised and broke: a crash libFuzzer keeps. */
-#define require(cond)                                                  \
-	do {                                                           \
-		if (!(cond)) {                                         \
-			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, \
-			    #cond);                                    \
-			abort();                                       \
-		}                                                      \
+#define require(cond)                                                          \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__,     \
+			    #cond);                                            \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
 #endif

@@ -74,7 +74,8 @@ settled(const struct hk_config *c, enum hk_role role)
 	    c->ktls == CONN_KTLS_OFF);
 	require(c->port != NULL && c->cert != NULL && c->key != NULL &&
 	    c->ca != NULL && c->message != NULL && c->host != NULL);
-	require((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) <= 1);
+	require(
+	    (c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) <= 1);
 	require(c->output == NULL || c->send_file != NULL || c->get != NULL);
 	if (role == HK_CLIENT)
 		require(c->bind == NULL && c->root == NULL && !c->once &&
@@ -92,8 +93,8 @@ split(enum hk_role role, const uint8_t *data, size_t size, char **args)
 	size_t len;
 	int n = 1;
 
-	args[0] = strdup(role == HK_SERVER ? "hello_ktls_server" :
-	    "hello_ktls_client");
+	args[0] = strdup(
+	    role == HK_SERVER ? "hello_ktls_server" : "hello_ktls_client");
 	require(args[0] != NULL);
 	while (size > 0 && n <= MAX_ARGS) {
 		end = memchr(data, '\0', size);

@@ -94,7 +94,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			require(k->secret[d].len <= sizeof(k->secret[d].b));
 			if (d != slot) {
 				require(memcmp(&k->secret[d], &before[d],
-				    sizeof(before[d])) == 0);
+					    sizeof(before[d])) == 0);
 				continue;
 			}
 			require(k->secret[d].len == want.len);

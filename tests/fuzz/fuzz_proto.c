@@ -22,7 +22,8 @@ bench_shape(const char *line, int fields)
 	const char *p = line + MAGIC_LEN;
 	int spaces = 0;
 
-	require(*p != ' ' && p[strlen(p) - 1] != ' ' && strstr(p, "  ") == NULL);
+	require(
+	    *p != ' ' && p[strlen(p) - 1] != ' ' && strstr(p, "  ") == NULL);
 	for (; *p != '\0'; p++) {
 		require((*p >= 0x21 && *p <= 0x7e) || *p == ' ');
 		spaces += *p == ' ';

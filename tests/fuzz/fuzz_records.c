@@ -34,7 +34,12 @@
 #include "ktls_internal.h"
 #include "fuzz.h"
 
-enum { F_TLS13 = 1, F_SECRETS = 2, F_TX = 4, F_SERVER = 8 };
+enum {
+	F_TLS13 = 1,
+	F_SECRETS = 2,
+	F_TX = 4,
+	F_SERVER = 8
+};
 
 /*
  * An SSL whose session has TLS_AES_128_GCM_SHA256, made once: ktls_rekey()
@@ -55,7 +60,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 	require((suite_ssl = SSL_new(ctx)) != NULL);
 	require((sess = SSL_SESSION_new()) != NULL);
 	require(SSL_SESSION_set_cipher(sess,
-	    SSL_CIPHER_find(suite_ssl, aes128gcm)) == 1);
+		    SSL_CIPHER_find(suite_ssl, aes128gcm)) == 1);
 	require(SSL_set_session(suite_ssl, sess) == 1);
 	SSL_SESSION_free(sess);
 	SSL_CTX_free(ctx); /* suite_ssl holds its own reference */
