@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # tests/lint.sh - static analysis of the C sources:
 #   1. cppcheck (warning, performance, portability), any finding fails;
-#   2. clang-tidy with the committed .clang-tidy, any finding fails.
-# Needs cppcheck and clang-tidy. Prints "N passed, N failed".
+#   2. clang-tidy with the committed .clang-tidy, any finding fails;
+#   3. clang-format with the committed .clang-format: a file it would
+#      change fails (make -f Makefile.ktls format fixes them).
+# Needs cppcheck, clang-tidy and clang-format. Prints "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.." || exit 1
 PASSED=0
@@ -73,5 +75,7 @@ step "cppcheck *.c tests/*.c" cppcheck -q --enable=warning,performance,portabili
     --error-exitcode=1 --inline-suppr "${SUPPRESS[@]}" -D_GNU_SOURCE --std=c11 \
     -I. *.c tests/*.c
 step "clang-tidy *.c (.clang-tidy; known analyzer false positives listed above)" tidy
+step "clang-format --dry-run (.clang-format)" clang-format --dry-run --Werror \
+    *.c *.h tests/*.c tests/*.h tests/fuzz/*.c tests/fuzz/*.h
 echo "$PASSED passed, $FAILED failed"
 [ "$FAILED" -eq 0 ]
