@@ -14,6 +14,10 @@
 #include "ktls_derive.h"
 #include "ktls_keys.h"
 
+/* Room for each direction's reason and for ktls_error()'s message. */
+#define KTLS_REASON_MAX 160
+#define KTLS_ERR_MAX    256
+
 struct ktls_secret {
 	unsigned char b[EVP_MAX_MD_SIZE];
 	size_t len;
@@ -40,8 +44,8 @@ struct ktls {
 	uint64_t records[2];
 
 	enum ktls_state state[2];
-	char reason[2][160];
-	char err[256];
+	char reason[2][KTLS_REASON_MAX];
+	char err[KTLS_ERR_MAX];
 
 	/* Post-handshake handshake messages being parsed on RX. */
 	unsigned char hs_hdr[4]; /* hs_hdr[0]: type of the message in parse */

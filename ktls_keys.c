@@ -401,7 +401,7 @@ static int
 install(struct ktls *k, enum ktls_dir dir, const union ktls_crypto_info *ci,
     size_t len)
 {
-	char why[sizeof(k->reason[0])];
+	char why[KTLS_REASON_MAX];
 
 	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS,
 		dir == KTLS_TX ? TLS_TX : TLS_RX, ci, (socklen_t)len) == 0) {
@@ -418,7 +418,7 @@ ktls_offload(struct ktls *k, int fd)
 {
 	union ktls_crypto_info ci[2];
 	size_t len = 0;
-	char why[sizeof(k->reason[0])];
+	char why[KTLS_REASON_MAX];
 	int ret = -1;
 
 	k->fd = fd;
