@@ -190,6 +190,9 @@ hk_print_session(struct conn *c, const char *peer_title)
 	hk_say("Protocol: %s", SSL_get_version(c->ssl));
 	hk_say("Cipher: %s",
 	    SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
+	if (SSL_session_reused(c->ssl))
+		hk_say("Session: resumed (the certificate below is the one the "
+		       "session was made with)");
 	hk_say("=== %s Certificate ===", peer_title);
 	if (mtls_peer_names(c->ssl, subject, issuer, sizeof(subject)) == 0) {
 		hk_say("Subject: %s", subject);

@@ -99,6 +99,52 @@ set_protocol(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 	return 0;
 }
 
+/*
+ * A resumed session skips certificate verification: OpenSSL takes the
+ * ticket's word for the client. So each ticket is looked at again as it
+ * is decrypted, and one whose client certificate is no longer valid (it
+ * expired since the ticket was issued) is ignored: the client goes
+ * through a full handshake, which verifies its certificate again (a
+ * server may always decline a ticket, RFC 8446 4.6.1, RFC 5077 3.1).
+ */
+static SSL_TICKET_RETURN
+ticket_check(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
+    size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
+{
+	X509 *peer;
+
+	(void)ssl, (void)keyname, (void)keyname_len, (void)arg;
+	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	peer = SSL_SESSION_get0_peer(sess);
+	if (peer == NULL ||
+	    X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
+	    X509_cmp_current_time(X509_get0_notBefore(peer)) >= 0)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	return status == SSL_TICKET_SUCCESS_RENEW ?
+	    SSL_TICKET_RETURN_USE_RENEW :
+	    SSL_TICKET_RETURN_USE;
+}
+
+/*
+ * Resumption: a server that verifies client certificates must name its
+ * sessions (without a session id context OpenSSL refuses every resumption
+ * with internal_error), and re-checks each ticket's client.
+ */
+static int
+server_resumption(SSL_CTX *ctx, char *err, size_t errlen)
+{
+	static const unsigned char sid_ctx[] = "hello_ktls";
+
+	if (!SSL_CTX_set_session_id_context(ctx, sid_ctx,
+		sizeof(sid_ctx) - 1) ||
+	    !SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_check, NULL)) {
+		snprintf(err, errlen, "cannot set up session resumption");
+		return -1;
+	}
+	return 0;
+}
+
 SSL_CTX *
 mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 {
@@ -130,10 +176,12 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 		/*
 		 * No server-side session cache: every client would leave a
 		 * session with its certificate in it for 5 minutes (20480 at
-		 * most), and no client of ours resumes. TLS 1.3 tickets are
-		 * self-contained and still go out.
+		 * most). Tickets (TLS 1.3, and RFC 5077 in TLS 1.2) are
+		 * self-contained: clients resume with those.
 		 */
 		SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+		if (server_resumption(ctx, err, errlen) < 0)
+			goto fail;
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */

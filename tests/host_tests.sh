@@ -396,6 +396,8 @@ test_shutdown() {
 
 test_fallback
 test_no_kernel_cipher
+test_resumption 1.2 auto
+test_resumption 1.3 auto
 test_limits
 test_shutdown
 test_shutdown_transfers

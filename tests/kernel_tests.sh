@@ -459,6 +459,8 @@ while read -r v opt suite; do
 	test_bulk "$v" "$opt" "$suite"
 done <<<"$VARIANTS"
 test_no_kernel_cipher
+test_resumption 1.2 require
+test_resumption 1.3 require
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"

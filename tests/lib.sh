@@ -294,6 +294,38 @@ test_no_kernel_cipher() {
 	fi
 }
 
+# test_resumption V MODE: openssl s_client resumes its first connection's
+# ticket on a second one (-sess_out, -sess_in), our server with --ktls
+# MODE; with require, the resumed connection must run on kTLS too.
+test_resumption() {
+	local v=$1 mode=$2 name="TLS $1 session resumption (--ktls $2)" n
+	local sess=$WORK/sess.pem log1 log2
+	local reply='Hello from kTLS server! Your certificate was validated.'
+	new_log log1 s_client
+	new_log log2 s_client
+	rm -f "$sess"
+	start_server --ktls "$mode" --tls-version "$v"
+	for n in 1 2; do
+		local -a io=(-sess_out "$sess") log=$log1
+		[ "$n" -eq 2 ] && io=(-sess_in "$sess") log=$log2
+		# Open until the reply is in (and with it TLS 1.3's tickets).
+		(printf 'Hello %s\n' "$n"; wait_for_line "$log" "$reply") |
+		    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" \
+		    -cert client-cert.pem -key client-key.pem -CAfile ca-cert.pem \
+		    "-tls${v/./_}" "${io[@]}" >"$log" 2>&1
+	done
+	wait_count "$SRV_LOG" "Connection closed" 2
+	stop_server
+	if has "$log1" "New, TLSv$v" && has "$log2" "Reused, TLSv$v" &&
+	    has "$log2" "$reply" && has "$SRV_LOG" "Session: resumed" &&
+	    { [ "$mode" != require ] ||
+	    [ "$(grep -c 'kTLS RX: active' "$SRV_LOG")" -eq 2 ]; }; then
+		pass "$name: the second connection resumed, served"
+	else
+		fail "$name" "see the logs" "$log1" "$log2" "$SRV_LOG"
+	fi
+}
+
 hk_summary() {
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]

@@ -51,7 +51,7 @@ build() {
 	shift
 	if make -C "$TREE" -f Makefile.ktls clean >/dev/null &&
 	    make -C "$TREE" -f Makefile.ktls "$@" all tests/test_ktls_keys \
-	    tests/test_record_seq tests/test_offload tests/nic_probe \
+	    tests/test_record_seq tests/test_offload tests/test_resume tests/nic_probe \
 	    >"$TMP/build.log" 2>&1; then
 		pass "$name build"
 	else
@@ -130,6 +130,7 @@ sanitized_tests() {
 	run_suite "unit tests (tests/test_ktls_keys)" "$TMP/unit.log" "$TREE/tests/test_ktls_keys"
 	run_suite "unit tests (tests/test_record_seq)" "$TMP/seq.log" "$TREE/tests/test_record_seq"
 	run_suite "unit tests (tests/test_offload)" "$TMP/offload.log" "$TREE/tests/test_offload"
+	run_suite "unit tests (tests/test_resume)" "$TMP/resume.log" "$TREE/tests/test_resume"
 	run_suite "tests/nic_probe" "$TMP/nic.log" "$TREE/tests/nic_probe"
 	# The copied tests/ find the sanitized binaries through their own lib.sh.
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/host.log" \
