@@ -198,17 +198,33 @@ wait_for_port() {
 	return 1
 }
 
-# stop_server: SIGTERM, and the server must be gone within 20 s: after
-# that timeout(1) kills it (start_server's -k 20), which is a failure, not
-# a hang (seen once: a sanitizer's leak check stuck at exit).
+# stop_server: SIGTERM, and the server must be gone within 20 s, or it is
+# killed and that is a failure, not a hang. One exception, seen under
+# ASan on loaded machines: LeakSanitizer's exit check stalls, its tracer
+# child waiting for a stop that never comes (the server has already left
+# main). That is the sanitizer's, not ours: said, killed, not counted.
 stop_server() {
-	local rc=0
-	if [ -n "$SRV_PID" ]; then
-		kill "$SRV_PID" 2>/dev/null
-		wait "$SRV_PID" 2>/dev/null || rc=$?
-		[ "$rc" -eq 137 ] && fail "the server exits at SIGTERM" \
-		    "still running 20 s after SIGTERM, killed" "$SRV_LOG"
+	local i proc= tracer=0 line
+	[ -n "$SRV_PID" ] || return 0
+	read -r proc _ <"/proc/$SRV_PID/task/$SRV_PID/children" 2>/dev/null
+	kill "$SRV_PID" 2>/dev/null
+	for ((i = 0; i < 400; i++)); do
+		[ -n "$proc" ] && [ -e "/proc/$proc" ] || { proc=; break; }
+		nap 0.05
+	done
+	if [ -n "$proc" ]; then
+		while read -r line; do
+			[[ $line == TracerPid:* ]] && tracer=${line##*[[:space:]]}
+		done <"/proc/$proc/status" 2>/dev/null
+		kill -KILL "$proc" 2>/dev/null
+		if [ "$tracer" != 0 ] && [ -n "${ASAN_OPTIONS:-}" ]; then
+			echo "# note: the server's LeakSanitizer exit check stalled (tracer $tracer); killed, its leak check lost"
+		else
+			fail "the server exits at SIGTERM" \
+			    "still running 20 s after SIGTERM, killed" "$SRV_LOG"
+		fi
 	fi
+	wait "$SRV_PID" 2>/dev/null
 	SRV_PID=
 }
 
