@@ -29,6 +29,7 @@
 
 #include "../ktls_diag.h"
 #include "tcp_pair.h"
+#include "unit.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282 /* include/linux/socket.h */
@@ -46,27 +47,6 @@ static const struct variant variants[] = {
 	{ "ipv4", AF_INET, "127.0.0.1" },
 	{ "ipv6", AF_INET6, "::1" },
 };
-
-static int passed, failed;
-
-static void
-check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s: ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
 
 static void
 diag_print(const char *label, int rc, const struct ktls_diag *d,
@@ -293,13 +273,13 @@ main(void)
 	int skip = 0;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	check_verbose();
 	for (i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
 		if (probe_variant(&variants[i]) == EXIT_SKIP)
 			skip = 1;
 	probe_refusals();
 
-	printf("diag_probe: %d passed, %d failed\n", passed, failed);
-	if (failed > 0)
+	if (check_summary_named("diag_probe") != 0)
 		return 1;
 	return skip ? EXIT_SKIP : 0;
 }

@@ -34,6 +34,7 @@
 #include "../ktls_nic.h"
 #include "../ktls_nic_cache.h"
 #include "tcp_pair.h"
+#include "unit.h"
 
 #ifndef SOL_TLS
 #define SOL_TLS 282 /* include/linux/socket.h */
@@ -58,27 +59,6 @@ static const struct variant remote[] = {
 	{ "ipv4 remote", AF_INET, NULL, AF_INET, "198.51.100.1" },
 	{ "ipv6 remote", AF_INET6, NULL, AF_INET6, "2001:db8::1" },
 };
-
-static int passed, failed;
-
-static void
-check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-
-	printf("%s: ", ok ? "ok" : "FAIL");
-	va_start(ap, fmt);
-	vprintf(fmt, ap);
-	va_end(ap);
-	putchar('\n');
-	if (ok)
-		passed++;
-	else
-		failed++;
-}
 
 /* A connected loopback pair on an ephemeral port; fds[0] is the client. */
 static int
@@ -499,6 +479,7 @@ main(void)
 	size_t i;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	check_verbose();
 	for (i = 0; i < sizeof(variants) / sizeof(variants[0]); i++)
 		probe_loopback(&variants[i]);
 	for (i = 0; i < sizeof(remote) / sizeof(remote[0]); i++)
@@ -509,6 +490,5 @@ main(void)
 	probe_cache();
 	probe_cache_threads();
 
-	printf("nic_probe: %d passed, %d failed\n", passed, failed);
-	return failed > 0 ? 1 : 0;
+	return check_summary_named("nic_probe");
 }

@@ -6,19 +6,26 @@
 
 #include "unit.h"
 
-static int passed, failed;
+static int passed, failed, verbose;
+
+void
+check_verbose(void)
+{
+	verbose = 1;
+}
 
 void
 check(int ok, const char *fmt, ...)
 {
 	va_list ap;
 
-	if (ok) {
+	if (ok)
 		passed++;
+	else
+		failed++;
+	if (ok && !verbose)
 		return;
-	}
-	failed++;
-	fputs("FAIL: ", stdout);
+	fputs(ok ? "ok: " : "FAIL: ", stdout);
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
 	va_end(ap);
@@ -26,8 +33,16 @@ check(int ok, const char *fmt, ...)
 }
 
 int
-check_summary(void)
+check_summary_named(const char *name)
 {
+	if (name != NULL)
+		printf("%s: ", name);
 	printf("%d passed, %d failed\n", passed, failed);
 	return failed == 0 ? 0 : 1;
+}
+
+int
+check_summary(void)
+{
+	return check_summary_named(NULL);
 }

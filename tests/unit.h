@@ -5,10 +5,19 @@
 #ifndef HK_UNIT_H
 #define HK_UNIT_H
 
-/* Count ok; when it is false, print "FAIL: " and the message. */
+/*
+ * Count ok; when it is false, print "FAIL: " and the message (and, after
+ * check_verbose(), "ok: " and the message when it is true).
+ */
 void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Print every check, not only the failures (the probe tests). */
+void check_verbose(void);
 
 /* Print "N passed, N failed"; the exit status: 0 only if nothing failed. */
 int check_summary(void);
+
+/* The same, as "name: N passed, N failed". */
+int check_summary_named(const char *name);
 
 #endif
