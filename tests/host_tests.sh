@@ -381,6 +381,9 @@ test_shutdown() {
 	new_log peer waiting
 	python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 20 >"$peer" 2>&1 &
 	wait_for_line "$peer" ready
+	# Both taken by the server before it is told to stop: a connection
+	# still in the listen queue at SIGTERM is never accepted.
+	wait_clients 2
 	t0=$SECONDS
 	kill -TERM "$SRV_PID"
 	wait "$SRV_PID" || rc=$?
