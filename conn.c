@@ -11,6 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -274,6 +276,37 @@ userspace_tune(struct conn *c)
 		SSL_set_mode(c->ssl, SSL_MODE_ENABLE_PARTIAL_WRITE);
 }
 
+/*
+ * A TLS 1.3 server refuses our certificate after our handshake has
+ * finished, so its alert and FIN may be here before our switch to kTLS,
+ * which then fails: the kernel attaches only to an established
+ * connection. The peer has closed, so reading through OpenSSL cannot
+ * wait for more: if its last word was a refusal, that is the error.
+ */
+static int
+peer_refused(struct conn *c)
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	const char *words;
+	char buf[256];
+
+	if (SSL_is_server(c->ssl) || ktls_active(c->k, KTLS_RX) ||
+	    getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+	    ti.tcpi_state == TCP_ESTABLISHED)
+		return 0;
+	ERR_clear_error();
+	while (SSL_read(c->ssl, buf, sizeof(buf)) > 0)
+		;
+	words = mtls_refusal_reason(c->ssl);
+	ERR_clear_error();
+	if (words == NULL)
+		return 0;
+	conn_seterr(c, "access denied by the server: %s", words);
+	c->failed = 1;
+	return 1;
+}
+
 int
 conn_offload(struct conn *c, enum conn_ktls_mode mode)
 {
@@ -290,6 +323,8 @@ conn_offload(struct conn *c, enum conn_ktls_mode mode)
 	ktls_set_rekey_bytes(c->k, c->rekey_bytes);
 	if (ret == 0 || mode != CONN_KTLS_REQUIRE)
 		return 0;
+	if (peer_refused(c))
+		return -1;
 	d = ktls_active(c->k, KTLS_RX) ? KTLS_TX : KTLS_RX;
 	conn_seterr(c, "kTLS required but %s stayed in userspace: %s",
 	    d == KTLS_TX ? "TX" : "RX", ktls_reason(c->k, d));
@@ -349,6 +384,7 @@ conn_read_line(struct conn *c, char *line, size_t max)
 ssize_t
 conn_read(struct conn *c, void *buf, size_t len)
 {
+	const char *words;
 	int n, e, saved;
 	ssize_t r;
 
@@ -363,7 +399,14 @@ conn_read(struct conn *c, void *buf, size_t len)
 	if (ktls_active(c->k, KTLS_RX)) {
 		/* Told to stop is not a TLS failure: close_notify still goes. */
 		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0) {
-			conn_seterr(c, "%s", ktls_error(c->k));
+			/* A TLS 1.3 server refuses our certificate here. */
+			if (!SSL_is_server(c->ssl) &&
+			    (words = mtls_refusal_words(
+				 ktls_peer_alert(c->k))) != NULL)
+				conn_seterr(c,
+				    "access denied by the server: %s", words);
+			else
+				conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
 		return r;

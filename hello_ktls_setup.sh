@@ -8,6 +8,8 @@ prog=${0##*/}
 readonly CA_SUBJ='/C=US/ST=CA/L=SantaClara/O=TestCA/CN=Test CA'
 readonly SERVER_SUBJ='/C=US/ST=CA/L=SantaClara/O=TestOrg/CN=localhost'
 readonly CLIENT_SUBJ='/C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Test Client'
+readonly REVOKED_SUBJ='/C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Revoked Client'
+readonly CRL_DAYS=30
 readonly SERVER_SAN='DNS:localhost, IP:127.0.0.1, IP:::1'
 readonly CA_DAYS=3650
 # 825 days is the longest TLS server certificate lifetime that Apple's
@@ -22,6 +24,11 @@ Creates a test CA and the mutual-TLS certificates for hello_ktls:
   ca-cert.pem      ca-key.pem       CN=Test CA      ($CA_DAYS days)
   server-cert.pem  server-key.pem   CN=localhost    (serverAuth; $SERVER_SAN)
   client-cert.pem  client-key.pem   CN=Test Client  (clientAuth)
+  revoked-client-cert.pem, revoked-client-key.pem
+                                    CN=Revoked Client (clientAuth; revoked)
+  crl.pem          the CA's CRL, listing the revoked client ($CRL_DAYS days)
+  ca-db/           the CA's database for openssl ca (index.txt, crlnumber,
+                   openssl.cnf, a copy of every certificate it issued)
 
 Options:
   -o, --out-dir DIR  write the files to DIR, creating it if needed
@@ -35,7 +42,11 @@ Options:
 Existing files are kept. If the CA certificate or key is missing, everything is
 regenerated, since the old leaves could not chain to a new CA; if only a server
 or client file is missing, that certificate and key are re-issued from the
-existing CA.
+existing CA. crl.pem is made anew on every run that creates anything.
+
+To revoke another certificate later, from DIR:
+  (cd ca-db && openssl ca -config openssl.cnf -revoke ../CERT.pem)
+  (cd ca-db && openssl ca -config openssl.cnf -gencrl -out ../crl.pem)
 EOF
 }
 
@@ -198,6 +209,33 @@ keyUsage = critical, $leaf_ku
 extendedKeyUsage = clientAuth
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
+
+# The CA's database; openssl ca runs inside ca-db/, so paths are relative.
+[ ca ]
+default_ca = hk_ca
+
+[ hk_ca ]
+database = index.txt
+new_certs_dir = .
+# Required even with -rand_serial (OpenSSL 3.0), though never read.
+serial = serial
+crlnumber = crlnumber
+certificate = ../ca-cert.pem
+private_key = ../ca-key.pem
+default_md = sha256
+default_crl_days = $CRL_DAYS
+policy = policy_any
+unique_subject = no
+preserve = yes
+email_in_dn = no
+copy_extensions = none
+
+[ policy_any ]
+countryName = optional
+stateOrProvinceName = optional
+localityName = optional
+organizationName = optional
+commonName = supplied
 EOF
 
 have() { [[ -f $out_dir/$1-cert.pem && -f $out_dir/$1-key.pem ]]; }
@@ -222,13 +260,20 @@ check_set() {
         verify -CAfile "$d/ca-cert.pem" -purpose sslserver "$d/server-cert.pem"
     ossl "verify client-cert.pem for TLS client use in $d" \
         verify -CAfile "$d/ca-cert.pem" -purpose sslclient "$d/client-cert.pem"
-    for name in ca server client; do
+    ossl "verify client-cert.pem against crl.pem in $d" \
+        verify -crl_check -CAfile "$d/ca-cert.pem" -CRLfile "$d/crl.pem" "$d/client-cert.pem"
+    if openssl verify -crl_check -CAfile "$d/ca-cert.pem" -CRLfile "$d/crl.pem" \
+        "$d/revoked-client-cert.pem" >/dev/null 2>&1; then
+        die "$d/crl.pem does not revoke $d/revoked-client-cert.pem"
+    fi
+    for name in ca server client revoked-client; do
         key_matches_cert "$d/$name-cert.pem" "$d/$name-key.pem" ||
             die "$d/$name-key.pem does not match $d/$name-cert.pem"
     done
 }
 
-if ((force == 0)) && have ca && have server && have client; then
+if ((force == 0)) && have ca && have server && have client && have revoked-client &&
+    [[ -f $out_dir/crl.pem && -d $out_dir/ca-db ]]; then
     # Subshell, because check_set exits on failure and the hint must follow.
     (check_set "$out_dir") ||
         die "the existing files in $out_dir do not form a valid set; --force regenerates them"
@@ -237,12 +282,13 @@ if ((force == 0)) && have ca && have server && have client; then
     exit 0
 fi
 
-new_ca=0 new_server=0 new_client=0
+new_ca=0 new_server=0 new_client=0 new_revoked_client=0
 if ((force == 1)) || ! have ca; then
-    new_ca=1 new_server=1 new_client=1
+    new_ca=1 new_server=1 new_client=1 new_revoked_client=1
 else
     have server || new_server=1
     have client || new_client=1
+    have revoked-client || new_revoked_client=1
 fi
 
 if ((new_ca == 1)); then
@@ -260,19 +306,51 @@ else
         die "$ca_key does not match $ca_cert; rerun with --force"
 fi
 
+# The CA's database lives in ca-db/ next to the CA; a new CA starts a new one.
+db=$out_dir/ca-db
+if ((new_ca == 1)); then
+    rm -rf -- "$db"
+fi
+if [[ ! -d $db ]]; then
+    mkdir -p -- "$db" || die "cannot create $db"
+    : >"$db/index.txt"
+    echo 01 >"$db/crlnumber"
+fi
+cp -- "$cnf" "$db/openssl.cnf"
+# Absolute: ca_run works from inside the database.
+db=$(cd -- "$db" && pwd)
+tmp=$(cd -- "$tmp" && pwd)
+ca_cert=$(cd -- "$(dirname -- "$ca_cert")" && pwd)/${ca_cert##*/}
+ca_key=$(cd -- "$(dirname -- "$ca_key")" && pwd)/${ca_key##*/}
+
+# ca_run WHAT ARGS...: openssl ca inside the database, with this CA.
+ca_run() {
+    local what=$1
+    shift
+    (
+        cd -- "$db"
+        ossl "$what" ca -batch -config openssl.cnf -cert "$ca_cert" -keyfile "$ca_key" "$@"
+    )
+}
+
 issue_leaf() {
-    local name=$1 subj=$2
+    local name=$1 subj=$2 ext=$3
     gen_key "$tmp/$name-key.pem" "$name"
     ossl "create the $name certificate request" req -new -config "$cnf" \
         -key "$tmp/$name-key.pem" -subj "$subj" -sha256 -out "$tmp/$name.csr"
-    ossl "sign the $name certificate" x509 -req -in "$tmp/$name.csr" \
-        -CA "$ca_cert" -CAkey "$ca_key" -set_serial "$(new_serial)" \
-        -days "$leaf_days" -sha256 -extfile "$cnf" -extensions "${name}_ext" \
-        -out "$tmp/$name-cert.pem"
+    ca_run "sign the $name certificate" -notext -rand_serial -days "$leaf_days" \
+        -extensions "$ext" -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
 }
 
-((new_server == 0)) || issue_leaf server "$SERVER_SUBJ"
-((new_client == 0)) || issue_leaf client "$CLIENT_SUBJ"
+((new_server == 0)) || issue_leaf server "$SERVER_SUBJ" server_ext
+((new_client == 0)) || issue_leaf client "$CLIENT_SUBJ" client_ext
+if ((new_revoked_client == 1)); then
+    issue_leaf revoked-client "$REVOKED_SUBJ" client_ext
+    ca_run "revoke the revoked-client certificate" \
+        -revoke "$tmp/revoked-client-cert.pem" -crl_reason keyCompromise
+fi
+ca_run "make the CRL" -gencrl -out "$tmp/crl.pem"
+chmod 644 -- "$tmp/crl.pem"
 
 # Removing the old file first means a copy across filesystems creates a fresh
 # file under our umask instead of rewriting one that may be world-readable.
@@ -287,8 +365,8 @@ install_pair() {
 
 created=()
 kept=()
-for name in ca server client; do
-    var=new_$name
+for name in ca server client revoked-client; do
+    var=new_${name//-/_}
     if ((${!var} == 1)); then
         install_pair "$name"
         created+=("$name")
@@ -296,6 +374,9 @@ for name in ca server client; do
         kept+=("$name-cert.pem" "$name-key.pem")
     fi
 done
+
+rm -f -- "$out_dir/crl.pem"
+mv -- "$tmp/crl.pem" "$out_dir/crl.pem" 2>/dev/null || die "cannot write $out_dir/crl.pem"
 
 check_set "$out_dir"
 
@@ -307,10 +388,14 @@ for name in "${created[@]}"; do
             "$SERVER_SUBJ" "$leaf_days" "$SERVER_SAN" ;;
         client) printf '  client-cert.pem, client-key.pem  %s, %s days\n' \
             "$CLIENT_SUBJ" "$leaf_days" ;;
+        revoked-client) printf '  revoked-client-cert.pem, revoked-client-key.pem  %s, revoked\n' \
+            "$REVOKED_SUBJ" ;;
     esac
 done
 if ((${#kept[@]} > 0)); then
     kept_list=$(printf '%s, ' "${kept[@]}")
     printf '  kept existing: %s\n' "${kept_list%, }"
 fi
+printf '  crl.pem revokes revoked-client-cert.pem (next update in %s days); database in ca-db/\n' \
+    "$CRL_DAYS"
 printf '%s: server-cert.pem and client-cert.pem verify against ca-cert.pem\n' "$prog"

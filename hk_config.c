@@ -39,6 +39,16 @@ static const struct choice directions[] = {
 	{ "both", 0 },
 	{ NULL, 0 },
 };
+static const struct choice crl_checks[] = {
+	{ "leaf", 0 },
+	{ "chain", 1 },
+	{ NULL, 0 },
+};
+static const struct choice revocations[] = {
+	{ "hard", 0 },
+	{ "soft", 1 },
+	{ NULL, 0 },
+};
 static const struct choice bench_paths[] = {
 	{ "sendfile", 1 },
 	{ "readwrite", 0 },
@@ -47,16 +57,17 @@ static const struct choice bench_paths[] = {
 
 /* What an option's value is, and the type of the field it sets. */
 enum opt_kind {
-	OPT_FLAG,    /* no value; int field set to 1 */
-	OPT_HELP,    /* no value; the parse ends with HK_PARSE_HELP */
-	OPT_VERSION, /* no value; the parse ends with HK_PARSE_VERSION */
-	OPT_STRING,  /* const char *, any text */
-	OPT_PORT,    /* const char *, digits from lo to hi */
-	OPT_COUNT,   /* int, digits from lo to hi */
-	OPT_SECONDS, /* int, digits from lo to hi */
-	OPT_SIZE,    /* unsigned long long, hk_parse_size() and not 0 */
-	OPT_CHOICE,  /* int, the value of one of choices */
-	OPT_WORD,    /* const char *, the name of one of choices */
+	OPT_FLAG,     /* no value; int field set to 1 */
+	OPT_HELP,     /* no value; the parse ends with HK_PARSE_HELP */
+	OPT_VERSION,  /* no value; the parse ends with HK_PARSE_VERSION */
+	OPT_STRING,   /* const char *, any text */
+	OPT_PORT,     /* const char *, digits from lo to hi */
+	OPT_COUNT,    /* int, digits from lo to hi */
+	OPT_SECONDS,  /* int, digits from lo to hi */
+	OPT_DURATION, /* int seconds, digits and one of s, m, h, d; lo to hi */
+	OPT_SIZE,     /* unsigned long long, hk_parse_size() and not 0 */
+	OPT_CHOICE,   /* int, the value of one of choices */
+	OPT_WORD,     /* const char *, the name of one of choices */
 };
 
 /* OPT_CHOICE writes an int; the ktls field is an enum. */
@@ -104,6 +115,20 @@ static const struct opt opts[] = {
 	{ "ca", 0, FOR_BOTH, OPT_STRING, F(ca), "FILE",
 	    .help = "CA that signs the server (ca-cert.pem)",
 	    .server_help = "CA that signs the clients (ca-cert.pem)" },
+	{ "crl", 0, FOR_SERVER, OPT_STRING, F(crl), "PATH",
+	    .help = "refuse clients revoked by the CRLs in PATH\n"
+		    "(a PEM or DER file, or a directory of them)" },
+	{ "crl-check", 0, FOR_SERVER, OPT_CHOICE, F(crl_check_chain), "WHAT",
+	    .choices = crl_checks,
+	    .help = "--crl: check the leaf (default) or the chain" },
+	{ "crl-grace", 0, FOR_SERVER, OPT_DURATION, F(crl_grace), "TIME",
+	    .lo = 0, .hi = 365 * 86400,
+	    .help = "--crl: still use a CRL this long past its\n"
+		    "nextUpdate (30s, 15m, 1h, 2d; default 0)" },
+	{ "revocation", 0, FOR_SERVER, OPT_CHOICE, F(revocation_soft), "MODE",
+	    .choices = revocations,
+	    .help = "--crl: hard (default) refuses a client whose\n"
+		    "issuer has no CRL; soft lets it in, logged" },
 	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
 	    .choices = tls_versions,
 	    .help = "pin 1.2 or 1.3 (default: negotiate)" },
@@ -287,14 +312,23 @@ defaults(struct hk_config *c, enum hk_role role)
 	}
 }
 
-int
-hk_parse_size(const char *s, unsigned long long *out)
+/* A unit after a number, and what it multiplies by. */
+struct unit {
+	char name;
+	unsigned long long times;
+};
+
+/*
+ * Digits, then at most one of units (n of them): the value, or -1 if
+ * malformed or past ULLONG_MAX.
+ */
+static int
+parse_with_unit(const char *s, const struct unit *units, size_t n,
+    unsigned long long *out)
 {
-	static const char units[] = "KMG";
 	unsigned long long v;
-	const char *u;
 	char *end;
-	int shift;
+	size_t i;
 
 	if (*s < '0' || *s > '9')
 		return -1;
@@ -303,21 +337,31 @@ hk_parse_size(const char *s, unsigned long long *out)
 	if (errno != 0)
 		return -1;
 	if (*end != '\0') {
-		/*
-		 * memchr, not strchr: strchr also finds the NUL, which is
-		 * ' ' & ~0x20, so "1 " parsed as 1T.
-		 */
-		if (end[1] != '\0' ||
-		    (u = memchr(units, end[0] & ~0x20, sizeof(units) - 1)) ==
-			NULL)
+		if (end[1] != '\0')
 			return -1;
-		shift = 10 * (int)(u - units + 1);
-		if (v > (ULLONG_MAX >> shift))
+		for (i = 0; i < n && units[i].name != *end; i++)
+			;
+		if (i == n || v > ULLONG_MAX / units[i].times)
 			return -1;
-		v <<= shift;
+		v *= units[i].times;
 	}
 	*out = v;
 	return 0;
+}
+
+int
+hk_parse_size(const char *s, unsigned long long *out)
+{
+	static const struct unit units[] = {
+		{ 'K', 1ULL << 10 },
+		{ 'k', 1ULL << 10 },
+		{ 'M', 1ULL << 20 },
+		{ 'm', 1ULL << 20 },
+		{ 'G', 1ULL << 30 },
+		{ 'g', 1ULL << 30 },
+	};
+
+	return parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), out);
 }
 
 static int
@@ -333,6 +377,26 @@ parse_number(const char *s, long lo, long hi, long *out)
 	if (*end != '\0' || v < lo || v > hi)
 		return -1;
 	*out = v;
+	return 0;
+}
+
+/* "90", "90s", "15m", "1h", "2d" -> seconds in [lo, hi]; -1 if not. */
+static int
+parse_duration(const char *s, long lo, long hi, long *out)
+{
+	static const struct unit units[] = {
+		{ 's', 1 },
+		{ 'm', 60 },
+		{ 'h', 3600 },
+		{ 'd', 86400 },
+	};
+	unsigned long long v;
+
+	if (parse_with_unit(s, units, sizeof(units) / sizeof(units[0]), &v) <
+		0 ||
+	    v < (unsigned long long)lo || v > (unsigned long long)hi)
+		return -1;
+	*out = (long)v;
 	return 0;
 }
 
@@ -361,6 +425,11 @@ opt_set(struct hk_config *c, const struct opt *o, const char *arg)
 			*(const char **)field = arg;
 		else
 			*(int *)field = (int)n;
+		return 0;
+	case OPT_DURATION:
+		if (parse_duration(arg, o->lo, o->hi, &n) < 0)
+			return -1;
+		*(int *)field = (int)n;
 		return 0;
 	case OPT_SIZE:
 		if (hk_parse_size(arg, &size) < 0 || size == 0)
@@ -392,12 +461,17 @@ bad_value(const struct opt *o, const char *arg, char *err, size_t errlen)
 {
 	const struct choice *ch;
 	const char *sep;
-	char what[64];
+	char what[96];
 	size_t len = 0;
 
 	switch (o->kind) {
 	case OPT_SIZE:
 		snprintf(what, sizeof(what), "a size like %s", o->example);
+		break;
+	case OPT_DURATION:
+		snprintf(what, sizeof(what),
+		    "seconds, or a number and s, m, h or d; at most %ldd",
+		    o->hi / 86400);
 		break;
 	case OPT_CHOICE:
 	case OPT_WORD:
@@ -528,6 +602,12 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
 		snprintf(err, errlen,
 		    "--send-file, --get and --bench exclude "
 		    "each other");
+		return HK_PARSE_ERROR;
+	}
+	if (c->crl == NULL &&
+	    (c->crl_grace != 0 || c->crl_check_chain || c->revocation_soft)) {
+		snprintf(err, errlen,
+		    "--crl-check, --crl-grace and --revocation go with --crl");
 		return HK_PARSE_ERROR;
 	}
 	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {

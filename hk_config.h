@@ -53,7 +53,11 @@ struct hk_config {
 	int handshake_timeout; /* whole-handshake deadline, seconds */
 	int idle_timeout;      /* longest silence after it */
 	int max_connections;
-	int grace; /* seconds to let clients finish at shutdown */
+	int grace;           /* seconds to let clients finish at shutdown */
+	const char *crl;     /* --crl FILE|DIR */
+	int crl_check_chain; /* --crl-check chain (else leaf) */
+	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
+	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 };
 
 /*

@@ -140,7 +140,12 @@ hk_context(const struct hk_config *cfg)
 		.tls_version = cfg->tls_version,
 		.ciphers = cfg->ciphers,
 		.ciphersuites = cfg->ciphersuites,
+		.crl = cfg->crl,
+		.crl_check_chain = cfg->crl_check_chain,
+		.crl_grace = cfg->crl_grace,
+		.revocation_soft = cfg->revocation_soft,
 	};
+	const char *notes, *nl;
 	SSL_CTX *ctx;
 	char err[512];
 
@@ -150,10 +155,17 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
 	o.keylog = keylog_open();
+	if (cfg->crl != NULL)
+		printf("Loading CRLs: %s (check: %s, revocation: %s)\n",
+		    cfg->crl, cfg->crl_check_chain ? "chain" : "leaf",
+		    cfg->revocation_soft ? "soft" : "hard");
 	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}
+	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	     notes = nl + 1)
+		hk_warn("warning: %.*s", (int)(nl - notes), notes);
 	return ctx;
 }
 

@@ -10,6 +10,7 @@
 #include "hk_print.h"
 #include "hk_session.h"
 #include "ktls_nic_cache.h"
+#include "mtls.h"
 
 /*
  * The offload note asks for the egress interface's TLS features on every
@@ -111,6 +112,17 @@ key_updates(const struct conn *c)
 		    received);
 }
 
+/* A client let in although its revocation check failed (mtls_crl.c). */
+static void
+revocation_note(struct conn *c)
+{
+	unsigned long total;
+	const char *why = mtls_verify_passed(c->ssl, &total);
+
+	if (why != NULL)
+		hk_say("Revocation: not checked: %s (%lu so far)", why, total);
+}
+
 /* Optional kernel features: a notice where missing, never fatal. */
 static void
 tune(struct conn *c, const struct hk_config *cfg)
@@ -132,6 +144,7 @@ hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
 		return -1;
 	hk_say("TLS handshake completed successfully");
 	hk_print_session(c, peer);
+	revocation_note(c);
 	c->rekey_bytes = cfg->key_update_bytes;
 	/* Before the switch, so that the connection's own counts show. */
 	if (cfg->stats)

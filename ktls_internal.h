@@ -54,6 +54,7 @@ struct ktls {
 	int peer_closed;
 	unsigned char alert[2]; /* an alert record being read */
 	size_t alert_len;
+	int peer_alert; /* a fatal alert's description, -1: none */
 
 	/*
 	 * TX record accounting for KeyUpdate: the kernel does not count

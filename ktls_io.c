@@ -402,6 +402,8 @@ alert(struct ktls *k, const unsigned char *p, size_t n)
 		k->peer_closed = 1;
 		return 0;
 	}
+	if (k->alert[0] == ALERT_FATAL)
+		k->peer_alert = k->alert[1];
 	ktls_seterr(k, "peer sent %s alert: %s",
 	    k->alert[0] == ALERT_FATAL ? "fatal" : "warning",
 	    SSL_alert_desc_string_long(k->alert[1]));
@@ -620,4 +622,10 @@ int
 ktls_peer_closed(const struct ktls *k)
 {
 	return k->peer_closed;
+}
+
+int
+ktls_peer_alert(const struct ktls *k)
+{
+	return k->peer_alert;
 }

@@ -220,6 +220,7 @@ ktls_new(SSL *ssl)
 		return NULL;
 	k->ssl = ssl;
 	k->fd = -1;
+	k->peer_alert = -1;
 	k->is_server = SSL_is_server(ssl) ? 1 : 0;
 	if (!SSL_set_ex_data(ssl, ssl_idx, k)) {
 		OPENSSL_free(k);

@@ -142,6 +142,12 @@ void ktls_key_update_counts(const struct ktls *k, uint64_t *sent,
 /* True once ktls_read() has seen the peer's close_notify. */
 int ktls_peer_closed(const struct ktls *k);
 
+/*
+ * The description of the fatal alert ktls_read() received (44:
+ * certificate_revoked, ...), or -1 if none came.
+ */
+int ktls_peer_alert(const struct ktls *k);
+
 const char *ktls_error(const struct ktls *k);
 
 /* Detach from the SSL and wipe every secret. NULL is fine. */

@@ -184,6 +184,8 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 			goto fail;
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
+	if (o->server && mtls_crl_setup(ctx, o, err, errlen) < 0)
+		goto fail;
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */
 	SSL_CTX_set_keylog_callback(ctx, o->keylog);
 	if (ktls_ctx_prepare(ctx, err, errlen) < 0)
@@ -212,17 +214,69 @@ mtls_set_peer_host(SSL *ssl, const char *host)
 	return 0;
 }
 
+/*
+ * Alerts with which a server refuses the client's certificate. A TLS 1.3
+ * client sees its handshake succeed, and this alert only at its next read
+ * (through OpenSSL or kTLS RX), so it is said plainly.
+ */
+static const struct {
+	int desc;
+	const char *words;
+} refusals[] = {
+	{ SSL_AD_CERTIFICATE_REVOKED, "certificate revoked" },
+	{ SSL_AD_ACCESS_DENIED, "access denied" },
+	{ SSL_AD_CERTIFICATE_REQUIRED, "certificate required" },
+	{ SSL_AD_BAD_CERTIFICATE, "bad certificate" },
+	{ SSL_AD_CERTIFICATE_EXPIRED, "certificate expired" },
+};
+
+const char *
+mtls_refusal_words(int alert_desc)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++)
+		if (refusals[i].desc == alert_desc)
+			return refusals[i].words;
+	return NULL;
+}
+
+const char *
+mtls_refusal_reason(SSL *ssl)
+{
+	unsigned long e = ERR_peek_error();
+
+	if (SSL_is_server(ssl) || ERR_GET_LIB(e) != ERR_LIB_SSL ||
+	    ERR_GET_REASON(e) < SSL_AD_REASON_OFFSET)
+		return NULL;
+	return mtls_refusal_words(ERR_GET_REASON(e) - SSL_AD_REASON_OFFSET);
+}
+
+/* "subject ..., serial ..." after a refusal's reason, where noted. */
+static void
+refused_names(SSL *ssl, char *buf, size_t len)
+{
+	const char *names = mtls_verify_refused(ssl);
+	size_t n = strlen(buf);
+
+	if (names != NULL && n < len)
+		snprintf(buf + n, len - n, " (%s)", names);
+}
+
 void
 mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 {
 	long verify = SSL_get_verify_result(ssl);
 	int e = SSL_get_error(ssl, ret), saved = errno;
-	const char *peer = SSL_is_server(ssl) ? "client" : "server";
+	const char *peer = SSL_is_server(ssl) ? "client" : "server", *words;
 	char why[MTLS_REASON_MAX];
 
-	if (verify != X509_V_OK)
+	if (verify != X509_V_OK) {
 		snprintf(buf, len, "%s certificate rejected: %s", peer,
 		    X509_verify_cert_error_string(verify));
+		refused_names(ssl, buf, len);
+	} else if ((words = mtls_refusal_reason(ssl)) != NULL)
+		snprintf(buf, len, "access denied by the server: %s", words);
 	else if (ERR_peek_error() != 0 &&
 	    ERR_GET_REASON(ERR_peek_error()) ==
 		SSL_R_PEER_DID_NOT_RETURN_A_CERTIFICATE)

@@ -20,6 +20,11 @@ struct mtls_options {
 	const char *ciphers;      /* TLS 1.2 list, NULL: kTLS-capable AEADs */
 	const char *ciphersuites; /* TLS 1.3 list, NULL: OpenSSL's */
 	SSL_CTX_keylog_cb_func keylog; /* also gets every keylog line, or NULL */
+	/* Server: client certificate revocation (mtls_crl.c). */
+	const char *crl;     /* CRL file or directory of them, or NULL */
+	int crl_check_chain; /* every certificate of the chain, not the leaf */
+	long crl_grace;      /* seconds a CRL may be past its nextUpdate */
+	int revocation_soft; /* an issuer without a CRL passes, noted */
 };
 
 /*
@@ -47,6 +52,41 @@ void mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len);
  * the server's client threads call this at once.
  */
 const char *mtls_err_reason(char *buf, size_t len, const char *fallback);
+
+/*
+ * The words for an alert with which a server refuses a client's
+ * certificate ("certificate revoked"), or NULL for any other alert.
+ */
+const char *mtls_refusal_words(int alert_desc);
+
+/*
+ * For a client: the words of the refusal alert that ended its last
+ * OpenSSL call (the error queue's oldest error), or NULL.
+ */
+const char *mtls_refusal_reason(SSL *ssl);
+
+/*
+ * A server's client checks (mtls_crl.c, called by mtls_ctx_new): a verify
+ * callback that notes the refused certificate, and with o->crl the CRLs,
+ * each checked (parse, signature by a --ca certificate, dates) and added
+ * to the context's store with the CRL flags. -1 with one line in err,
+ * "--crl FILE: reason".
+ */
+int mtls_crl_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
+    size_t errlen);
+
+/* Lines to show at start (a CRL used within --crl-grace), or "". */
+const char *mtls_crl_notes(SSL_CTX *ctx);
+
+/*
+ * Why this connection's client passed a failed revocation check (no CRL
+ * under soft, a CRL within its grace), or NULL; *total counts such passes
+ * over the context's life.
+ */
+const char *mtls_verify_passed(SSL *ssl, unsigned long *total);
+
+/* "subject ..., serial ..." of the client certificate refused, or NULL. */
+const char *mtls_verify_refused(SSL *ssl);
 
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);

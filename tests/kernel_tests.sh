@@ -439,6 +439,46 @@ test_shutdown_ktls_download() {
 	rm -rf "$root"
 }
 
+# revoked V: with --crl and --ktls require, a revoked client is refused in
+# the handshake, before the server gives its connection any kTLS keys; a
+# TLS 1.3 client, whose own handshake has finished, reads the alert after
+# it. The good client after it does get kTLS.
+test_revoked() {
+	local v=$1 name="TLS $1 --crl --ktls require" serial
+	serial=$(openssl x509 -in revoked-client-cert.pem -noout -serial)
+	start_server --ktls require --tls-version "$v" --crl crl.pem
+	run_client "$WORK/c.log" --ktls require --tls-version "$v" \
+	    --cert revoked-client-cert.pem --key revoked-client-key.pem
+	if [ "$CLI_RC" -eq 1 ] &&
+	    has "$WORK/c.log" "access denied by the server: certificate revoked" &&
+	    wait_for_line "$SRV_LOG" "certificate revoked (subject /C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Revoked Client, ${serial/=/ }"; then
+		pass "$name: the revoked client is refused, both sides say so"
+	else
+		fail "$name: the revoked client is refused" "client rc=$CLI_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+	# Which way the TLS 1.3 alert came is a race with the client's switch:
+	# through kTLS RX, or (the server's FIN came first, so the kernel
+	# would not attach) through OpenSSL. Both must give the line above.
+	if [ "$v" = 1.3 ]; then
+		if has "$WORK/c.log" "kTLS RX: active (software)"; then
+			echo "# $name: the client read the alert through kTLS RX"
+		else
+			echo "# $name: the client read the alert through OpenSSL"
+		fi
+	fi
+	check "$name: the revoked client's connection never got kTLS keys" \
+	    eval '! grep -q "kTLS [RT]X: active" "$SRV_LOG"'
+	run_client "$WORK/good.log" --ktls require --tls-version "$v"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/good.log" "$HELLO_C" &&
+	    wait_for_line "$SRV_LOG" "kTLS RX: active (software)" &&
+	    has "$SRV_LOG" "kTLS TX: active (software)"; then
+		pass "$name: the good client gets kTLS on the server"
+	else
+		fail "$name: the good client gets kTLS on the server" "rc=$CLI_RC" "$WORK/good.log" "$SRV_LOG"
+	fi
+	stop_server
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -461,6 +501,8 @@ done <<<"$VARIANTS"
 test_no_kernel_cipher
 test_resumption 1.2 require
 test_resumption 1.3 require
+test_revoked 1.2
+test_revoked 1.3
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"

@@ -243,6 +243,21 @@ run_client() {
 	timeout 60 "$CLIENT" -p "$PORT" "$@" >"$out" 2>&1 || CLI_RC=$?
 }
 
+# client_refused NAME SERVER_SAYS CLIENT_SAYS ARGS...: our client exits 1
+# saying CLIENT_SAYS, and the server logs SERVER_SAYS (its client thread
+# may log a moment after the client ends). The client's output: $WORK/bad.log.
+client_refused() {
+	local name=$1 srv_says=$2 cli_says=$3 out=$WORK/bad.log
+	shift 3
+	run_client "$out" "$@"
+	if [ "$CLI_RC" -eq 1 ] && has "$out" "$cli_says" &&
+	    wait_for_line "$SRV_LOG" "$srv_says"; then
+		pass "$name"
+	else
+		fail "$name" "client rc=$CLI_RC, want 1 and '$cli_says'; server log wants '$srv_says'" "$out" "$SRV_LOG"
+	fi
+}
+
 # A free TCP port for peers that cannot pick their own and report it: a
 # random one no socket here is bound to (/proc/net/tcp*, read without a
 # fork: python3 for this took seconds in the UML guest). The race with

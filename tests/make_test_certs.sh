@@ -117,32 +117,10 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyCertSign
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid, issuer
-
-# `openssl ca` is only here because, unlike `x509 -req` in OpenSSL 3.0, it can
-# set an arbitrary notBefore (-startdate); the database is thrown away.
-[ ca ]
-default_ca = throwaway_ca
-
-[ throwaway_ca ]
-database = index.txt
-new_certs_dir = .
-# Required to be set even with -rand_serial (OpenSSL 3.0), though never read.
-serial = serial
-default_md = sha256
-policy = policy_any
-unique_subject = no
-preserve = yes
-email_in_dn = no
-copy_extensions = none
-
-[ policy_any ]
-countryName = optional
-stateOrProvinceName = optional
-localityName = optional
-organizationName = optional
-commonName = supplied
 EOF
-: >"$tmp/ca/index.txt"
+# `openssl ca` (not `x509 -req`) where a notBefore is set (-startdate), with
+# the good CA's database and its config from hello_ktls_setup.sh.
+ca_cnf=$(cd -- "$dir/ca-db" && pwd)/openssl.cnf
 
 # P-256 throughout: fast, and the same key type as the default good set.
 gen_key() {
@@ -172,11 +150,11 @@ issue() {
     else
         # openssl ca resolves the database paths from the working directory.
         (
-            cd "$tmp/ca"
-            ossl "sign $name-cert.pem" ca -batch -config "$cnf" -notext \
+            cd "${ca_cnf%/*}"
+            ossl "sign $name-cert.pem" ca -batch -config "$ca_cnf" -notext \
                 -rand_serial -cert "$ca_cert" -keyfile "$ca_key" \
-                -startdate "$start" -enddate "$end" -extensions "$ext" \
-                -in "$tmp/$name.csr" -out "$out/$name-cert.pem"
+                -startdate "$start" -enddate "$end" -extfile "$cnf" \
+                -extensions "$ext" -in "$tmp/$name.csr" -out "$out/$name-cert.pem"
         )
     fi
 }
@@ -215,6 +193,31 @@ cat "$out/badchain-client-cert.pem" "$out/badchain-intermediate-cert.pem" \
     >"$out/badchain-client-chain.pem"
 # Only the intermediate's certificate is a fixture; its key stays here.
 mv -- "$out/badchain-intermediate-key.pem" "$tmp/"
+
+# CRLs beside the good crl.pem (from hello_ktls_setup.sh, revoking
+# revoked-client-cert.pem): the same list past its nextUpdate, by the good
+# CA's own database; in DER, whole and with its signature broken; and an
+# empty one from the other CA, so that a directory can hold two issuers.
+(
+    cd "$abs_dir/ca-db"
+    ossl "make crl-expired.pem" ca -batch -config openssl.cnf -gencrl \
+        -crl_lastupdate "$(date -u -d '-3 hours' +%Y%m%d%H%M%SZ)" \
+        -crl_nextupdate "$(date -u -d '-10 minutes' +%Y%m%d%H%M%SZ)" \
+        -out "$out/crl-expired.pem"
+)
+ossl "make crl.der" crl -in "$abs_dir/crl.pem" -outform DER -out "$out/crl.der"
+# The last byte is inside the signature value, so only the signature breaks.
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[-1] ^= 1; open(sys.argv[2], "wb").write(b)' \
+    "$out/crl.der" "$out/crl-badsig.der" || die "cannot write crl-badsig.der"
+# The other CA's database: empty, in $tmp.
+: >"$tmp/ca/index.txt"
+echo 01 >"$tmp/ca/crlnumber"
+(
+    cd "$tmp/ca"
+    ossl "make other-ca-crl.pem" ca -batch -config "$ca_cnf" -gencrl -crldays 30 \
+        -cert "$out/other-ca-cert.pem" -keyfile "$out/other-ca-key.pem" \
+        -out "$out/other-ca-crl.pem"
+)
 
 # A fresh key: it matches no certificate anywhere.
 gen_key mismatched-key.pem
@@ -313,6 +316,19 @@ expect_error "badchain-client-cert.pem via badchain-client-chain.pem" \
     fail "badchain-client-chain.pem does not start with badchain-client-cert.pem"
 [[ $(grep -c -- '-----BEGIN CERTIFICATE-----' badchain-client-chain.pem) == 2 ]] ||
     fail "badchain-client-chain.pem does not hold exactly two certificates"
+
+expect_ok "client-cert.pem (good) against crl.pem" \
+    -crl_check -CAfile ca-cert.pem -CRLfile crl.pem client-cert.pem
+expect_error "revoked-client-cert.pem against crl.pem" "certificate revoked" \
+    -crl_check -CAfile ca-cert.pem -CRLfile crl.pem revoked-client-cert.pem
+expect_error "client-cert.pem against crl-expired.pem" "CRL has expired" \
+    -crl_check -CAfile ca-cert.pem -CRLfile crl-expired.pem client-cert.pem
+expect_ok "client-cert.pem against crl.der" \
+    -crl_check -CAfile ca-cert.pem -CRLfile crl.der client-cert.pem
+expect_error "client-cert.pem against crl-badsig.der" "CRL signature failure" \
+    -crl_check -CAfile ca-cert.pem -CRLfile crl-badsig.der client-cert.pem
+expect_ok "other-client-cert.pem against other-ca-crl.pem" \
+    -crl_check -CAfile other-ca-cert.pem -CRLfile other-ca-crl.pem other-client-cert.pem
 
 # Each fixture key must belong to its certificate, so a failed handshake in a
 # test can only come from the defect the fixture is named for.

@@ -57,6 +57,7 @@ suite "unit: session resumption re-checks the client" tests/test_resume
 suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_offload
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
+suite "host: revocation (CRL)" bash tests/revocation_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 if [ -e /proc/net/tls_stat ]; then

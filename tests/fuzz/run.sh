@@ -115,6 +115,8 @@ seeds() {
 	args config help -h
 	args config version --version
 	args config bad --tls-version 1.1 -x extra
+	args config crl --crl crls --crl-check chain --crl-grace 1h --revocation soft
+	args config crl-grace --crl x --crl-grace 3650000d
 }
 
 # build NAME: tests/fuzz/out/fuzz_NAME
