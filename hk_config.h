@@ -54,6 +54,8 @@ struct hk_config {
 	int idle_timeout;      /* longest silence after it */
 	int max_connections;
 	int grace; /* seconds to let clients finish at shutdown */
+
+	const char *audit; /* server: --audit FILE, - or syslog */
 };
 
 /*
