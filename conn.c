@@ -409,6 +409,8 @@ conn_read(struct conn *c, void *buf, size_t len)
 				conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
+		if (r > 0)
+			c->bytes_in += (unsigned long long)r;
 		return r;
 	}
 	for (;;) {
@@ -418,8 +420,10 @@ conn_read(struct conn *c, void *buf, size_t len)
 		n = SSL_read(c->ssl, buf,
 		    len > 0x40000000 ? 0x40000000 : (int)len);
 		saved = errno;
-		if (n > 0)
+		if (n > 0) {
+			c->bytes_in += (unsigned long long)n;
 			return n;
+		}
 		if ((e = SSL_get_error(c->ssl, n)) == SSL_ERROR_ZERO_RETURN)
 			return 0;
 		if (!ssl_retry(c, e, saved))
@@ -517,9 +521,13 @@ conn_write(struct conn *c, const void *buf, size_t len)
 			}
 			return -1;
 		}
+		c->bytes_out += len;
 		return 0;
 	}
-	return ssl_write_all(c, buf, len) < 0 ? -1 : flush(c, 0);
+	if (ssl_write_all(c, buf, len) < 0 || flush(c, 0) < 0)
+		return -1;
+	c->bytes_out += len;
+	return 0;
 }
 
 int
@@ -530,8 +538,10 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 	ssize_t n;
 
 	if (ktls_active(c->k, KTLS_TX)) {
-		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count)
+		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count) {
+			c->bytes_out += count;
 			return 0;
+		}
 		if (stop_check(c) == 0) {
 			conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
@@ -550,7 +560,10 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 			return -1;
 		done += (size_t)n;
 	}
-	return flush(c, 0);
+	if (flush(c, 0) < 0)
+		return -1;
+	c->bytes_out += count;
+	return 0;
 }
 
 const char *

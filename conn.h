@@ -37,6 +37,8 @@ struct conn {
 	unsigned long long
 	    rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
+	/* Application bytes off and onto the wire (conn_unread: no change). */
+	unsigned long long bytes_in, bytes_out;
 	/* Why the kernel did not confirm kTLS. */
 	char unconfirmed[CONN_UNCONFIRMED_MAX];
 	char *rbuf; /* bytes read past a protocol line */

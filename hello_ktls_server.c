@@ -27,6 +27,7 @@
 #include <sys/time.h>
 
 #include "conn.h"
+#include "hk_audit.h"
 #include "hk_config.h"
 #include "hk_pool.h"
 #include "hk_print.h"
@@ -39,12 +40,20 @@
 #define BUF_SIZE (64 * 1024)
 
 static atomic_int stopping; /* SIGINT/SIGTERM; lock-free, so fine in a handler */
+static atomic_int reopen_audit; /* SIGHUP with --audit FILE (logrotate) */
 
 static void
 on_stop(int sig)
 {
 	(void)sig;
 	atomic_store(&stopping, 1);
+}
+
+static void
+on_hup(int sig)
+{
+	(void)sig;
+	atomic_store(&reopen_audit, 1);
 }
 
 /* The wildcard listener: dual-stack IPv6, or IPv4 alone where the kernel has no IPv6. */
@@ -212,7 +221,32 @@ struct server {
 	SSL_CTX *ctx;
 	const struct hk_config *cfg;
 	int rootfd;
+	struct hk_audit *audit; /* --audit, or NULL */
 };
+
+/* An audit line that could not be written is said on stderr. */
+static void
+audit(const struct hk_audit_conn *ac, enum hk_audit_event ev,
+    const struct conn *c, int failed, const char *reason)
+{
+	if (hk_audit_event(ac, ev, c, failed, reason) < 0)
+		hk_warn("audit log: %s", strerror(errno));
+}
+
+/*
+ * The audit line that ends a connection: a handshake that did not verify
+ * the client is refused; one that did was allowed and is now closed.
+ */
+static void
+audit_end(const struct hk_audit_conn *ac, const struct conn *c, int verified,
+    const char *why)
+{
+	if (!verified)
+		audit(ac, HK_AUDIT_HANDSHAKE_FAILED, c, 1, why);
+	else
+		audit(ac, HK_AUDIT_CLOSED, c, strcmp(why, "close_notify") != 0,
+		    why);
+}
 
 static int
 serve(const struct server *srv, int fd, const char *peer,
@@ -221,16 +255,23 @@ serve(const struct server *srv, int fd, const char *peer,
 	const struct hk_config *cfg = srv->cfg;
 	struct conn c;
 	struct hk_counters counters;
-	char *buf = NULL;
-	int ret = -1;
+	struct hk_audit_conn ac;
+	char *buf = NULL, why[CONN_ERR_MAX];
+	int ret = -1, started, verified = 0, closed;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
+	if (hk_audit_accepted(srv->audit, &ac, peer) < 0)
+		hk_warn("audit log: %s", strerror(errno));
 	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
 		"--handshake-timeout") < 0)
 		goto out;
 	conn_set_interrupt(&c, stop);
-	if (hk_session_start(&c, cfg, "Client", &counters) < 0)
+	started = hk_session_start(&c, cfg, "Client", &counters);
+	/* Verified, then maybe refused by --ktls require: still allowed. */
+	if ((verified = SSL_is_init_finished(c.ssl)))
+		audit(&ac, HK_AUDIT_ALLOWED, &c, 0, "verified");
+	if (started < 0)
 		goto out;
 	conn_set_timeout(&c, cfg->idle_timeout);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
@@ -242,16 +283,22 @@ serve(const struct server *srv, int fd, const char *peer,
 	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
+	snprintf(why, sizeof(why), "%s",
+	    conn_interrupted(&c) ? "shutdown" : conn_error(&c));
 	if (ret < 0 && conn_interrupted(&c))
 		hk_warn("client %s: closed, the server is shutting down", peer);
 	else if (ret < 0)
 		hk_warn("client %s: %s", peer, conn_error(&c));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
-	if (conn_close(&c) == 0 && ret == 0)
+	if ((closed = conn_close(&c)) == 0 && ret == 0)
 		hk_say("Connection closed");
 	else if (ret == 0)
 		hk_warn("client %s: served, but no clean close: %s", peer,
 		    conn_error(&c));
+	if (ret == 0)
+		snprintf(why, sizeof(why), "%s",
+		    closed == 0 ? "close_notify" : conn_error(&c));
+	audit_end(&ac, &c, verified, why);
 	free(buf);
 	conn_free(&c);
 	hk_print_peer(NULL);
@@ -291,6 +338,9 @@ serve_forever(struct server *srv, int lfd)
 	while (!atomic_load(&stopping)) {
 		if (pool != NULL)
 			hk_pool_reap(pool);
+		if (atomic_exchange(&reopen_audit, 0) &&
+		    hk_audit_reopen(srv->audit, err, sizeof(err)) < 0)
+			hk_warn("%s (still writing to the old file)", err);
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -337,7 +387,7 @@ on_wake(int sig)
 
 /* The process-wide settings the server runs with. */
 static void
-process_setup(void)
+process_setup(const struct hk_config *cfg)
 {
 	struct sigaction sa;
 
@@ -348,6 +398,10 @@ process_setup(void)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_wake;
 	sigaction(HK_POOL_SIGNAL, &sa, NULL);
+	/* Only with --audit: otherwise a hangup ends the server, as before. */
+	sa.sa_handler = on_hup;
+	if (cfg->audit != NULL)
+		sigaction(SIGHUP, &sa, NULL);
 #ifdef __GLIBC__
 	/*
 	 * One arena, whose free memory stays while clients come and go (no
@@ -372,17 +426,25 @@ main(int argc, char **argv)
 
 	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
 		return ret;
-	process_setup();
+	process_setup(&cfg);
 	if ((ctx = hk_context(&cfg)) == NULL)
 		return 1;
+	if (cfg.audit != NULL &&
+	    (srv.audit = hk_audit_open(cfg.audit, err, sizeof(err))) == NULL) {
+		hk_warn("%s", err);
+		SSL_CTX_free(ctx);
+		return 1;
+	}
 	if (cfg.root != NULL &&
 	    (rootfd = open(cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
 		hk_warn("--root %s: %s", cfg.root, strerror(errno));
+		hk_audit_free(srv.audit);
 		SSL_CTX_free(ctx);
 		return 1;
 	}
 	if ((lfd = listen_on(cfg.bind, cfg.port, err, sizeof(err))) < 0) {
 		hk_warn("%s", err);
+		hk_audit_free(srv.audit);
 		SSL_CTX_free(ctx);
 		return 1;
 	}
@@ -391,12 +453,15 @@ main(int argc, char **argv)
 	printf("Waiting for client connections...\n");
 	if (cfg.root != NULL)
 		printf("Serving files below %s\n", cfg.root);
+	if (cfg.audit != NULL)
+		printf("Audit log: %s\n", cfg.audit);
 	srv.ctx = ctx;
 	srv.cfg = &cfg;
 	srv.rootfd = rootfd;
 	ret = serve_forever(&srv, lfd);
 	if (rootfd >= 0)
 		close(rootfd);
+	hk_audit_free(srv.audit);
 	SSL_CTX_free(ctx);
 	return ret;
 }

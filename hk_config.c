@@ -163,6 +163,9 @@ static const struct opt opts[] = {
 	    .help = "send back everything a client sends" },
 	{ "root", 0, FOR_SERVER, OPT_STRING, F(root), "DIR",
 	    .help = "serve the regular files below DIR (--get)" },
+	{ "audit", 0, FOR_SERVER, OPT_STRING, F(audit), "WHERE",
+	    .help = "audit trail, a JSON line per event, to\n"
+		    "FILE (reopened at SIGHUP), - or syslog" },
 	{ "zerocopy-sendfile", 0, FOR_SERVER, OPT_FLAG, F(zerocopy), NULL,
 	    .help = "kTLS sendfile without a copy (files must\n"
 		    "not change while being sent)" },

@@ -58,6 +58,7 @@ struct hk_config {
 	int crl_check_chain; /* --crl-check chain (else leaf) */
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
+	const char *audit;   /* --audit FILE, - or syslog */
 };
 
 /*

@@ -479,6 +479,35 @@ test_revoked() {
 	stop_server
 }
 
+# --audit: with --ktls require, the allowed and closed lines say the
+# kernel took both directions, in software, and the closed line counts
+# the bytes of the exchange (the hello: 51 in, 55 out). Plain text
+# matches: the server writes compact JSON, and a python3 start per line
+# is slow here.
+test_audit_ktls() {
+	local a=$WORK/audit.jsonl name="--audit with --ktls require" l lines=()
+	local ktls='"hk.ktls.tx":"software","hk.ktls.rx":"software"'
+	rm -f "$a"
+	start_server --once --ktls require --audit "$a"
+	run_client "$WORK/c.log" --ktls require
+	wait_server
+	[ -r "$a" ] && mapfile -t lines <"$a"
+	for l in "${lines[@]}"; do
+		[[ $l == *'"connection-accepted"'* ]] && continue
+		[[ $l == *"$ktls"* ]] || break
+		[[ $l == *'"access-allowed"'* || $l == *'"hk.bytes.in":51,"hk.bytes.out":55,'* ]] ||
+		    break
+		l=
+	done
+	if [ "$SRV_RC" -eq 0 ] && [ "${#lines[@]}" -eq 3 ] && [ -z "${l-}" ] &&
+	    [[ ${lines[1]} == *'"access-allowed"'* ]] &&
+	    [[ ${lines[2]} == *'"connection-closed"'* ]]; then
+		pass "$name: allowed and closed say hk.ktls.tx/rx \"software\""
+	else
+		fail "$name" "server rc=$SRV_RC, ${#lines[@]} lines" "$a" "$SRV_LOG"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -499,6 +528,7 @@ while read -r v opt suite; do
 	test_bulk "$v" "$opt" "$suite"
 done <<<"$VARIANTS"
 test_no_kernel_cipher
+test_audit_ktls
 test_resumption 1.2 require
 test_resumption 1.3 require
 test_revoked 1.2

@@ -4,12 +4,13 @@
 #      run of `hello_ktls_server --once` and `hello_ktls_client`, both
 #      under valgrind memcheck: no errors and no definite leaks;
 #   2. the same copy rebuilt with clang -fsanitize=address,undefined;
-#      the unit tests, tests/nic_probe and tests/host_tests.sh run on
-#      those binaries. Any sanitizer report, from any process, is a
-#      failure;
+#      the unit tests, tests/nic_probe, tests/host_tests.sh and
+#      tests/audit_tests.sh run on those binaries. Any sanitizer report,
+#      from any process, is a failure;
 #   3. rebuilt with clang -fsanitize=thread: tests/nic_probe (threads
 #      sharing the NIC feature cache the server's threads share),
-#      tests/host_tests.sh and the load test (HK_TSAN_LOAD_N, default 200,
+#      tests/host_tests.sh, tests/audit_tests.sh (the trail's lock and
+#      SIGHUP reopen) and the load test (HK_TSAN_LOAD_N, default 200,
 #      concurrent clients, each in its own server thread; its RSS check is
 #      left out, TSan's shadow memory grows with every thread). Any
 #      ThreadSanitizer report fails.
@@ -135,6 +136,8 @@ sanitized_tests() {
 	# The copied tests/ find the sanitized binaries through their own lib.sh.
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/host.log" \
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
+	run_suite "--audit trail (tests/audit_tests.sh)" "$TMP/audit.log" \
+	    bash "$TREE/tests/audit_tests.sh"
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	# Reports in the log files, or on a stderr a test kept.
 	local hits
@@ -161,6 +164,8 @@ tsan_tests() {
 	run_suite "tests/nic_probe" "$TMP/tsan-nic.log" "$TREE/tests/nic_probe"
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/tsan-host.log" \
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
+	run_suite "--audit trail (tests/audit_tests.sh)" "$TMP/tsan-audit.log" \
+	    bash "$TREE/tests/audit_tests.sh"
 	run_suite "load test, ${HK_TSAN_LOAD_N:-200} clients at once" "$TMP/tsan-load.log" \
 	    env HK_LOAD_N="${HK_TSAN_LOAD_N:-200}" HK_LOAD_RSS=0 bash "$TREE/tests/load_test.sh"
 	unset TSAN_OPTIONS

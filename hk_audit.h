@@ -1,0 +1,70 @@
+/*
+ * hk_audit.h - the server's audit trail (--audit): one JSON object per
+ * line and per event, with ECS field names as dotted keys, to a file, to
+ * stdout or to syslog (hk_audit.c).
+ */
+#ifndef HK_AUDIT_H
+#define HK_AUDIT_H
+
+#include <stddef.h>
+#include <time.h>
+
+#include <netinet/in.h>
+
+#include "conn.h"
+
+struct hk_audit;
+
+/* What happened to a connection; each is one line. */
+enum hk_audit_event {
+	HK_AUDIT_ACCEPTED,         /* the TCP connection, before any TLS */
+	HK_AUDIT_HANDSHAKE_FAILED, /* the last line of a refused client */
+	HK_AUDIT_ALLOWED,          /* the client's certificate was verified */
+	HK_AUDIT_CLOSED,           /* bytes, duration and how it ended */
+};
+
+/* One connection's part of the trail; filled by hk_audit_accepted. */
+struct hk_audit_conn {
+	struct hk_audit *audit; /* NULL: no trail; every call does nothing */
+	unsigned long long id;  /* unique within the server's run, from 1 */
+	char ip[INET6_ADDRSTRLEN];
+	unsigned port;
+	struct timespec start; /* CLOCK_MONOTONIC */
+};
+
+/*
+ * The trail to where: a file (created 0600 if missing, appended to), "-"
+ * for stdout or "syslog". NULL with one line in err if the file cannot
+ * be opened.
+ */
+struct hk_audit *hk_audit_open(const char *where, char *err, size_t errlen);
+
+/*
+ * Open a file trail's path again (after logrotate moved it), and write
+ * the lines that follow there; lines being written meanwhile go whole to
+ * the old file or the new one. Nothing to do for stdout and syslog.
+ * 0, or -1 with err (the old file is kept then).
+ */
+int hk_audit_reopen(struct hk_audit *a, char *err, size_t errlen);
+
+void hk_audit_free(struct hk_audit *a);
+
+/*
+ * A client's connection from peer ("192.0.2.1:443", "[2001:db8::1]:443"):
+ * its number, address and start time into ac, and its
+ * "connection-accepted" line. a may be NULL (no trail). 0, or -1 with
+ * errno if the line could not be written.
+ */
+int hk_audit_accepted(struct hk_audit *a, struct hk_audit_conn *ac,
+    const char *peer);
+
+/*
+ * One event's line: the TLS session and the client's certificate from
+ * c->ssl, where they apply, kTLS and byte counts from c. reason is
+ * event.reason (NULL: none); failed makes event.outcome "failure".
+ * 0, or -1 with errno.
+ */
+int hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
+    const struct conn *c, int failed, const char *reason);
+
+#endif

@@ -1,0 +1,210 @@
+"""tests/audit_check.py - checks the --audit files tests/audit_tests.sh
+made (named in the environment). Prints one "ok - NAME" or
+"FAIL - NAME: WHY" line per test; started once per run."""
+import datetime
+import json
+import os
+import re
+
+E = os.environ
+HAVE_KTLS = os.path.exists("/proc/net/tls_stat")
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+SANS = ["DNS:client.example", "DNS:tab\tx.example",
+        "DNS:caf\u00c3\u00a9.example", "URI:spiffe://example.org/c",
+        "email:c@example.org", "IP:192.0.2.7", "IP:2001:db8::1"]
+
+
+def result(name, why):
+    print(f"ok - {name}" if not why else f"FAIL - {name}: {why}")
+
+
+def load(path):
+    """The file's objects, and what is wrong with its lines, if anything."""
+    try:
+        data = open(path, "rb").read()
+    except OSError as e:
+        return [], [f"{path}: {e.strerror}"]
+    objs, bad = [], []
+    if data and not data.endswith(b"\n"):
+        bad.append("the last line has no newline")
+    for n, raw in enumerate(data.splitlines(), 1):
+        try:
+            o = json.loads(raw.decode("ascii"))
+            if not isinstance(o, dict):
+                raise ValueError("not an object")
+            objs.append(o)
+        except (ValueError, UnicodeDecodeError) as e:
+            bad.append(f"line {n} is not one ASCII JSON object ({e}): {raw[:200]!r}")
+    return objs, bad
+
+
+def common(o):
+    """What every line must have; '' or why not."""
+    if not TIMESTAMP.match(str(o.get("@timestamp"))):
+        return f"@timestamp {o.get('@timestamp')!r}"
+    for key, want in (("event.kind", "event"),):
+        if o.get(key) != want:
+            return f"{key} {o.get(key)!r}"
+    if o.get("event.outcome") not in ("success", "failure"):
+        return f"event.outcome {o.get('event.outcome')!r}"
+    for key in ("hk.connection.id", "source.port"):
+        if type(o.get(key)) is not int:
+            return f"{key} {o.get(key)!r}"
+    if not isinstance(o.get("source.ip"), str):
+        return "source.ip"
+    return ""
+
+
+def by_id(objs):
+    conns = {}
+    for o in objs:
+        conns.setdefault(o.get("hk.connection.id"), []).append(o)
+    return conns
+
+
+def actions(lines):
+    return [o.get("event.action") for o in lines]
+
+
+def expect(o, want):
+    """'' if every key of want has its value in o, else the first that has not."""
+    for k, v in want.items():
+        if o.get(k) != v:
+            return f"{k} is {o.get(k)!r}, want {v!r}"
+    return ""
+
+
+def ktls_word():
+    return None if HAVE_KTLS else "unavailable"
+
+
+def check_good():
+    objs, bad = load(E["AUDIT_GOOD"])
+    result("good client: every line is one JSON object", "; ".join(bad) or
+           ("" if len(objs) == 6 else f"{len(objs)} lines, want 6"))
+    result("good client: every line has @timestamp, event.*, source.*",
+           "; ".join(filter(None, map(common, objs))))
+    conns = by_id(objs)
+    first = conns.get(1, [])
+    order = ["connection-accepted", "access-allowed", "connection-closed"]
+    result("good client: accepted, allowed, closed, in this order",
+           "" if actions(first) == order and E["GOOD_RC"] == "0" else
+           f"{actions(first)}, client rc {E['GOOD_RC']}")
+    if actions(first) != order:
+        return
+    acc, allow, close = first
+    ports = {o["source.port"] for o in first}
+    result("good client: one source.ip and source.port on all three lines",
+           "" if len(ports) == 1 and acc["source.ip"] == "127.0.0.1" else
+           f"ports {ports}, ip {acc['source.ip']}")
+    not_after = datetime.datetime.strptime(
+        " ".join(E["SAN_NOT_AFTER"].split()), "%b %d %H:%M:%S %Y GMT")
+    result("good client: allowed has the session and rule fields", expect(allow, {
+        "event.outcome": "success", "event.reason": "verified",
+        "rule.name": "default", "tls.version": "1.3", "tls.resumed": False,
+        "tls.established": True,
+        "event.category": ["network", "authentication"]}) or
+        ("" if str(allow.get("tls.cipher")).startswith("TLS_AES_") else
+         f"tls.cipher {allow.get('tls.cipher')!r}"))
+    result("good client: subject, issuer, serial, sha256, not_after as openssl says",
+           expect(allow, {
+               "tls.client.subject": E["SAN_SUBJECT"],
+               "tls.client.issuer": E["SAN_ISSUER"],
+               "tls.client.x509.serial_number": E["SAN_SERIAL"],
+               "tls.client.hash.sha256": E["SAN_SHA256"].replace(":", ""),
+               "tls.client.not_after":
+                   not_after.strftime("%Y-%m-%dT%H:%M:%S.000Z")}))
+    result("good client: SANs of every type, control and non-ASCII bytes escaped",
+           expect(allow, {"tls.client.x509.alternative_names": SANS}))
+    for o in (allow, close):
+        word = ktls_word()
+        if word and (o.get("hk.ktls.tx"), o.get("hk.ktls.rx")) != (word, word):
+            result(f"good client: {o['event.action']} says kTLS {word}",
+                   f"tx {o.get('hk.ktls.tx')!r} rx {o.get('hk.ktls.rx')!r}")
+            break
+    else:
+        result("good client: allowed and closed say hk.ktls.tx/rx", "")
+    result("good client: closed has the bytes each way, duration, close_notify",
+           expect(close, {"hk.bytes.in": len(E["MSG"]),
+                          "hk.bytes.out": len(E["REPLY"]),
+                          "event.reason": "close_notify",
+                          "event.outcome": "success"}) or
+           ("" if type(close.get("hk.duration_ms")) is int and
+            0 <= close["hk.duration_ms"] < 60000 else
+            f"hk.duration_ms {close.get('hk.duration_ms')!r}"))
+    raw = open(E["AUDIT_GOOD"], "rb").read()
+    result("good client: no certificate or key in the trail",
+           "" if b"BEGIN" not in raw and b"MII" not in raw else "found PEM")
+    curl = [o for o in conns.get(2, []) if o.get("source.port") != int(E["CURL_PORT"])]
+    result("curl --local-port: source.port is the client's port",
+           "" if conns.get(2) and not curl else
+           f"want {E['CURL_PORT']}, lines {conns.get(2)}")
+
+
+def server_reason(log, port):
+    """What the server's stderr said of the client on port."""
+    pre = f"hello_ktls_server: client 127.0.0.1:{port}: "
+    for line in open(log, encoding="utf-8", errors="replace"):
+        if line.startswith(pre):
+            return line[len(pre):].rstrip("\n")
+    return None
+
+
+def check_refused():
+    objs, bad = load(E["AUDIT_BAD"])
+    conns = by_id(objs)
+    order = ["connection-accepted", "tls-handshake-failed"]
+    for cid, name in ((1, "client of another CA"), (2, "garbage peer")):
+        lines = conns.get(cid, [])
+        why = "; ".join(bad) or "; ".join(filter(None, map(common, lines)))
+        if not why and actions(lines) != order:
+            why = f"actions {actions(lines)}"
+        if not why:
+            fail = lines[1]
+            said = server_reason(E["BAD_SRV_LOG"], fail["source.port"])
+            why = expect(fail, {"event.outcome": "failure", "event.reason": said,
+                                "tls.established": False})
+            if not why and not said:
+                why = "the server logged no reason"
+            if not why and cid == 1 and "rejected" not in said:
+                why = f"reason {said!r}"
+        result(f"{name}: accepted, then handshake-failed with the server's reason", why)
+
+
+def check_many():
+    objs, bad = load(E["AUDIT_MANY"])
+    conns = by_id(objs)
+    order = ["connection-accepted", "access-allowed", "connection-closed"]
+    wrong = [c for c, lines in conns.items() if actions(lines) != order]
+    why = "; ".join(bad[:3]) or "; ".join(list(filter(None, map(common, objs)))[:3])
+    if not why and (len(objs) != 150 or sorted(conns) != list(range(1, 51))):
+        why = f"{len(objs)} lines, ids {sorted(conns)}"
+    if not why and wrong:
+        why = f"connections {wrong[:5]} out of order"
+    result("50 clients at once: 150 whole lines, 3 per connection, in order", why)
+
+
+def check_rotation():
+    old, bad_old = load(E["AUDIT_ROT"] + ".1")
+    new, bad_new = load(E["AUDIT_ROT"])
+    conns = by_id(old + new)
+    order = ["connection-accepted", "access-allowed", "connection-closed"]
+    why = "; ".join(bad_old + bad_new)
+    if not why and (len(old) + len(new) != 90 or sorted(conns) != list(range(1, 31))):
+        why = f"{len(old)} + {len(new)} lines, ids {sorted(conns)}"
+    if not why and any(actions(lines) != order for lines in conns.values()):
+        why = "a connection's lines are missing or out of order"
+    olds = {o["hk.connection.id"] for o in old}
+    news = {o["hk.connection.id"] for o in new}
+    if not why and not (set(range(1, 6)) <= olds and set(range(26, 31)) <= news):
+        why = f"old file ids {sorted(olds)}, new file ids {sorted(news)}"
+    log = open(E["ROT_SRV_LOG"], encoding="utf-8", errors="replace").read()
+    if not why and "audit log" in log:
+        why = "the server could not write a line"
+    result("rotation: rename + SIGHUP, 90 lines in the old and new file, none lost", why)
+
+
+check_good()
+check_refused()
+check_many()
+check_rotation()
