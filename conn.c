@@ -381,10 +381,24 @@ conn_read_line(struct conn *c, char *line, size_t max)
 	return -1;
 }
 
+/* Why a kTLS read failed; a TLS 1.3 server refuses our certificate here. */
+static void
+ktls_read_failed(struct conn *c)
+{
+	const char *words = NULL;
+
+	if (!SSL_is_server(c->ssl))
+		words = mtls_refusal_words(ktls_peer_alert(c->k));
+	if (words != NULL)
+		conn_seterr(c, "access denied by the server: %s", words);
+	else
+		conn_seterr(c, "%s", ktls_error(c->k));
+	c->failed = 1;
+}
+
 ssize_t
 conn_read(struct conn *c, void *buf, size_t len)
 {
-	const char *words;
 	int n, e, saved;
 	ssize_t r;
 
@@ -398,17 +412,8 @@ conn_read(struct conn *c, void *buf, size_t len)
 
 	if (ktls_active(c->k, KTLS_RX)) {
 		/* Told to stop is not a TLS failure: close_notify still goes. */
-		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0) {
-			/* A TLS 1.3 server refuses our certificate here. */
-			if (!SSL_is_server(c->ssl) &&
-			    (words = mtls_refusal_words(
-				 ktls_peer_alert(c->k))) != NULL)
-				conn_seterr(c,
-				    "access denied by the server: %s", words);
-			else
-				conn_seterr(c, "%s", ktls_error(c->k));
-			c->failed = 1;
-		}
+		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0)
+			ktls_read_failed(c);
 		if (r > 0)
 			c->bytes_in += (unsigned long long)r;
 		return r;
