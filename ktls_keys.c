@@ -302,6 +302,28 @@ set_reason(struct ktls *k, enum ktls_dir dir, const char *fmt, const char *arg)
 	snprintf(k->reason[dir], sizeof(k->reason[dir]), fmt, arg);
 }
 
+/* The hash of the negotiated suite, which every TLS 1.3 derivation uses. */
+static const EVP_MD *
+suite_hash(const struct ktls *k)
+{
+	return SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
+}
+
+/* The record key and IV of a TLS 1.3 traffic secret (RFC 8446 7.3). */
+static int
+tls13_key_iv(const struct ktls *k, const unsigned char *secret,
+    size_t secret_len, unsigned char *key, unsigned char iv[TLS13_IV_LEN])
+{
+	const EVP_MD *md = suite_hash(k);
+
+	if (ktls_tls13_expand_label(md, secret, secret_len, "key", key,
+		k->cipher->key_len) < 0 ||
+	    ktls_tls13_expand_label(md, secret, secret_len, "iv", iv,
+		TLS13_IV_LEN) < 0)
+		return -1;
+	return 0;
+}
+
 /*
  * Derive the crypto_info for each direction. TLS 1.3: key and IV from
  * each traffic secret. TLS 1.2: the key block is client key, server key,
@@ -311,8 +333,7 @@ static int
 derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 {
 	const struct ktls_cipher *c = k->cipher;
-	const EVP_MD *md =
-	    SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
+	const EVP_MD *md = suite_hash(k);
 	unsigned char key[2][32], iv[2][TLS13_IV_LEN], block[2 * 32 + 2 * 12];
 	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
 	size_t mlen, ivl = c->salt_len > 0 ? c->salt_len : c->iv_len;
@@ -320,12 +341,8 @@ derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 
 	if (k->version == TLS1_3_VERSION) {
 		for (d = 0; d < 2; d++)
-			if (ktls_tls13_expand_label(md, k->secret[d].b,
-				k->secret[d].len, "key", key[d],
-				c->key_len) < 0 ||
-			    ktls_tls13_expand_label(md, k->secret[d].b,
-				k->secret[d].len, "iv", iv[d],
-				TLS13_IV_LEN) < 0)
+			if (tls13_key_iv(k, k->secret[d].b, k->secret[d].len,
+				key[d], iv[d]) < 0)
 				goto out;
 	} else {
 		mlen = SSL_SESSION_get_master_key(SSL_get_session(k->ssl),
@@ -466,16 +483,11 @@ install_secret(struct ktls *k, enum ktls_dir dir, const unsigned char *secret,
 {
 	unsigned char key[32], iv[TLS13_IV_LEN];
 	union ktls_crypto_info ci;
-	const EVP_MD *md;
 	size_t len;
 	int ret = -1;
 
 	*err = 0;
-	md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
-	if (ktls_tls13_expand_label(md, secret, secret_len, "key", key,
-		k->cipher->key_len) < 0 ||
-	    ktls_tls13_expand_label(md, secret, secret_len, "iv", iv,
-		sizeof(iv)) < 0 ||
+	if (tls13_key_iv(k, secret, secret_len, key, iv) < 0 ||
 	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
 		 seq)) == 0)
 		goto out;
@@ -520,9 +532,8 @@ ktls_rekey(struct ktls *k, enum ktls_dir dir)
 
 	if (!can_rekey(k, dir))
 		return -1;
-	if (ktls_tls13_expand_label(SSL_CIPHER_get_handshake_digest(
-					SSL_get_current_cipher(k->ssl)),
-		s->b, s->len, "traffic upd", next, s->len) < 0) {
+	if (ktls_tls13_expand_label(suite_hash(k), s->b, s->len, "traffic upd",
+		next, s->len) < 0) {
 		ktls_seterr(k, "KeyUpdate: deriving the next key failed");
 		goto out;
 	}
