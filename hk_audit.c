@@ -17,10 +17,10 @@
 
 #include <arpa/inet.h>
 
-#include <openssl/bn.h>
 #include <openssl/x509v3.h>
 
 #include "hk_audit.h"
+#include "mtls.h"
 
 enum sink {
 	SINK_FILE,
@@ -229,13 +229,11 @@ put_hex(struct line *l, const char *key, const unsigned char *p, size_t n)
 static void
 put_serial(struct line *l, const X509 *cert)
 {
-	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
-	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+	char *hex = mtls_serial_hex(cert);
 
 	if (hex != NULL)
 		put_str(l, "tls.client.x509.serial_number", hex);
 	OPENSSL_free(hex);
-	BN_free(bn);
 }
 
 /* The SAN types a client's identity is read from, and their ECS prefixes. */

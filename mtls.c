@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
@@ -324,4 +325,14 @@ mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len)
 	X509_NAME_oneline(X509_get_issuer_name(cert), issuer, (int)len);
 	X509_free(cert);
 	return 0;
+}
+
+char *
+mtls_serial_hex(const X509 *cert)
+{
+	BIGNUM *bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL);
+	char *hex = bn != NULL ? BN_bn2hex(bn) : NULL;
+
+	BN_free(bn);
+	return hex;
 }

@@ -91,4 +91,10 @@ const char *mtls_verify_refused(SSL *ssl);
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
 
+/*
+ * cert's serial number in upper-case hex, as openssl x509 -serial prints
+ * it; free it with OPENSSL_free. NULL if it cannot be had.
+ */
+char *mtls_serial_hex(const X509 *cert);
+
 #endif

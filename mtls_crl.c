@@ -242,8 +242,7 @@ crl_path(struct revocation *r, X509_STORE *store, const char *path, char *err,
 static void
 cert_names(X509 *cert, char *buf, size_t len)
 {
-	char subject[160] = "?", *serial = NULL;
-	BIGNUM *bn;
+	char subject[160] = "?", *serial;
 
 	if (cert == NULL) {
 		snprintf(buf, len, "no certificate");
@@ -251,13 +250,10 @@ cert_names(X509 *cert, char *buf, size_t len)
 	}
 	X509_NAME_oneline(X509_get_subject_name(cert), subject,
 	    sizeof(subject));
-	if ((bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), NULL)) !=
-	    NULL)
-		serial = BN_bn2hex(bn);
+	serial = mtls_serial_hex(cert);
 	snprintf(buf, len, "subject %s, serial %s", subject,
 	    serial != NULL ? serial : "?");
 	OPENSSL_free(serial);
-	BN_free(bn);
 }
 
 /*
