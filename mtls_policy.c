@@ -272,7 +272,8 @@ add_values(struct parse *ps, struct pm *m, char *list)
 		if ((v = grow(&m->v, &m->nv, sizeof(*v))) == NULL ||
 		    (v->text = strdup(text)) == NULL)
 			return fail(ps, "out of memory");
-		if (m->kind->parse(v, why, sizeof(why)) < 0)
+		if (m->kind->parse != NULL &&
+		    m->kind->parse(v, why, sizeof(why)) < 0)
 			return fail(ps, "%s", why);
 	}
 	return 0;

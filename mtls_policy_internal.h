@@ -39,6 +39,7 @@ struct pm_kind {
 	int attr;         /* ATTR_NONE, ATTR_NAME or ATTR_OID */
 	int single;       /* a certificate has one: two lines must agree */
 	int whole;        /* the value is the rest of the line, commas too */
+	/* NULL: the values are text, taken as written */
 	int (*parse)(struct pv *v, char *why, size_t len);
 	/* 1 and the certificate's value in hit if a value matches, else 0 */
 	int (*match)(const struct pm *m, X509 *x, char *hit, size_t len);

@@ -30,7 +30,7 @@ hit_set(char *hit, size_t len, const void *s, size_t n)
 	if (n >= len)
 		n = len - 1;
 	for (i = 0; i < n; i++)
-		hit[i] = p[i] < 0x20 || p[i] == 0x7f ? '?' : (char)p[i];
+		hit[i] = (char)(p[i] < 0x20 || p[i] == 0x7f ? '?' : p[i]);
 	hit[n] = '\0';
 }
 
@@ -90,14 +90,6 @@ pv_clear(struct pv *v)
 	BN_free(v->bn);
 	ASN1_OBJECT_free(v->obj);
 	memset(v, 0, sizeof(*v));
-}
-
-/* Values taken as written. */
-static int
-parse_text(struct pv *v, char *why, size_t len)
-{
-	(void)v, (void)why, (void)len;
-	return 0;
 }
 
 /*
@@ -624,17 +616,17 @@ same_spki(const struct pv *a, const struct pv *b)
 }
 
 static const struct pm_kind kinds[] = {
-	{ "subject", ATTR_NAME, 0, 0, parse_text, match_subject, same_text },
-	{ "issuer", ATTR_NAME, 0, 0, parse_text, match_issuer_attr, same_text },
-	{ "issuer", ATTR_NONE, 1, 1, parse_text, match_issuer, same_text },
+	{ "subject", ATTR_NAME, 0, 0, NULL, match_subject, same_text },
+	{ "issuer", ATTR_NAME, 0, 0, NULL, match_issuer_attr, same_text },
+	{ "issuer", ATTR_NONE, 1, 1, NULL, match_issuer, same_text },
 	{ "san.dns", ATTR_NONE, 0, 0, parse_dns, match_dns, same_dns },
 	{ "san.uri", ATTR_NONE, 0, 0, parse_uri, match_uri, same_uri },
-	{ "san.email", ATTR_NONE, 0, 0, parse_text, match_email, same_email },
+	{ "san.email", ATTR_NONE, 0, 0, NULL, match_email, same_email },
 	{ "san.ip", ATTR_NONE, 0, 0, parse_ip, match_ip, same_ip },
 	{ "serial", ATTR_NONE, 1, 0, parse_serial, match_serial, same_serial },
 	{ "spki.sha256", ATTR_NONE, 1, 0, parse_spki, match_spki, same_spki },
 	{ "eku", ATTR_NONE, 0, 0, parse_eku, match_eku, same_text },
-	{ "ext", ATTR_OID, 0, 0, parse_text, match_ext, same_text },
+	{ "ext", ATTR_OID, 0, 0, NULL, match_ext, same_text },
 };
 
 const struct pm_kind *
