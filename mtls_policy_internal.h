@@ -62,4 +62,15 @@ int pm_set_attr(struct pm *m, const char *attr, char *why, size_t len);
 
 void pv_clear(struct pv *v);
 
+/* Each matcher's values (mtls_policy_value.c): 0, or -1 with why. */
+int pv_parse_dns(struct pv *v, char *why, size_t len);
+int pv_parse_uri(struct pv *v, char *why, size_t len);
+int pv_parse_ip(struct pv *v, char *why, size_t len);
+int pv_parse_serial(struct pv *v, char *why, size_t len);
+int pv_parse_spki(struct pv *v, char *why, size_t len);
+int pv_parse_eku(struct pv *v, char *why, size_t len);
+
+/* Hex with optional colons (AB:CD) into its digits alone; -1 if not hex. */
+int pv_hex_digits(const char *s, char *out, size_t outlen);
+
 #endif
