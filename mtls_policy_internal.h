@@ -1,6 +1,7 @@
 /*
- * mtls_policy_internal.h - what the policy parser (mtls_policy.c) and its
- * matchers (mtls_policy_match.c) share. Not for other modules.
+ * mtls_policy_internal.h - what the policy parser (mtls_policy.c), its
+ * values (mtls_policy_value.c) and matchers (mtls_policy_match.c) share.
+ * Not for other modules.
  */
 #ifndef MTLS_POLICY_INTERNAL_H
 #define MTLS_POLICY_INTERNAL_H
