@@ -472,7 +472,8 @@ check_policy(const struct hk_config *cfg)
 	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
 	ret = mtls_policy_decide(p, x, &d) ? 0 : 1;
 	mtls_decision_grants(&d, grants, sizeof(grants));
-	printf("Policy: %s (%zu rules)\n", cfg->policy, mtls_policy_count(p));
+	printf("Policy: %s (%zu rule%s)\n", cfg->policy, mtls_policy_count(p),
+	    mtls_policy_count(p) == 1 ? "" : "s");
 	printf("Certificate: %s\n", subject);
 	printf("Decision: %s\n", d.reason);
 	printf("Rule: %s\n", d.rule_name != NULL ? d.rule_name : "none");
@@ -534,8 +535,9 @@ main(int argc, char **argv)
 		goto out;
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
 	if (srv.policy != NULL)
-		printf("Policy: %s (%zu rules)\n", cfg.policy,
-		    mtls_policy_count(srv.policy));
+		printf("Policy: %s (%zu rule%s)\n", cfg.policy,
+		    mtls_policy_count(srv.policy),
+		    mtls_policy_count(srv.policy) == 1 ? "" : "s");
 	printf("Server listening on port %u\n", local_port(lfd));
 	printf("Waiting for client connections...\n");
 	if (cfg.root != NULL)
