@@ -56,6 +56,7 @@ suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
 suite "unit: record sequence numbers" tests/test_record_seq
 suite "unit: session resumption re-checks the client" tests/test_resume
 suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_offload
+suite "unit: a fatal alert sealed in userspace (ktls_send_alert)" tests/test_alert
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: hello_ktls_setup.sh commands" bash tests/setup_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
