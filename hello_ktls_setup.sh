@@ -15,10 +15,21 @@ readonly CA_DAYS=3650
 # 825 days is the longest TLS server certificate lifetime that Apple's
 # platforms accept, so the certificates also work in tools on macOS.
 readonly DEFAULT_LEAF_DAYS=825
+# RFC 5612 reserves enterprise number 32473 for documentation: an example of
+# a private OID for the device-ID extension, to be replaced by one's own.
+readonly DEVICE_ID_OID=1.3.6.1.4.1.32473.1.1
+# openssl ca -crl_reason's names.
+readonly REASONS=(unspecified keyCompromise CACompromise affiliationChanged
+    superseded cessationOfOperation certificateHold)
 
 usage() {
     cat <<EOF
 Usage: $prog [-o DIR] [--days N] [--rsa] [--force]
+       $prog [-o DIR] issue NAME [--cn CN] [--ou OU]... [--o ORG] [--san SAN]...
+                [--device-id ID] [--ocsp-url URL] [--days N] [--server] [--rsa] [--force]
+       $prog [-o DIR] revoke NAME|CERT.pem [--reason REASON]
+       $prog [-o DIR] crl [--days N]
+       $prog [-o DIR] ocsp-signer [--days N] [--rsa] [--force]
 
 Creates a test CA and the mutual-TLS certificates for hello_ktls:
   ca-cert.pem      ca-key.pem       CN=Test CA      ($CA_DAYS days)
@@ -44,9 +55,33 @@ regenerated, since the old leaves could not chain to a new CA; if only a server
 or client file is missing, that certificate and key are re-issued from the
 existing CA. crl.pem is made anew on every run that creates anything.
 
-To revoke another certificate later, from DIR:
-  (cd ca-db && openssl ca -config openssl.cnf -revoke ../CERT.pem)
-  (cd ca-db && openssl ca -config openssl.cnf -gencrl -out ../crl.pem)
+Commands, for the CA already in DIR (its ca-db/ records all they do):
+  issue NAME       a new identity, NAME-cert.pem and NAME-key.pem, signed by
+                   the CA through openssl ca; clientAuth unless --server
+    --cn CN        subject CN (default: NAME); the subject is
+                   /C=US/ST=CA/L=SantaClara/O=ORG[/OU=OU...]/CN=CN
+    --ou OU        an organizationalUnitName; repeat for several
+    --o ORG        organizationName (default: TestOrg)
+    --san SAN      a subjectAltName in openssl syntax, repeatable:
+                   URI:spiffe://example.org/ns/web  DNS:host.example
+                   email:a@b.example  IP:10.0.0.1  IP:2001:db8::1
+    --device-id ID a device ID as a UTF8String in the extension
+                   $DEVICE_ID_OID, an example private OID under
+                   1.3.6.1.4.1.32473, the arc RFC 5612 reserves for
+                   documentation: replace it with an OID of your own
+    --ocsp-url URL authorityInfoAccess OCSP;URI:URL
+    --days N       validity in days (default: $DEFAULT_LEAF_DAYS)
+    --server       serverAuth instead of clientAuth
+    --force        issue anew when NAME-cert.pem already exists
+  revoke NAME      revoke NAME-cert.pem (or the certificate file given) in
+                   ca-db/ and rewrite crl.pem; --reason REASON is one of
+                   ${REASONS[*]:0:4}
+                   ${REASONS[*]:4} (default: unspecified)
+  crl              write crl.pem anew, e.g. after it expired (--days N: its
+                   nextUpdate, default $CRL_DAYS days)
+  ocsp-signer      ocsp-cert.pem and ocsp-key.pem: a delegated OCSP responder
+                   certificate (OCSPSigning, noCheck); prints the
+                   openssl ocsp command that answers from ca-db/index.txt
 EOF
 }
 
@@ -55,44 +90,66 @@ die() {
     exit 1
 }
 
+# One line: the help is now too long to repeat after every typo.
 usage_error() {
-    printf '%s: %s\n' "$prog" "$*" >&2
-    usage >&2
+    printf '%s: %s (-h for help)\n' "$prog" "$*" >&2
     exit 2
 }
 
 out_dir=.
 leaf_days=$DEFAULT_LEAF_DAYS
+days_set=0
 key_type=ec
 force=0
+args=()
+# Options of the commands; parse_args checks which command may have them.
+opt_cn='' opt_org='' opt_device_id='' opt_ocsp_url='' opt_reason='' opt_server=0
+opt_ou=() opt_san=()
+cmd_opts=()
+
+# need_value OPTION COUNT: the option has its value.
+need_value() {
+    (($2 >= 2)) || usage_error "option $1 needs a value"
+}
 
 while (($# > 0)); do
+    # --opt=value is --opt value.
+    if [[ $1 == --*=* ]]; then
+        set -- "${1%%=*}" "${1#*=}" "${@:2}"
+    fi
     case $1 in
         -o | --out-dir)
-            (($# >= 2)) || usage_error "option $1 needs a directory"
+            need_value "$1" $#
             out_dir=$2
-            shift 2
-            ;;
-        --out-dir=*)
-            out_dir=${1#*=}
-            shift
             ;;
         --days)
-            (($# >= 2)) || usage_error "option $1 needs a number of days"
+            need_value "$1" $#
             leaf_days=$2
-            shift 2
+            days_set=1
             ;;
-        --days=*)
-            leaf_days=${1#*=}
-            shift
+        --cn | --ou | --o | --san | --device-id | --ocsp-url | --reason)
+            need_value "$1" $#
+            [[ -n $2 && $2 != *[[:cntrl:]]* ]] ||
+                usage_error "option $1 needs a non-empty value without control characters"
+            cmd_opts+=("$1")
+            case $1 in
+                --cn) opt_cn=$2 ;;
+                --ou) opt_ou+=("$2") ;;
+                --o) opt_org=$2 ;;
+                --san) opt_san+=("$2") ;;
+                --device-id) opt_device_id=$2 ;;
+                --ocsp-url) opt_ocsp_url=$2 ;;
+                --reason) opt_reason=$2 ;;
+            esac
             ;;
-        --rsa)
-            key_type=rsa
+        --rsa | --force | --server)
+            case $1 in
+                --rsa) key_type=rsa ;;
+                --force) force=1 ;;
+                --server) opt_server=1 cmd_opts+=("$1") ;;
+            esac
             shift
-            ;;
-        --force)
-            force=1
-            shift
+            continue
             ;;
         -h | --help)
             usage
@@ -102,10 +159,36 @@ while (($# > 0)); do
             usage_error "unknown option: $1"
             ;;
         *)
-            usage_error "unexpected argument: $1"
+            args+=("$1")
+            shift
+            continue
             ;;
     esac
+    shift 2
 done
+
+cmd=
+if ((${#args[@]} > 0)); then
+    cmd=${args[0]}
+    case $cmd in
+        issue | revoke) ((${#args[@]} == 2)) || usage_error "$cmd needs exactly one NAME" ;;
+        crl | ocsp-signer) ((${#args[@]} == 1)) || usage_error "unexpected argument: ${args[1]}" ;;
+        *) usage_error "unknown command: $cmd" ;;
+    esac
+fi
+# Each option of a command belongs to one command only.
+for o in "${cmd_opts[@]}"; do
+    case $cmd:$o in
+        revoke:--reason) ;;
+        issue:--reason) usage_error "--reason is for revoke only" ;;
+        issue:*) ;;
+        *) usage_error "$o is not an option of ${cmd:-the default run}" ;;
+    esac
+done
+case $cmd in
+    revoke) ((days_set == 0 && force == 0)) || usage_error "revoke takes no --days or --force" ;;
+    crl) ((force == 0)) || usage_error "crl takes no --force" ;;
+esac
 
 [[ -n $out_dir ]] || usage_error "the output directory must not be empty"
 # Capped at five digits so that openssl's int parsing cannot overflow and the
@@ -235,6 +318,7 @@ countryName = optional
 stateOrProvinceName = optional
 localityName = optional
 organizationName = optional
+organizationalUnitName = optional
 commonName = supplied
 EOF
 
@@ -271,6 +355,211 @@ check_set() {
             die "$d/$name-key.pem does not match $d/$name-cert.pem"
     done
 }
+
+# ca_run WHAT ARGS...: openssl ca inside the database, with this CA.
+ca_run() {
+    local what=$1
+    shift
+    (
+        cd -- "$db"
+        ossl "$what" ca -batch -config openssl.cnf -cert "$ca_cert" -keyfile "$ca_key" "$@"
+    )
+}
+
+# Removing the old file first means a copy across filesystems creates a fresh
+# file under our umask instead of rewriting one that may be world-readable.
+install_pair() {
+    local name=$1 f
+    chmod 644 -- "$tmp/$name-cert.pem"
+    for f in "$name-key.pem" "$name-cert.pem"; do
+        rm -f -- "$out_dir/$f"
+        mv -- "$tmp/$f" "$out_dir/$f" 2>/dev/null || die "cannot write $out_dir/$f"
+    done
+}
+
+# ---- commands: more from the CA already in DIR -------------------------------
+
+# ca_open: the CA and database of DIR, for the commands.
+ca_open() {
+    [[ -f $out_dir/ca-cert.pem && -f $out_dir/ca-key.pem && -f $out_dir/ca-db/index.txt &&
+        -f $out_dir/ca-db/openssl.cnf ]] ||
+        die "no CA in $out_dir (ca-cert.pem, ca-key.pem, ca-db/): run $prog -o $out_dir first"
+    db=$(cd -- "$out_dir/ca-db" && pwd)
+    ca_cert=$(cd -- "$out_dir" && pwd)/ca-cert.pem
+    ca_key=${ca_cert%/*}/ca-key.pem
+    tmp=$(cd -- "$tmp" && pwd)
+    # As on every run: a database made by an older version gets today's policy.
+    cp -- "$cnf" "$db/openssl.cnf"
+}
+
+# The reason in the first error line of openssl's log, for a one-line message.
+openssl_reason() {
+    local line
+    line=$(grep -m1 ':error:' "$tmp/openssl.log") || line=$(head -n1 "$tmp/openssl.log")
+    line=$(cut -d: -f6 <<<"$line")
+    printf '%s\n' "${line:-openssl failed}"
+}
+
+# Values end up in an openssl config file, where these characters would be
+# read as syntax ($ variables, # comments, \ escapes, "," list separators).
+config_safe() { [[ $1 != *[[:space:],\$#\\\"\']* ]]; }
+
+# check_san SAN KEY: shape first, then openssl's own parser, so that the
+# error names the SAN instead of coming later out of openssl ca.
+check_san() {
+    local san=$1 type=${1%%:*} value=${1#*:} why=
+    if [[ $san != *:* || -z $value ]]; then
+        why='want TYPE:VALUE, e.g. DNS:host.example'
+    elif ! config_safe "$value"; then
+        why='spaces, commas, quotes, $, # and \ are not allowed'
+    else
+        case $type in
+            URI) [[ $value =~ ^[A-Za-z][A-Za-z0-9+.-]*:.+$ ]] ||
+                why='a URI needs a scheme, e.g. URI:spiffe://example.org/ns/web' ;;
+            DNS) [[ $value =~ ^(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$ && $value != *..* ]] ||
+                why='not a DNS name' ;;
+            email) [[ $value =~ ^[^@]+@[^@]+$ ]] || why='not an email address' ;;
+            IP) ;;
+            *) why="unknown type '$type' (URI, DNS, email or IP)" ;;
+        esac
+    fi
+    if [[ -z $why ]] && ! openssl req -new -x509 -config "$cnf" -key "$2" -subj /CN=check \
+        -addext "subjectAltName=$san" -out /dev/null >"$tmp/openssl.log" 2>&1; then
+        why=$(openssl_reason)
+    fi
+    [[ -z $why ]] || die "bad --san '$san': $why"
+}
+
+# A DN attribute value for -subj, where / and + separate and \ escapes.
+dn_escape() {
+    local v=${1//\\/\\\\}
+    v=${v//\//\\/}
+    printf '%s' "${v//+/\\+}"
+}
+
+refuse_existing() {
+    ((force == 1)) || [[ ! -e $out_dir/$1-cert.pem && ! -e $out_dir/$1-key.pem ]] ||
+        die "$out_dir/$1-cert.pem already exists (--force issues a new one)"
+}
+
+# sign NAME SUBJECT: key, request and openssl ca with the extensions in
+# $tmp/ext.cnf section ext, into NAME-cert.pem and NAME-key.pem.
+sign() {
+    local name=$1 subj=$2
+    ossl "create the $name certificate request" req -new -config "$cnf" \
+        -key "$tmp/$name-key.pem" -subj "$subj" -sha256 -out "$tmp/$name.csr"
+    ca_run "sign the $name certificate" -notext -rand_serial -days "$leaf_days" \
+        -extfile "$tmp/ext.cnf" -extensions ext -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
+    install_pair "$name"
+}
+
+describe() {
+    local f=$out_dir/$1-cert.pem subject serial end
+    subject=$(openssl x509 -in "$f" -noout -subject -nameopt compat) || die "cannot read $f"
+    serial=$(openssl x509 -in "$f" -noout -serial)
+    end=$(openssl x509 -in "$f" -noout -enddate)
+    printf '%s: issued %s and %s-key.pem: %s, serial %s, until %s\n' "$prog" "$f" "$1" \
+        "${subject#subject=}" "${serial#serial=}" "${end#notAfter=}"
+}
+
+cmd_issue() {
+    local name=$1 subj ou san sans=
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
+    [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
+    refuse_existing "$name"
+    [[ -z $opt_device_id || $opt_device_id =~ ^[[:alnum:]._:/@+=-]{1,64}$ ]] ||
+        die "bad --device-id '$opt_device_id': up to 64 letters, digits and ._:/@+=-"
+    if [[ -n $opt_ocsp_url ]] && { [[ ! $opt_ocsp_url =~ ^https?://.+ ]] || ! config_safe "$opt_ocsp_url"; }; then
+        die "bad --ocsp-url '$opt_ocsp_url': want http://host[:port][/path]"
+    fi
+    gen_key "$tmp/$name-key.pem" "$name"
+    for san in "${opt_san[@]}"; do
+        check_san "$san" "$tmp/$name-key.pem"
+        sans+=${sans:+, }$san
+    done
+    subj="/C=US/ST=CA/L=SantaClara/O=$(dn_escape "${opt_org:-TestOrg}")"
+    for ou in "${opt_ou[@]}"; do
+        subj+="/OU=$(dn_escape "$ou")"
+    done
+    subj+="/CN=$(dn_escape "${opt_cn:-$name}")"
+    {
+        printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\n'
+        printf 'keyUsage = critical, %s\n' "$leaf_ku"
+        printf 'extendedKeyUsage = %s\n' "$( ((opt_server)) && echo serverAuth || echo clientAuth)"
+        printf 'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid, issuer\n'
+        if [[ -n $sans ]]; then printf 'subjectAltName = %s\n' "$sans"; fi
+        if [[ -n $opt_device_id ]]; then
+            printf '%s = ASN1:UTF8String:%s\n' "$DEVICE_ID_OID" "$opt_device_id"
+        fi
+        if [[ -n $opt_ocsp_url ]]; then
+            printf 'authorityInfoAccess = OCSP;URI:%s\n' "$opt_ocsp_url"
+        fi
+    } >"$tmp/ext.cnf"
+    sign "$name" "$subj"
+    describe "$name"
+}
+
+# revoke NAME|CERT: in the database, then a new crl.pem.
+cmd_revoke() {
+    local what=$1 cert reason=${opt_reason:-unspecified} r ok=0
+    for r in "${REASONS[@]}"; do
+        [[ $r != "$reason" ]] || ok=1
+    done
+    ((ok == 1)) || die "bad --reason '$reason': one of ${REASONS[*]}"
+    if [[ $what == */* || $what == *.pem ]]; then cert=$what; else cert=$out_dir/$what-cert.pem; fi
+    [[ -f $cert ]] || die "unknown certificate '$what': no $cert"
+    cert=$(cd -- "$(dirname -- "$cert")" && pwd)/${cert##*/}
+    openssl x509 -in "$cert" -noout >/dev/null 2>&1 || die "$cert is not a PEM certificate"
+    # openssl ca -revoke would add any certificate to the database.
+    openssl verify -no_check_time -CAfile "$ca_cert" "$cert" >/dev/null 2>&1 ||
+        die "$cert was not issued by $ca_cert"
+    if ! (cd -- "$db" && openssl ca -batch -config openssl.cnf -cert "$ca_cert" \
+        -keyfile "$ca_key" -revoke "$cert" -crl_reason "$reason") >"$tmp/openssl.log" 2>&1; then
+        grep -q 'Already revoked' "$tmp/openssl.log" && die "$cert is already revoked"
+        die "cannot revoke $cert: $(openssl_reason)"
+    fi
+    printf '%s: revoked %s (%s)\n' "$prog" "$cert" "$reason"
+    cmd_crl
+}
+
+cmd_crl() {
+    local days=$CRL_DAYS next
+    ((days_set == 0)) || days=$leaf_days
+    ca_run "make the CRL" -gencrl -crldays "$days" -out "$tmp/crl.pem"
+    chmod 644 -- "$tmp/crl.pem"
+    rm -f -- "$out_dir/crl.pem"
+    mv -- "$tmp/crl.pem" "$out_dir/crl.pem" 2>/dev/null || die "cannot write $out_dir/crl.pem"
+    next=$(openssl crl -in "$out_dir/crl.pem" -noout -nextupdate)
+    printf '%s: wrote %s/crl.pem: %d revoked, next update %s\n' "$prog" "$out_dir" \
+        "$(grep -c '^R' "$db/index.txt" || true)" "${next#nextUpdate=}"
+}
+
+# A delegated responder (RFC 6960 4.2.2.2): signed by the CA, OCSPSigning,
+# and id-pkix-ocsp-nocheck so that clients need not check its own status.
+cmd_ocsp_signer() {
+    refuse_existing ocsp
+    gen_key "$tmp/ocsp-key.pem" "OCSP responder"
+    cat >"$tmp/ext.cnf" <<EXT
+[ ext ]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = critical, OCSPSigning
+noCheck = ignored
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid, issuer
+EXT
+    sign ocsp '/C=US/ST=CA/L=SantaClara/O=TestCA/CN=Test CA OCSP Responder'
+    describe ocsp
+    printf 'To answer OCSP requests for this CA on port N (-ndays D sets nextUpdate), from %s:\n' "$out_dir"
+    printf '  openssl ocsp -index ca-db/index.txt -CA ca-cert.pem -rsigner ocsp-cert.pem -rkey ocsp-key.pem -port N\n'
+}
+
+if [[ -n $cmd ]]; then
+    ca_open
+    "cmd_${cmd//-/_}" "${args[@]:1}"
+    exit 0
+fi
 
 if ((force == 0)) && have ca && have server && have client && have revoked-client &&
     [[ -f $out_dir/crl.pem && -d $out_dir/ca-db ]]; then
@@ -323,16 +612,6 @@ tmp=$(cd -- "$tmp" && pwd)
 ca_cert=$(cd -- "$(dirname -- "$ca_cert")" && pwd)/${ca_cert##*/}
 ca_key=$(cd -- "$(dirname -- "$ca_key")" && pwd)/${ca_key##*/}
 
-# ca_run WHAT ARGS...: openssl ca inside the database, with this CA.
-ca_run() {
-    local what=$1
-    shift
-    (
-        cd -- "$db"
-        ossl "$what" ca -batch -config openssl.cnf -cert "$ca_cert" -keyfile "$ca_key" "$@"
-    )
-}
-
 issue_leaf() {
     local name=$1 subj=$2 ext=$3
     gen_key "$tmp/$name-key.pem" "$name"
@@ -351,17 +630,6 @@ if ((new_revoked_client == 1)); then
 fi
 ca_run "make the CRL" -gencrl -out "$tmp/crl.pem"
 chmod 644 -- "$tmp/crl.pem"
-
-# Removing the old file first means a copy across filesystems creates a fresh
-# file under our umask instead of rewriting one that may be world-readable.
-install_pair() {
-    local name=$1 f
-    chmod 644 -- "$tmp/$name-cert.pem"
-    for f in "$name-key.pem" "$name-cert.pem"; do
-        rm -f -- "$out_dir/$f"
-        mv -- "$tmp/$f" "$out_dir/$f" 2>/dev/null || die "cannot write $out_dir/$f"
-    done
-}
 
 created=()
 kept=()

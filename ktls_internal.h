@@ -18,6 +18,9 @@
 #define KTLS_REASON_MAX 160
 #define KTLS_ERR_MAX    256
 
+/* The nonce of every AEAD here; TLS 1.3's per-connection IV. */
+#define TLS13_IV_LEN 12
+
 struct ktls_secret {
 	unsigned char b[EVP_MAX_MD_SIZE];
 	size_t len;
@@ -68,8 +71,18 @@ struct ktls {
 	const atomic_int *interrupt; /* see ktls_set_interrupt */
 };
 
-/* A best-effort alert record through kTLS TX. */
-void ktls_send_alert(struct ktls *k, int level, int desc);
+/* An alert record through kTLS TX: 0, or -1 (errno from sendmsg). */
+int ktls_tx_alert(struct ktls *k, int level, int desc);
+
+/*
+ * Our (TX) record key and IV for version and the suite c, as the kernel
+ * would get them: TLS 1.3 from the captured traffic secret, TLS 1.2 from
+ * the master secret. iv is 12 bytes for TLS 1.3 and ChaCha20, the 4-byte
+ * salt for TLS 1.2 GCM and CCM. 0, or -1 with a message in k.
+ */
+int
+ktls_tx_key_iv(struct ktls *k, uint16_t version, const struct ktls_cipher *c,
+    unsigned char key[32], unsigned char iv[TLS13_IV_LEN]);
 
 /* Next TLS 1.3 secret and key for dir, installed in the kernel. */
 int ktls_rekey(struct ktls *k, enum ktls_dir dir);

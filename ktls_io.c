@@ -90,7 +90,7 @@ rx_error(struct ktls *k, int err)
 			ktls_seterr(k, "kTLS read: %s", rx_errors[i].why);
 			if (rx_errors[i].alert != 0) {
 				clear_socket_error(k);
-				ktls_send_alert(k, ALERT_FATAL,
+				(void)ktls_tx_alert(k, ALERT_FATAL,
 				    rx_errors[i].alert);
 			}
 			return;
@@ -144,7 +144,7 @@ recv_record(struct ktls *k, void *buf, size_t len, unsigned char *type)
 		/* Inside a handshake message: see ktls_rx_resume(). */
 		if (n < 0 && errno == EKEYEXPIRED && k->hs_hdr_len > 0) {
 			if (ktls_rx_resume(k) < 0) {
-				ktls_send_alert(k, ALERT_FATAL,
+				(void)ktls_tx_alert(k, ALERT_FATAL,
 				    ALERT_INTERNAL_ERROR);
 				return -1;
 			}
@@ -200,13 +200,12 @@ send_record(struct ktls *k, unsigned char type, const void *buf, size_t len)
 	return n == (ssize_t)len ? 0 : -1;
 }
 
-/* Best effort: the connection is ending either way. */
-void
-ktls_send_alert(struct ktls *k, int level, int desc)
+int
+ktls_tx_alert(struct ktls *k, int level, int desc)
 {
 	unsigned char body[2] = { (unsigned char)level, (unsigned char)desc };
 
-	(void)send_record(k, REC_ALERT, body, sizeof(body));
+	return send_record(k, REC_ALERT, body, sizeof(body));
 }
 
 int
@@ -223,7 +222,7 @@ ktls_key_update(struct ktls *k, int request_peer)
 		ktls_seterr(k,
 		    "this kernel cannot rekey kTLS (Linux 6.14 or "
 		    "later can): the send key cannot be updated");
-		ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+		(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
 		return -1;
 	}
 	if (send_record(k, REC_HANDSHAKE, msg, sizeof(msg)) < 0) {
@@ -251,11 +250,11 @@ peer_key_update(struct ktls *k, unsigned char request)
 		    "peer sent a KeyUpdate with an invalid request "
 		    "value %u",
 		    request);
-		ktls_send_alert(k, ALERT_FATAL, ALERT_ILLEGAL_PARAMETER);
+		(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_ILLEGAL_PARAMETER);
 		return -1;
 	}
 	if (ktls_rekey(k, KTLS_RX) < 0) {
-		ktls_send_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
+		(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_INTERNAL_ERROR);
 		return -1;
 	}
 	k->key_updates_received++;
@@ -324,14 +323,14 @@ handshake_header(struct ktls *k)
 			return 0;
 		ktls_seterr(k, "peer sent a KeyUpdate of %zu bytes, not 1",
 		    k->hs_left);
-		ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+		(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
 		return -1;
 	case POST_HS_NO_RENEG:
 		/*
 		 * Best effort: with TX in userspace there is no way to send
 		 * a lone alert, and the request is then just ignored.
 		 */
-		ktls_send_alert(k, ALERT_WARNING, ALERT_NO_RENEGOTIATION);
+		(void)ktls_tx_alert(k, ALERT_WARNING, ALERT_NO_RENEGOTIATION);
 		return 0;
 	case POST_HS_REFUSE:
 		break;
@@ -340,7 +339,7 @@ handshake_header(struct ktls *k)
 	    "peer sent unexpected handshake message type %u "
 	    "after the handshake",
 	    type);
-	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+	(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 	return -1;
 }
 
@@ -376,7 +375,7 @@ handshake_bytes(struct ktls *k, const unsigned char *p, size_t n)
 		if (n != 0) {
 			ktls_seterr(k,
 			    "peer's KeyUpdate does not end its record");
-			ktls_send_alert(k, ALERT_FATAL,
+			(void)ktls_tx_alert(k, ALERT_FATAL,
 			    ALERT_UNEXPECTED_MESSAGE);
 			return -1;
 		}
@@ -421,7 +420,7 @@ ktls_io_control_bytes(struct ktls *k, unsigned char type,
 	if (n == 0 && (type == REC_ALERT || type == REC_HANDSHAKE)) {
 		ktls_seterr(k, "peer sent an empty %s record",
 		    type == REC_ALERT ? "alert" : "handshake");
-		ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+		(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 		return -1;
 	}
 	switch (type) {
@@ -447,7 +446,7 @@ interleaved(struct ktls *k)
 	ktls_seterr(k,
 	    "peer sent another record inside a fragmented "
 	    "handshake message");
-	ktls_send_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
+	(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_UNEXPECTED_MESSAGE);
 	return 1;
 }
 
@@ -482,7 +481,7 @@ ktls_read(struct ktls *k, void *buf, size_t len)
 		 */
 		if (type == REC_ALERT && k->alert_len != 0 && (size_t)n < len) {
 			ktls_seterr(k, "peer sent a fragmented alert");
-			ktls_send_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
+			(void)ktls_tx_alert(k, ALERT_FATAL, ALERT_DECODE_ERROR);
 			return -1;
 		}
 	}

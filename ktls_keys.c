@@ -30,8 +30,6 @@
 #define TCP_ULP 31
 #endif
 
-#define TLS13_IV_LEN 12
-
 static int ssl_idx = -1, ctx_idx = -1;
 static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
 
@@ -311,13 +309,14 @@ suite_hash(const struct ktls *k)
 
 /* The record key and IV of a TLS 1.3 traffic secret (RFC 8446 7.3). */
 static int
-tls13_key_iv(const struct ktls *k, const unsigned char *secret,
-    size_t secret_len, unsigned char *key, unsigned char iv[TLS13_IV_LEN])
+tls13_key_iv(const struct ktls *k, const struct ktls_cipher *c,
+    const unsigned char *secret, size_t secret_len, unsigned char *key,
+    unsigned char iv[TLS13_IV_LEN])
 {
 	const EVP_MD *md = suite_hash(k);
 
 	if (ktls_tls13_expand_label(md, secret, secret_len, "key", key,
-		k->cipher->key_len) < 0 ||
+		c->key_len) < 0 ||
 	    ktls_tls13_expand_label(md, secret, secret_len, "iv", iv,
 		TLS13_IV_LEN) < 0)
 		return -1;
@@ -325,44 +324,54 @@ tls13_key_iv(const struct ktls *k, const unsigned char *secret,
 }
 
 /*
- * Derive the crypto_info for each direction. TLS 1.3: key and IV from
- * each traffic secret. TLS 1.2: the key block is client key, server key,
- * client IV, server IV (RFC 5246 6.3; AEAD suites have no MAC keys).
+ * TLS 1.2: the key block is client key, server key, client IV, server IV
+ * (RFC 5246 6.3; AEAD suites have no MAC keys), mapped onto TX and RX.
+ * The IV is the salt (GCM, CCM) or the whole 12 bytes (ChaCha20).
  */
+static int
+tls12_keys(const struct ktls *k, const struct ktls_cipher *c,
+    unsigned char key[2][32], unsigned char iv[2][TLS13_IV_LEN])
+{
+	const EVP_MD *md = suite_hash(k);
+	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
+	unsigned char block[2 * 32 + 2 * 12];
+	size_t mlen, ivl = c->salt_len > 0 ? c->salt_len : c->iv_len;
+	int ret = -1, cl = SSL_is_server(k->ssl) ? KTLS_RX : KTLS_TX;
+
+	mlen = SSL_SESSION_get_master_key(SSL_get_session(k->ssl), master,
+	    sizeof(master));
+	SSL_get_client_random(k->ssl, cr, sizeof(cr));
+	SSL_get_server_random(k->ssl, sr, sizeof(sr));
+	if (mlen == 0 ||
+	    ktls_tls12_key_block(md, master, mlen, cr, sr, block,
+		2 * c->key_len + 2 * ivl) < 0)
+		goto out;
+	memcpy(key[cl], block, c->key_len);
+	memcpy(key[!cl], block + c->key_len, c->key_len);
+	memcpy(iv[cl], block + 2 * c->key_len, ivl);
+	memcpy(iv[!cl], block + 2 * c->key_len + ivl, ivl);
+	ret = 0;
+out:
+	OPENSSL_cleanse(block, sizeof(block));
+	OPENSSL_cleanse(master, sizeof(master));
+	return ret;
+}
+
+/* Derive the crypto_info for each direction. */
 static int
 derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 {
 	const struct ktls_cipher *c = k->cipher;
-	const EVP_MD *md = suite_hash(k);
-	unsigned char key[2][32], iv[2][TLS13_IV_LEN], block[2 * 32 + 2 * 12];
-	unsigned char master[SSL_MAX_MASTER_KEY_LENGTH], cr[32], sr[32];
-	size_t mlen, ivl = c->salt_len > 0 ? c->salt_len : c->iv_len;
-	int d, ret = -1, tx_is_client = !SSL_is_server(k->ssl);
+	unsigned char key[2][32], iv[2][TLS13_IV_LEN];
+	int d, ret = -1;
 
 	if (k->version == TLS1_3_VERSION) {
 		for (d = 0; d < 2; d++)
-			if (tls13_key_iv(k, k->secret[d].b, k->secret[d].len,
+			if (tls13_key_iv(k, c, k->secret[d].b, k->secret[d].len,
 				key[d], iv[d]) < 0)
 				goto out;
-	} else {
-		mlen = SSL_SESSION_get_master_key(SSL_get_session(k->ssl),
-		    master, sizeof(master));
-		SSL_get_client_random(k->ssl, cr, sizeof(cr));
-		SSL_get_server_random(k->ssl, sr, sizeof(sr));
-		if (mlen == 0 ||
-		    ktls_tls12_key_block(md, master, mlen, cr, sr, block,
-			2 * c->key_len + 2 * ivl) < 0)
-			goto out;
-		/* Client's material first: map it onto our TX or RX. */
-		memcpy(key[tx_is_client ? KTLS_TX : KTLS_RX], block,
-		    c->key_len);
-		memcpy(key[tx_is_client ? KTLS_RX : KTLS_TX],
-		    block + c->key_len, c->key_len);
-		memcpy(iv[tx_is_client ? KTLS_TX : KTLS_RX],
-		    block + 2 * c->key_len, ivl);
-		memcpy(iv[tx_is_client ? KTLS_RX : KTLS_TX],
-		    block + 2 * c->key_len + ivl, ivl);
-	}
+	} else if (tls12_keys(k, c, key, iv) < 0)
+		goto out;
 	for (d = 0; d < 2; d++)
 		*info_len = ktls_crypto_info_fill(&ci[d], k->version, c, key[d],
 		    iv[d], k->records[d]);
@@ -370,8 +379,37 @@ derive(struct ktls *k, union ktls_crypto_info ci[2], size_t *info_len)
 out:
 	OPENSSL_cleanse(key, sizeof(key));
 	OPENSSL_cleanse(iv, sizeof(iv));
-	OPENSSL_cleanse(block, sizeof(block));
-	OPENSSL_cleanse(master, sizeof(master));
+	return ret;
+}
+
+int
+ktls_tx_key_iv(struct ktls *k, uint16_t version, const struct ktls_cipher *c,
+    unsigned char key[32], unsigned char iv[TLS13_IV_LEN])
+{
+	unsigned char keys[2][32], ivs[2][TLS13_IV_LEN];
+	int ret = -1;
+
+	if (version == TLS1_3_VERSION) {
+		if (k->secret[KTLS_TX].len == 0) {
+			ktls_seterr(k,
+			    "the TLS 1.3 send secret is gone (not captured, "
+			    "or wiped by ktls_disable() or a failed "
+			    "ktls_offload())");
+			return -1;
+		}
+		ret = tls13_key_iv(k, c, k->secret[KTLS_TX].b,
+		    k->secret[KTLS_TX].len, key, iv);
+	} else if (tls12_keys(k, c, keys, ivs) == 0) {
+		memcpy(key, keys[KTLS_TX], sizeof(keys[KTLS_TX]));
+		memcpy(iv, ivs[KTLS_TX], sizeof(ivs[KTLS_TX]));
+		ret = 0;
+	}
+	if (ret < 0 && version != TLS1_3_VERSION)
+		ktls_seterr(k, "deriving the TLS 1.2 send key failed");
+	else if (ret < 0)
+		ktls_seterr(k, "deriving the TLS 1.3 send key failed");
+	OPENSSL_cleanse(keys, sizeof(keys));
+	OPENSSL_cleanse(ivs, sizeof(ivs));
 	return ret;
 }
 
@@ -487,7 +525,7 @@ install_secret(struct ktls *k, enum ktls_dir dir, const unsigned char *secret,
 	int ret = -1;
 
 	*err = 0;
-	if (tls13_key_iv(k, secret, secret_len, key, iv) < 0 ||
+	if (tls13_key_iv(k, k->cipher, secret, secret_len, key, iv) < 0 ||
 	    (len = ktls_crypto_info_fill(&ci, k->version, k->cipher, key, iv,
 		 seq)) == 0)
 		goto out;

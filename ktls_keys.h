@@ -107,6 +107,24 @@ ssize_t ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count);
 int ktls_tx_zerocopy(struct ktls *k);
 int ktls_rx_expect_no_pad(struct ktls *k);
 
+/*
+ * Send one fatal alert (level 2, desc) to the peer, encrypted under the
+ * connection's current TX key and sequence number: through the kernel if
+ * TX is already offloaded (record type 21), otherwise sealed here in
+ * userspace with the key the module extracted (AES-GCM 128/256,
+ * ChaCha20-Poly1305, AES-CCM; TLS 1.2: explicit nonce and AAD seq | type
+ * | version | length, TLS 1.3: nonce = IV XOR seq, inner type 21, AAD =
+ * the record header) and written to SSL_get_wbio(ssl), a socket or a
+ * memory BIO. For the peer to read it, no other record may follow ours
+ * from OpenSSL: the SSL is marked as shut down by us (SSL_write and
+ * SSL_shutdown then send nothing) and its session is removed from the
+ * cache. In TLS 1.3 without kTLS TX, call it before ktls_disable() or a
+ * failed ktls_offload(), which wipe the send secret. Returns 0, or -1
+ * with ktls_error() saying why (e.g. the suite is not AEAD). Key
+ * material used is wiped.
+ */
+int ktls_send_alert(struct ktls *k, int desc);
+
 /* Send a close_notify alert through kTLS TX. Returns 0 or -1. */
 int ktls_close_notify(struct ktls *k);
 

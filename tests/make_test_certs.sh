@@ -48,6 +48,21 @@ umask 077
 bash "$root/hello_ktls_setup.sh" --force -o "$dir" >/dev/null ||
     die "hello_ktls_setup.sh failed to create the good set in $dir"
 
+# setup COMMAND ARGS...: more identities from the same CA, through the
+# script's own commands, so that they are in its database (ca-db/index.txt).
+setup() {
+    bash "$root/hello_ktls_setup.sh" -o "$dir" "$@" >/dev/null ||
+        die "hello_ktls_setup.sh $* failed in $dir"
+}
+# For the identity policy tests.
+setup issue policy-web --force --ou Frontend \
+    --san URI:spiffe://example.org/ns/prod/web --san DNS:web.example.org
+setup issue policy-contractor --force --ou Contractors --ou Frontend
+setup issue policy-device --force --device-id DEV-0042 \
+    --san email:device@example.org --san IP:10.1.2.3
+# The delegated OCSP responder, for OCSP responses the tests make.
+setup ocsp-signer --force
+
 tmp=
 cleanup() {
     if [[ -n $tmp ]]; then
@@ -329,6 +344,37 @@ expect_error "client-cert.pem against crl-badsig.der" "CRL signature failure" \
     -crl_check -CAfile ca-cert.pem -CRLfile crl-badsig.der client-cert.pem
 expect_ok "other-client-cert.pem against other-ca-crl.pem" \
     -crl_check -CAfile other-ca-cert.pem -CRLfile other-ca-crl.pem other-client-cert.pem
+
+# ext_has NAME EXTENSION TEXT: `openssl x509 -ext` of NAME-cert.pem shows TEXT.
+ext_has() {
+    local out
+    out=$(openssl x509 -in "$1-cert.pem" -noout -ext "$2" 2>&1) || out=
+    grep -qF -- "$3" <<<"$out" || fail "$1-cert.pem: no '$3' in its $2"
+}
+subject_is() {
+    local out
+    out=$(openssl x509 -in "$1-cert.pem" -noout -subject -nameopt compat 2>&1) || out=
+    [[ $out == "subject=$2" ]] || fail "$1-cert.pem: subject is '${out#subject=}', want '$2'"
+}
+
+for name in policy-web policy-contractor policy-device; do
+    expect_ok "$name-cert.pem as a client certificate" \
+        -crl_check -CAfile ca-cert.pem -CRLfile crl.pem -purpose sslclient "$name-cert.pem"
+    grep -q "/CN=$name\$" ca-db/index.txt || fail "$name-cert.pem is not in ca-db/index.txt"
+done
+subject_is policy-web "$DN_BASE/O=TestOrg/OU=Frontend/CN=policy-web"
+ext_has policy-web subjectAltName 'URI:spiffe://example.org/ns/prod/web, DNS:web.example.org'
+subject_is policy-contractor "$DN_BASE/O=TestOrg/OU=Contractors/OU=Frontend/CN=policy-contractor"
+subject_is policy-device "$DN_BASE/O=TestOrg/CN=policy-device"
+ext_has policy-device subjectAltName 'email:device@example.org, IP Address:10.1.2.3'
+# x509 -ext knows extensions by name only: the private OID is read from -text.
+device_ext=$(openssl x509 -in policy-device-cert.pem -noout -text 2>&1 |
+    grep -A1 -F '1.3.6.1.4.1.32473.1.1:') || device_ext=
+[[ $device_ext == *DEV-0042* ]] ||
+    fail "policy-device-cert.pem: no DEV-0042 in extension 1.3.6.1.4.1.32473.1.1"
+expect_ok "ocsp-cert.pem as an OCSP responder" -CAfile ca-cert.pem -purpose ocsphelper ocsp-cert.pem
+ext_has ocsp extendedKeyUsage 'OCSP Signing'
+ext_has ocsp noCheck 'OCSP No Check'
 
 # Each fixture key must belong to its certificate, so a failed handshake in a
 # test can only come from the defect the fixture is named for.
