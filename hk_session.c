@@ -139,16 +139,19 @@ tune(struct conn *c, const struct hk_config *cfg)
 /*
  * The alert that tells a client the policy refused it. OpenSSL 3.0 has
  * finished its handshake by now and has no call to send an alert, so
- * the kTLS module seals it with the connection's key; where it cannot
- * (a suite kTLS has no AEAD for), the client gets close_notify instead.
+ * the kTLS module seals it under the connection's send key (no key has
+ * gone to the kernel yet). Where it cannot (a suite with no AEAD kTLS
+ * knows), the client gets close_notify instead, and the log says so.
  */
 static void
 deny_alert(struct conn *c)
 {
-	/* Pending: ktls_send_alert(c->k, SSL_AD_ACCESS_DENIED) (ktls module). */
-	(void)c;
-	hk_say("note: no access_denied alert sent (not available yet); "
-	       "closing with close_notify");
+	if (ktls_send_alert(c->k, SSL_AD_ACCESS_DENIED) == 0) {
+		c->failed = 1; /* a fatal alert: nothing may follow it */
+		return;
+	}
+	hk_say("note: no access_denied alert (%s); closing with close_notify",
+	    ktls_error(c->k));
 }
 
 /*

@@ -230,13 +230,13 @@ def check_policy():
         (1, "web allowed", allowed, {
             "rule.name": "web", "event.outcome": "success",
             "event.reason": "allow: rule web (san.uri=spiffe://example.org/ns/prod/web)",
-            "tls.client.subject": "CN=web,OU=Frontend,O=Example"}),
+            "tls.client.subject": E["WEB_SUBJECT"]}),
         (2, "TLS 1.3 contractor denied", denied, {
             "rule.name": "contractors", "event.outcome": "failure",
             "event.reason": "deny: rule contractors (subject.OU=Contractors)",
             "tls.version": "1.3", "tls.established": True,
             "hk.ktls.tx": "off", "hk.ktls.rx": "off",
-            "tls.client.subject": "CN=carol,OU=Frontend,OU=Contractors,O=Example"}),
+            "tls.client.subject": E["CONTRACTOR_SUBJECT"]}),
         (3, "TLS 1.2 contractor denied", denied, {
             "rule.name": "contractors", "event.outcome": "failure",
             "event.reason": "deny: rule contractors (subject.OU=Contractors)",

@@ -8,11 +8,11 @@
  *   that has not, and the decision names the rule and the matcher;
  * - grants: echo, bench, get below a prefix (segment-aware).
  *
- * The certificates: client-cert.pem and other-client-cert.pem of the test
- * fixtures in HK_CERTS, and three identities made here with its CA (a web
- * workload with a SPIFFE URI, a contractor with two OUs, a device with a
- * device-ID extension, an e-mail and IP addresses), as the policy tests'
- * certificates are. Prints one line per failed check, then
+ * The certificates: client-cert.pem, other-client-cert.pem and the policy-*
+ * identities of the test fixtures in HK_CERTS, and three identities made
+ * here with its CA (a web workload with a SPIFFE URI, a contractor with
+ * two OUs, a device with a device-ID extension, a binary extension, an
+ * e-mail and IP addresses, known serials). Prints one line per failed check, then
  * "N passed, N failed".
  */
 #include <stdio.h>
@@ -418,7 +418,7 @@ static const char sketch[] =
     "}\n";
 
 static void
-test_sketch(void)
+test_sketch(X509 *web_x, X509 *contractor_x, X509 *device_x)
 {
 	struct mtls_policy *p;
 	struct mtls_decision d;
@@ -428,7 +428,7 @@ test_sketch(void)
 	check(p != NULL, "the sketch parses: %s", p ? "ok" : err);
 	if (p == NULL)
 		return;
-	mtls_policy_decide(p, certs[CONTRACTOR], &d);
+	mtls_policy_decide(p, contractor_x, &d);
 	check(!d.allow &&
 		strcmp(d.reason,
 		    "deny: rule contractors (subject.OU=Contractors)") == 0,
@@ -436,7 +436,7 @@ test_sketch(void)
 	mtls_decision_grants(&d, why, sizeof(why));
 	check(strcmp(why, "none") == 0, "a denied client has no grants: %s",
 	    why);
-	mtls_policy_decide(p, certs[WEB], &d);
+	mtls_policy_decide(p, web_x, &d);
 	check(d.allow &&
 		strcmp(d.reason,
 		    "allow: rule web (san.uri=spiffe://example.org/ns/"
@@ -467,7 +467,7 @@ test_sketch(void)
 		!mtls_decision_permits(&d, MTLS_POLICY_BENCH, NULL, why,
 		    sizeof(why)),
 	    "web may not echo or bench: %s", why);
-	mtls_policy_decide(p, certs[DEVICE], &d);
+	mtls_policy_decide(p, device_x, &d);
 	mtls_decision_grants(&d, why, sizeof(why));
 	check(d.allow && strcmp(why, "messages, echo, bench, get below /") == 0,
 	    "devices: %s; grants %s", d.reason, why);
@@ -489,6 +489,7 @@ int
 main(void)
 {
 	const char *dir = getenv("HK_CERTS");
+	X509 *fixtures[3];
 	size_t i;
 
 	if (dir == NULL || setup(dir) < 0) {
@@ -501,8 +502,18 @@ main(void)
 	for (i = 0; i < sizeof(matchers) / sizeof(matchers[0]); i++)
 		test_one_matcher(i);
 	test_pins();
-	test_sketch();
+	test_sketch(certs[WEB], certs[CONTRACTOR], certs[DEVICE]);
+	/* The same identities as tests/make_test_certs.sh issues them. */
+	fixtures[0] = load_cert(dir, "policy-web-cert.pem");
+	fixtures[1] = load_cert(dir, "policy-contractor-cert.pem");
+	fixtures[2] = load_cert(dir, "policy-device-cert.pem");
+	check(fixtures[0] && fixtures[1] && fixtures[2],
+	    "HK_CERTS has policy-web, policy-contractor, policy-device");
+	if (fixtures[0] && fixtures[1] && fixtures[2])
+		test_sketch(fixtures[0], fixtures[1], fixtures[2]);
 	for (i = 0; i < NCERTS; i++)
 		X509_free(certs[i]);
+	for (i = 0; i < 3; i++)
+		X509_free(fixtures[i]);
 	return check_summary();
 }
