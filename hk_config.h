@@ -59,6 +59,10 @@ struct hk_config {
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 	const char *audit;   /* --audit FILE, - or syslog */
+	int ocsp;            /* --ocsp (also set by --ocsp-url) */
+	const char *ocsp_url; /* --ocsp-url URL */
+	int ocsp_timeout;     /* seconds; 0: not given (5) */
+	int ocsp_nonce;       /* --ocsp-nonce */
 };
 
 /*
