@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -640,14 +641,15 @@ mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 	if (!o->ocsp)
 		return 0;
 	if (o->ocsp_url != NULL &&
-	    (!OSSL_HTTP_parse_url(o->ocsp_url, &tls, NULL, NULL, NULL, NULL,
-		 NULL, NULL, NULL) ||
-		tls)) {
+	    (strncasecmp(o->ocsp_url, "http://", 7) != 0 ||
+		!OSSL_HTTP_parse_url(o->ocsp_url, &tls, NULL, NULL, NULL, NULL,
+		    NULL, NULL, NULL))) {
 		ERR_clear_error();
 		snprintf(err, errlen, "--ocsp-url %s: %s", o->ocsp_url,
-		    tls ? "https is not supported (OCSP answers are signed: "
-			  "use http://)" :
-			  "not a URL like http://host[:port]/path");
+		    strncasecmp(o->ocsp_url, "https://", 8) == 0 ?
+			"https is not supported (OCSP answers are signed: "
+			"use http://)" :
+			"not a URL like http://host[:port]/path");
 		return -1;
 	}
 	if (ctx_index < 0)

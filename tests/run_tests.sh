@@ -59,6 +59,7 @@ suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_off
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: revocation (CRL)" bash tests/revocation_tests.sh
+suite "host: revocation (OCSP)" bash tests/ocsp_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: --audit trail" bash tests/audit_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
