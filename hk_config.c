@@ -568,6 +568,40 @@ opt_find(int id, int mask)
 	return NULL;
 }
 
+/* Options that need or exclude each other; -1 with err. */
+static int
+combinations(struct hk_config *c, char *err, size_t errlen)
+{
+	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
+		snprintf(err, errlen,
+		    "--send-file, --get and --bench exclude "
+		    "each other");
+		return -1;
+	}
+	if (c->ocsp_url != NULL)
+		c->ocsp = 1;
+	if (c->crl == NULL &&
+	    (c->crl_grace != 0 || c->crl_check_chain ||
+		(c->revocation_soft && !c->ocsp))) {
+		snprintf(err, errlen,
+		    "--crl-check, --crl-grace and --revocation go with --crl "
+		    "(--revocation also with --ocsp)");
+		return -1;
+	}
+	if (!c->ocsp && (c->ocsp_nonce || c->ocsp_timeout != 0)) {
+		snprintf(err, errlen,
+		    "--ocsp-nonce and --ocsp-timeout go with --ocsp or "
+		    "--ocsp-url");
+		return -1;
+	}
+	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
+		snprintf(err, errlen,
+		    "--output goes with --get or --send-file");
+		return -1;
+	}
+	return 0;
+}
+
 enum hk_parse
 hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
     char *err, size_t errlen)
@@ -612,32 +646,7 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return HK_PARSE_ERROR;
 	}
-	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
-		snprintf(err, errlen,
-		    "--send-file, --get and --bench exclude "
-		    "each other");
+	if (combinations(c, err, errlen) < 0)
 		return HK_PARSE_ERROR;
-	}
-	if (c->ocsp_url != NULL)
-		c->ocsp = 1;
-	if (c->crl == NULL &&
-	    (c->crl_grace != 0 || c->crl_check_chain ||
-		(c->revocation_soft && !c->ocsp))) {
-		snprintf(err, errlen,
-		    "--crl-check, --crl-grace and --revocation go with --crl "
-		    "(--revocation also with --ocsp)");
-		return HK_PARSE_ERROR;
-	}
-	if (!c->ocsp && (c->ocsp_nonce || c->ocsp_timeout != 0)) {
-		snprintf(err, errlen,
-		    "--ocsp-nonce and --ocsp-timeout go with --ocsp or "
-		    "--ocsp-url");
-		return HK_PARSE_ERROR;
-	}
-	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
-		snprintf(err, errlen,
-		    "--output goes with --get or --send-file");
-		return HK_PARSE_ERROR;
-	}
 	return HK_PARSE_OK;
 }

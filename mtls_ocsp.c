@@ -15,7 +15,6 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,67 +31,30 @@
 #include <openssl/x509v3.h>
 
 #include "mtls.h"
+#include "mtls_ocsp_cache.h"
 
 #define CACHE_MAX    10000       /* entries; the oldest goes first */
-#define BUCKETS      4096        /* a power of 2 */
 #define FAIL_TTL     30          /* seconds an unknown or failure is kept */
 #define NO_NEXT_TTL  3600        /* seconds a response without nextUpdate is */
 #define SKEW         300         /* seconds of clock difference allowed */
 #define MAX_AGE      (7 * 86400) /* oldest thisUpdate taken */
 #define MAX_RESPONSE (100 * 1024)
 
-/* What a responder said of one certificate, or why it said nothing. */
-struct answer {
-	int status; /* V_OCSP_CERTSTATUS_*, or -1: no usable answer */
-	char this_update[32], next_update[32];
-	char why[MTLS_REASON_MAX];
-};
-
-struct entry {
-	unsigned char key[32]; /* SHA-256 of the DER cert id */
-	struct entry *chain;   /* the next in its bucket */
-	struct entry *older, *newer;
-	int pending; /* a query is on the network for it */
-	int waiters; /* threads waiting for that query: not evicted */
-	time_t expires;
-	struct answer a;
-};
-
 struct ocsp {
 	char *url; /* --ocsp-url, or NULL: the certificate's AIA */
 	int timeout, nonce, soft;
-	pthread_mutex_t lock;
-	pthread_cond_t done; /* a pending entry got its answer */
-	struct entry *buckets[BUCKETS];
-	struct entry *oldest, *newest;
-	size_t count;
+	struct ocsp_cache *cache;
 	atomic_ulong queries, hits;
 };
 
 static int ctx_index = -1;
 
-static time_t
-now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return ts.tv_sec;
-}
-
 static void
 ocsp_free(struct ocsp *o)
 {
-	struct entry *e, *next;
-
 	if (o == NULL)
 		return;
-	for (e = o->oldest; e != NULL; e = next) {
-		next = e->newer;
-		free(e);
-	}
-	pthread_mutex_destroy(&o->lock);
-	pthread_cond_destroy(&o->done);
+	ocsp_cache_free(o->cache);
 	free(o->url);
 	free(o);
 }
@@ -103,87 +65,6 @@ free_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 {
 	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
 	ocsp_free(ptr);
-}
-
-/* --- the cache: called with o->lock held --- */
-
-static struct entry **
-bucket(struct ocsp *o, const unsigned char *key)
-{
-	return &o->buckets[(key[0] | key[1] << 8) & (BUCKETS - 1)];
-}
-
-static struct entry *
-cache_find(struct ocsp *o, const unsigned char *key)
-{
-	struct entry *e;
-
-	for (e = *bucket(o, key); e != NULL; e = e->chain)
-		if (memcmp(e->key, key, sizeof(e->key)) == 0)
-			return e;
-	return NULL;
-}
-
-static void
-fifo_unlink(struct ocsp *o, struct entry *e)
-{
-	if (e->older != NULL)
-		e->older->newer = e->newer;
-	else
-		o->oldest = e->newer;
-	if (e->newer != NULL)
-		e->newer->older = e->older;
-	else
-		o->newest = e->older;
-	e->older = e->newer = NULL;
-}
-
-static void
-fifo_push(struct ocsp *o, struct entry *e)
-{
-	e->older = o->newest;
-	if (o->newest != NULL)
-		o->newest->newer = e;
-	else
-		o->oldest = e;
-	o->newest = e;
-}
-
-/* The oldest entry no thread uses goes; in use, all of them stay. */
-static void
-cache_evict(struct ocsp *o)
-{
-	struct entry *e, **p;
-
-	for (e = o->oldest; e != NULL && (e->pending || e->waiters);
-	     e = e->newer)
-		;
-	if (e == NULL)
-		return;
-	for (p = bucket(o, e->key); *p != e; p = &(*p)->chain)
-		;
-	*p = e->chain;
-	fifo_unlink(o, e);
-	free(e);
-	o->count--;
-}
-
-static struct entry *
-cache_add(struct ocsp *o, const unsigned char *key)
-{
-	struct entry *e, **b;
-
-	if (o->count >= CACHE_MAX)
-		cache_evict(o);
-	if ((e = calloc(1, sizeof(*e))) == NULL)
-		return NULL;
-	memcpy(e->key, key, sizeof(e->key));
-	b = bucket(o, key);
-	e->chain = *b;
-	*b = e;
-	fifo_push(o, e);
-	o->count++;
-	return e;
 }
 
 /* --- one query --- */
@@ -292,7 +173,8 @@ connect_by(const char *host, const char *port, const struct timespec *deadline,
 
 /* The DER response to req from url, or NULL with why in a->why. */
 static OCSP_RESPONSE *
-post(const struct ocsp *o, const char *url, OCSP_REQUEST *req, struct answer *a)
+post(const struct ocsp *o, const char *url, OCSP_REQUEST *req,
+    struct ocsp_answer *a)
 {
 	char *host = NULL, *port = NULL, *path = NULL;
 	BIO *out = BIO_new(BIO_s_mem()), *in = NULL, *sock = NULL;
@@ -346,7 +228,7 @@ out:
 /* The basic response, checked: status, nonce, signer. NULL with a->why. */
 static OCSP_BASICRESP *
 verified(const struct ocsp *o, X509_STORE *store, STACK_OF(X509) * chain,
-    OCSP_REQUEST *req, OCSP_RESPONSE *resp, struct answer *a)
+    OCSP_REQUEST *req, OCSP_RESPONSE *resp, struct ocsp_answer *a)
 {
 	int rc = OCSP_response_status(resp);
 	OCSP_BASICRESP *bs = NULL;
@@ -372,7 +254,7 @@ verified(const struct ocsp *o, X509_STORE *store, STACK_OF(X509) * chain,
 
 /* The status of id in bs, its dates checked; -1 with a->why. */
 static int
-status_of(OCSP_BASICRESP *bs, OCSP_CERTID *id, struct answer *a, long *ttl)
+status_of(OCSP_BASICRESP *bs, OCSP_CERTID *id, struct ocsp_answer *a, long *ttl)
 {
 	ASN1_GENERALIZEDTIME *revoked, *thisupd, *nextupd;
 	int status, reason, days, secs;
@@ -411,7 +293,7 @@ struct question {
 
 /* Ask the responder; a->status and the seconds the answer holds. */
 static long
-ask(struct ocsp *o, const struct question *q, struct answer *a)
+ask(struct ocsp *o, const struct question *q, struct ocsp_answer *a)
 {
 	OCSP_REQUEST *req = OCSP_REQUEST_new();
 	OCSP_RESPONSE *resp = NULL;
@@ -444,71 +326,26 @@ out:
 	return a->status < 0 ? FAIL_TTL : ttl;
 }
 
-/*
- * Wait (o->lock held) for another thread's query of e, up to the query
- * timeout and a second; 0 with its answer, -1 if it did not come.
- */
-static int
-wait_for(struct ocsp *o, struct entry *e, struct answer *a)
-{
-	struct timespec deadline;
-
-	clock_gettime(CLOCK_MONOTONIC, &deadline);
-	deadline.tv_sec += o->timeout + 1;
-	e->waiters++;
-	while (e->pending &&
-	    pthread_cond_timedwait(&o->done, &o->lock, &deadline) == 0)
-		;
-	e->waiters--;
-	if (e->pending)
-		return -1;
-	*a = e->a;
-	return 0;
-}
-
-/* The answer for q: cached, another thread's, or asked now. */
+/* The answer for q: kept, another thread's, or asked now. */
 static void
 answer(struct ocsp *o, const struct question *q, const unsigned char *key,
-    struct answer *a, int *hit)
+    struct ocsp_answer *a, int *hit)
 {
-	struct entry *e;
 	long ttl;
 
-	pthread_mutex_lock(&o->lock);
-	e = cache_find(o, key);
-	if (e != NULL && e->pending) {
-		if (wait_for(o, e, a) == 0)
-			*hit = 1;
-		else
-			snprintf(a->why, sizeof(a->why),
-			    "timed out (waiting for another connection's "
-			    "query)");
-		pthread_mutex_unlock(&o->lock);
-		return;
-	}
-	if (e != NULL && e->expires > now_mono()) {
-		*a = e->a;
+	switch (ocsp_cache_get(o->cache, key, o->timeout + 1, a)) {
+	case OCSP_CACHE_HIT:
 		*hit = 1;
-		pthread_mutex_unlock(&o->lock);
 		return;
+	case OCSP_CACHE_WAITED:
+		snprintf(a->why, sizeof(a->why),
+		    "timed out (waiting for another connection's query)");
+		return;
+	case OCSP_CACHE_ASK:
+		break;
 	}
-	if (e == NULL)
-		e = cache_add(o, key);
-	if (e != NULL) {
-		e->pending = 1;
-		fifo_unlink(o, e);
-		fifo_push(o, e);
-	}
-	pthread_mutex_unlock(&o->lock);
 	ttl = ask(o, q, a);
-	if (e == NULL)
-		return;
-	pthread_mutex_lock(&o->lock);
-	e->a = *a;
-	e->expires = now_mono() + ttl;
-	e->pending = 0;
-	pthread_cond_broadcast(&o->done);
-	pthread_mutex_unlock(&o->lock);
+	ocsp_cache_put(o->cache, key, a, ttl);
 }
 
 /* --- the decision --- */
@@ -535,7 +372,7 @@ responder(const struct ocsp *o, X509 *leaf, char *buf, size_t len)
 
 /* An answer's words and X509 error; a failure passes only when soft. */
 static int
-decide(const struct ocsp *o, const struct answer *a,
+decide(const struct ocsp *o, const struct ocsp_answer *a,
     struct mtls_revocation *rev)
 {
 	static const struct {
@@ -574,7 +411,7 @@ mtls_ocsp_leaf(SSL_CTX *ctx, X509 *leaf, X509 *issuer, STACK_OF(X509) * chain,
     struct mtls_revocation *rev)
 {
 	struct ocsp *o;
-	struct answer a = { .status = -1 };
+	struct ocsp_answer a = { .status = -1 };
 	struct question q = { .store = SSL_CTX_get_cert_store(ctx),
 		.chain = chain,
 		.url = rev->responder };
@@ -634,8 +471,7 @@ int
 mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
     size_t errlen)
 {
-	struct ocsp *oc = NULL;
-	pthread_condattr_t ca;
+	struct ocsp *oc;
 	int tls = 0;
 
 	if (!o->ocsp)
@@ -655,27 +491,19 @@ mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 	if (ctx_index < 0)
 		ctx_index =
 		    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_data);
-	if (ctx_index < 0 || (oc = calloc(1, sizeof(*oc))) == NULL ||
-	    (o->ocsp_url != NULL && (oc->url = strdup(o->ocsp_url)) == NULL))
+	if (ctx_index < 0 || (oc = calloc(1, sizeof(*oc))) == NULL)
 		goto oom;
 	oc->timeout = o->ocsp_timeout > 0 ? o->ocsp_timeout : 5;
 	oc->nonce = o->ocsp_nonce;
 	oc->soft = o->revocation_soft;
-	pthread_mutex_init(&oc->lock, NULL);
-	/* Deadlines on the monotonic clock: a clock step changes nothing. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&oc->done, &ca);
-	pthread_condattr_destroy(&ca);
-	if (!SSL_CTX_set_ex_data(ctx, ctx_index, oc)) {
+	if ((oc->cache = ocsp_cache_new(CACHE_MAX)) == NULL ||
+	    (o->ocsp_url != NULL && (oc->url = strdup(o->ocsp_url)) == NULL) ||
+	    !SSL_CTX_set_ex_data(ctx, ctx_index, oc)) {
 		ocsp_free(oc);
 		goto oom;
 	}
 	return 0;
 oom:
-	if (oc != NULL)
-		free(oc->url);
-	free(oc);
 	snprintf(err, errlen, "out of memory");
 	return -1;
 }
