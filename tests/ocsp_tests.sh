@@ -34,13 +34,14 @@ serial_of() {
 	echo "${s#serial=}"
 }
 
-# start_responder PORT [INDEX]: openssl ocsp signing with the CA itself,
-# nextUpdate in an hour; its log: $RESP_LOG.
+# start_responder PORT [CERT KEY]: openssl ocsp on our CA's database,
+# signing with the CA itself or CERT, nextUpdate in an hour; its log:
+# $RESP_LOG.
 start_responder() {
 	new_log RESP_LOG responder
-	openssl ocsp -index "${2:-$WORK/ca-db/index.txt}" -CA ca-cert.pem \
-	    -rsigner ca-cert.pem -rkey ca-key.pem -port "$1" -nmin 60 \
-	    >"$RESP_LOG" 2>&1 &
+	openssl ocsp -index "$WORK/ca-db/index.txt" -CA ca-cert.pem \
+	    -rsigner "${2:-ca-cert.pem}" -rkey "${3:-ca-key.pem}" -port "$1" \
+	    -nmin 60 >"$RESP_LOG" 2>&1 &
 	PEERS+=($!)
 	wait_for_line "$RESP_LOG" "waiting for OCSP client connections"
 }
@@ -113,11 +114,22 @@ EOF
 
 # Certificates made here: issued through a copy of the CA's database, so
 # that the responder knows them; one with an AIA naming the responder,
-# one with an AIA naming a responder that never answers; and one issued
-# without the database, so that the responder does not know it.
+# one with an AIA naming a responder that never answers; one issued
+# without the database, so that the responder does not know it; and a
+# delegated responder certificate (OCSPSigning, issued by the CA).
 make_certs() {
 	local name aia
 	cp -r "$HK_CERTS/ca-db" "$WORK/ca-db"
+	printf '%s\n' 'basicConstraints = critical, CA:FALSE' \
+	    'keyUsage = critical, digitalSignature' \
+	    'extendedKeyUsage = OCSPSigning' >"$WORK/signer.cnf"
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout "$WORK/signer-key.pem" -out "$WORK/signer.csr" \
+	    -subj "$DN/CN=OCSP signer" >>"$WORK/certs.log" 2>&1 &&
+	    openssl x509 -req -in "$WORK/signer.csr" -CA ca-cert.pem \
+	    -CAkey ca-key.pem -set_serial 0x5161 -days 30 \
+	    -extfile "$WORK/signer.cnf" -out "$WORK/signer-cert.pem" \
+	    >>"$WORK/certs.log" 2>&1 || return 1
 	for name in aia slow unknown; do
 		aia=$AIA_PORT
 		[ "$name" = slow ] && aia=$SLOW_PORT
@@ -356,10 +368,60 @@ test_nonce() {
 	stop_server
 }
 
+# Who may sign the answers: a delegated signer (OCSPSigning, issued by
+# the CA) may; another CA, or a certificate of ours without OCSPSigning,
+# may not: hard refuses.
+test_signers() {
+	local url="http://127.0.0.1:$SIGNER_PORT/"
+	start_responder "$SIGNER_PORT" "$WORK/signer-cert.pem" "$WORK/signer-key.pem"
+	start_server --ocsp-url "$url"
+	served "a delegated signer (OCSPSigning by the CA): the good client is served"
+	client_refused "a delegated signer: the revoked client is refused" \
+	    "certificate revoked ($REVOKED_NAMES; OCSP responder $url: revoked (keyCompromise))" \
+	    "access denied by the server: certificate revoked" "${REVOKED[@]}"
+	stop_server
+	kill "${PEERS[-1]}" && wait "${PEERS[-1]}" 2>/dev/null
+	start_responder "$SIGNER_PORT" other-ca-cert.pem other-ca-key.pem
+	start_server --ocsp-url "$url"
+	client_refused "answers signed by another CA are refused" \
+	    "OCSP verification failed ($GOOD_NAMES; OCSP responder $url: the response does not verify" \
+	    "access denied by the server: certificate unknown"
+	stop_server
+	kill "${PEERS[-1]}" && wait "${PEERS[-1]}" 2>/dev/null
+	start_responder "$SIGNER_PORT" server-cert.pem server-key.pem
+	start_server --ocsp-url "$url"
+	client_refused "answers signed by a CA's certificate without OCSPSigning are refused" \
+	    "OCSP verification failed ($GOOD_NAMES; OCSP responder $url: the response does not verify" \
+	    "access denied by the server: certificate unknown"
+	stop_server
+}
+
+# The CRL checks have their revocation-checked line too, and with --crl
+# and --ocsp a client has both.
+test_crl_audit() {
+	local audit=$WORK/crl.jsonl
+	start_server --crl crl.pem --ocsp-url "http://127.0.0.1:$RESP_PORT/" --audit "$audit"
+	served "--crl and --ocsp: the good client is served"
+	audit_has "--crl: audit: crl good, the CRL's lastUpdate and nextUpdate" "$audit" 1 \
+	    'hk.revocation.source="crl"' 'hk.revocation.status="good"' \
+	    'hk.revocation.this_update~="T"' 'hk.revocation.next_update~="T"' \
+	    'event.outcome="success"'
+	audit_has "--crl and --ocsp: audit: then ocsp good" "$audit" 2 \
+	    'hk.revocation.source="ocsp"' 'hk.revocation.status="good"'
+	client_refused "--crl and --ocsp: the revoked client is refused by the CRL" \
+	    "certificate revoked ($REVOKED_NAMES)" \
+	    "access denied by the server: certificate revoked" "${REVOKED[@]}"
+	audit_has "--crl: audit: crl revoked, a failure" "$audit" 3 \
+	    'hk.revocation.source="crl"' 'hk.revocation.status="revoked"' \
+	    'event.outcome="failure"'
+	stop_server
+}
+
 # The AIA responder is the main one: the AIA certificates name its port.
 RESP_PORT=$AIA_PORT
 PROXY_PORT=$(free_port)
 DOWN_PORT=$(free_port)
+SIGNER_PORT=$(free_port)
 start_responder "$RESP_PORT"
 test_options
 test_good_revoked 1.3
@@ -371,6 +433,8 @@ test_down
 test_no_aia
 test_aia_and_slow
 test_nonce
+test_signers
+test_crl_audit
 if [ -x "$HK_ROOT/tests/test_ocsp" ]; then
 	# The unit test against the same responder: mtls_ocsp_check (resumed
 	# sessions) and the alert each refusal gives.
