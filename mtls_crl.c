@@ -350,18 +350,26 @@ crl_status(int err)
  * its OCSP status asked (mtls_ocsp.c) where the server checks that.
  */
 static int
-leaf_checks(SSL *ssl, struct verify_note *v, X509_STORE_CTX *x)
+leaf_checks(SSL *ssl, X509_STORE_CTX *x)
 {
 	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(x);
 	X509 *leaf = X509_STORE_CTX_get_current_cert(x);
+	int crl = (X509_VERIFY_PARAM_get_flags(X509_STORE_CTX_get0_param(x)) &
+		      X509_V_FLAG_CRL_CHECK) != 0,
+	    ocsp = mtls_ocsp_enabled(SSL_get_SSL_CTX(ssl)), err;
 	struct mtls_revocation rev;
-	int err;
+	struct verify_note *v;
 
-	if ((X509_VERIFY_PARAM_get_flags(X509_STORE_CTX_get0_param(x)) &
-		X509_V_FLAG_CRL_CHECK) &&
-	    v->checked[0].source == NULL)
+	/* Nothing to note, no note: most servers check no revocation. */
+	if (!crl && !ocsp)
+		return 1;
+	if ((v = note_of(ssl)) == NULL) {
+		X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
+		return 0;
+	}
+	if (crl && v->checked[0].source == NULL)
 		crl_checked(v, x, "good");
-	if (!mtls_ocsp_enabled(SSL_get_SSL_CTX(ssl)))
+	if (!ocsp)
 		return 1;
 	err = mtls_ocsp_leaf(SSL_get_SSL_CTX(ssl), leaf,
 	    sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL, chain,
@@ -387,12 +395,14 @@ verify_cb(int ok, X509_STORE_CTX *x)
 	const char *status;
 	char why[MTLS_REASON_MAX];
 
-	if (ssl == NULL || (v = note_of(ssl)) == NULL)
+	if (ssl == NULL)
 		return ok;
 	if (ok)
 		return X509_STORE_CTX_get_error_depth(x) == 0 ?
-		    leaf_checks(ssl, v, x) :
+		    leaf_checks(ssl, x) :
 		    1;
+	if ((v = note_of(ssl)) == NULL)
+		return 0;
 	if ((status = crl_status(X509_STORE_CTX_get_error(x))) != NULL)
 		crl_checked(v, x, status);
 	r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
