@@ -257,6 +257,28 @@ audit_verified(const struct hk_audit_conn *ac, const struct conn *c,
 }
 
 /*
+ * The revocation checks of the client (CRL, OCSP), before the line that
+ * allows or refuses it; a check is refused when it is what ended the
+ * handshake (not soft-passed, not good).
+ */
+static void
+audit_revocation(const struct hk_audit_conn *ac, const struct conn *c)
+{
+	static const char *const sources[] = { "crl", "ocsp" };
+	const struct mtls_revocation *rev;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		if ((rev = mtls_revocation_checked(c->ssl, sources[i])) == NULL)
+			continue;
+		if (hk_audit_revocation(ac, c, rev,
+			strcmp(rev->status, "good") != 0 && !rev->soft_pass) <
+		    0)
+			hk_warn("audit log: %s", strerror(errno));
+	}
+}
+
+/*
  * The audit line that ends a connection: a handshake that did not verify
  * the client is refused; one that did was allowed and is now closed.
  */
@@ -292,6 +314,7 @@ serve(const struct server *srv, int fd, const char *peer,
 		goto out;
 	conn_set_interrupt(&c, stop);
 	started = hk_session_start(&c, cfg, "Client", &az, &counters);
+	audit_revocation(&ac, &c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
 		audit_verified(&ac, &c, &az);
@@ -403,6 +426,19 @@ serve_forever(struct server *srv, int lfd)
 	}
 	hk_pool_free(pool);
 	return 0;
+}
+
+/* At the end: what OCSP cost, and how often a failure was let in. */
+static void
+ocsp_counts(SSL_CTX *ctx)
+{
+	unsigned long queries, hits;
+
+	if (!mtls_ocsp_enabled(ctx))
+		return;
+	mtls_ocsp_counts(ctx, &queries, &hits);
+	printf("OCSP: %lu queries, %lu cache hits, %lu soft passes\n", queries,
+	    hits, mtls_revocation_passes(ctx));
 }
 
 /* Only there so that the pool's SIGUSR1 interrupts a blocked call. */
@@ -545,6 +581,7 @@ main(int argc, char **argv)
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
 	ret = serve_forever(&srv, lfd);
+	ocsp_counts(srv.ctx);
 out:
 	if (srv.rootfd >= 0)
 		close(srv.rootfd);

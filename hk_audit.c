@@ -68,6 +68,8 @@ static const struct {
 	[HK_AUDIT_CLOSED] = { "connection-closed", "[\"network\"]",
 	    "[\"connection\",\"end\"]",
 	    WITH_KTLS | WITH_BYTES | WITH_DURATION },
+	[HK_AUDIT_REVOCATION] = { "revocation-checked", "[\"authentication\"]",
+	    "[\"info\"]", WITH_TLS },
 };
 
 /* The kTLS state of a direction, as hk.ktls.tx and hk.ktls.rx say it. */
@@ -469,6 +471,44 @@ hk_audit_decision(const struct hk_audit_conn *ac, const struct conn *c,
 {
 	return event_line(ac, allow ? HK_AUDIT_ALLOWED : HK_AUDIT_DENIED, c,
 	    !allow, reason, rule);
+}
+
+/* A string field, left out when empty. */
+static void
+put_some(struct line *l, const char *key, const char *s)
+{
+	if (s != NULL && s[0] != '\0')
+		put_str(l, key, s);
+}
+
+int
+hk_audit_revocation(const struct hk_audit_conn *ac, const struct conn *c,
+    const struct mtls_revocation *rev, int refused)
+{
+	struct line l = { 0 };
+	int ret, saved;
+
+	if (ac->audit == NULL)
+		return 0;
+	put_head(&l, ac, HK_AUDIT_REVOCATION, refused,
+	    rev->why[0] != '\0' ? rev->why : NULL);
+	if (c != NULL && c->ssl != NULL)
+		put_tls(&l, c->ssl);
+	put_str(&l, "hk.revocation.source", rev->source);
+	put_str(&l, "hk.revocation.status", rev->status);
+	put_some(&l, "hk.revocation.this_update", rev->this_update);
+	put_some(&l, "hk.revocation.next_update", rev->next_update);
+	put_some(&l, "hk.revocation.responder", rev->responder);
+	if (strcmp(rev->source, "ocsp") == 0)
+		put_raw(&l, "hk.revocation.cache_hit",
+		    rev->cache_hit ? "true" : "false");
+	put_raw(&l, "hk.revocation.soft_pass",
+	    rev->soft_pass ? "true" : "false");
+	ret = emit(ac->audit, &l);
+	saved = errno;
+	free(l.buf);
+	errno = saved;
+	return ret;
 }
 
 /* "192.0.2.1:443" or "[2001:db8::1]:443", as the server names its peers. */

@@ -22,6 +22,7 @@ enum hk_audit_event {
 	HK_AUDIT_ALLOWED,          /* the client's certificate was verified */
 	HK_AUDIT_DENIED,           /* verified, but --policy refused it */
 	HK_AUDIT_CLOSED,           /* bytes, duration and how it ended */
+	HK_AUDIT_REVOCATION, /* a revocation check (hk_audit_revocation) */
 };
 
 /* One connection's part of the trail; filled by hk_audit_accepted. */
@@ -75,5 +76,16 @@ int hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
  */
 int hk_audit_decision(const struct hk_audit_conn *ac, const struct conn *c,
     int allow, const char *rule, const char *reason);
+struct mtls_revocation;
+
+/*
+ * A "revocation-checked" line: the client's certificate (tls.client.*),
+ * and the check: hk.revocation.source (crl, ocsp), .status, .this_update
+ * and .next_update (the answer's or the CRL's freshness), .cache_hit,
+ * .responder, .soft_pass; event.reason says what went wrong. refused
+ * makes event.outcome "failure". 0, or -1 with errno.
+ */
+int hk_audit_revocation(const struct hk_audit_conn *ac, const struct conn *c,
+    const struct mtls_revocation *rev, int refused);
 
 #endif

@@ -125,10 +125,21 @@ static const struct opt opts[] = {
 	    .lo = 0, .hi = 365 * 86400,
 	    .help = "--crl: still use a CRL this long past its\n"
 		    "nextUpdate (30s, 15m, 1h, 2d; default 0)" },
+	{ "ocsp", 0, FOR_SERVER, OPT_FLAG, F(ocsp), NULL,
+	    .help = "ask the OCSP responder named in each client\n"
+		    "certificate (AIA) whether it is revoked" },
+	{ "ocsp-url", 0, FOR_SERVER, OPT_STRING, F(ocsp_url), "URL",
+	    .help = "--ocsp with this http:// responder instead" },
+	{ "ocsp-timeout", 0, FOR_SERVER, OPT_DURATION, F(ocsp_timeout), "TIME",
+	    .lo = 1, .hi = 300,
+	    .help = "--ocsp: give up on a query after TIME (5s)" },
+	{ "ocsp-nonce", 0, FOR_SERVER, OPT_FLAG, F(ocsp_nonce), NULL,
+	    .help = "--ocsp: send a nonce and require it back" },
 	{ "revocation", 0, FOR_SERVER, OPT_CHOICE, F(revocation_soft), "MODE",
 	    .choices = revocations,
-	    .help = "--crl: hard (default) refuses a client whose\n"
-		    "issuer has no CRL; soft lets it in, logged" },
+	    .help = "--crl, --ocsp: hard (default) refuses a client\n"
+		    "whose issuer has no CRL, or whose OCSP status\n"
+		    "is unknown or not had; soft lets it in, logged" },
 	{ "policy", 0, FOR_SERVER, OPT_STRING, F(policy), "FILE",
 	    .help = "let in only the clients FILE's rules allow,\n"
 		    "for what they grant (README: Who gets in)" },
@@ -563,6 +574,44 @@ opt_find(int id, int mask)
 	return NULL;
 }
 
+/* Options that need or exclude each other; -1 with err. */
+static int
+combinations(struct hk_config *c, char *err, size_t errlen)
+{
+	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
+		snprintf(err, errlen,
+		    "--send-file, --get and --bench exclude "
+		    "each other");
+		return -1;
+	}
+	if (c->ocsp_url != NULL)
+		c->ocsp = 1;
+	if (c->crl == NULL &&
+	    (c->crl_grace != 0 || c->crl_check_chain ||
+		(c->revocation_soft && !c->ocsp))) {
+		snprintf(err, errlen,
+		    "--crl-check, --crl-grace and --revocation go with --crl "
+		    "(--revocation also with --ocsp)");
+		return -1;
+	}
+	if (!c->ocsp && (c->ocsp_nonce || c->ocsp_timeout != 0)) {
+		snprintf(err, errlen,
+		    "--ocsp-nonce and --ocsp-timeout go with --ocsp or "
+		    "--ocsp-url");
+		return -1;
+	}
+	if (c->check_policy != NULL && c->policy == NULL) {
+		snprintf(err, errlen, "--check-policy goes with --policy");
+		return -1;
+	}
+	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
+		snprintf(err, errlen,
+		    "--output goes with --get or --send-file");
+		return -1;
+	}
+	return 0;
+}
+
 enum hk_parse
 hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
     char *err, size_t errlen)
@@ -607,26 +656,7 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
 		snprintf(err, errlen, "unexpected argument '%s'", argv[optind]);
 		return HK_PARSE_ERROR;
 	}
-	if ((c->send_file != NULL) + (c->get != NULL) + (c->bench > 0) > 1) {
-		snprintf(err, errlen,
-		    "--send-file, --get and --bench exclude "
-		    "each other");
+	if (combinations(c, err, errlen) < 0)
 		return HK_PARSE_ERROR;
-	}
-	if (c->crl == NULL &&
-	    (c->crl_grace != 0 || c->crl_check_chain || c->revocation_soft)) {
-		snprintf(err, errlen,
-		    "--crl-check, --crl-grace and --revocation go with --crl");
-		return HK_PARSE_ERROR;
-	}
-	if (c->check_policy != NULL && c->policy == NULL) {
-		snprintf(err, errlen, "--check-policy goes with --policy");
-		return HK_PARSE_ERROR;
-	}
-	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {
-		snprintf(err, errlen,
-		    "--output goes with --get or --send-file");
-		return HK_PARSE_ERROR;
-	}
 	return HK_PARSE_OK;
 }

@@ -144,6 +144,10 @@ hk_context(const struct hk_config *cfg)
 		.crl_check_chain = cfg->crl_check_chain,
 		.crl_grace = cfg->crl_grace,
 		.revocation_soft = cfg->revocation_soft,
+		.ocsp = cfg->ocsp,
+		.ocsp_url = cfg->ocsp_url,
+		.ocsp_timeout = cfg->ocsp_timeout > 0 ? cfg->ocsp_timeout : 5,
+		.ocsp_nonce = cfg->ocsp_nonce,
 	};
 	const char *notes, *nl;
 	SSL_CTX *ctx;
@@ -158,6 +162,12 @@ hk_context(const struct hk_config *cfg)
 	if (cfg->crl != NULL)
 		printf("Loading CRLs: %s (check: %s, revocation: %s)\n",
 		    cfg->crl, cfg->crl_check_chain ? "chain" : "leaf",
+		    cfg->revocation_soft ? "soft" : "hard");
+	if (cfg->ocsp)
+		printf("OCSP: checking client certificates (responder: %s; "
+		       "timeout %ds; nonce %s; %s)\n",
+		    cfg->ocsp_url != NULL ? cfg->ocsp_url : "from AIA",
+		    o.ocsp_timeout, cfg->ocsp_nonce ? "on" : "off",
 		    cfg->revocation_soft ? "soft" : "hard");
 	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);

@@ -185,7 +185,9 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 			goto fail;
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
-	if (o->server && mtls_crl_setup(ctx, o, err, errlen) < 0)
+	if (o->server &&
+	    (mtls_crl_setup(ctx, o, err, errlen) < 0 ||
+		mtls_ocsp_setup(ctx, o, err, errlen) < 0))
 		goto fail;
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */
 	SSL_CTX_set_keylog_callback(ctx, o->keylog);
@@ -229,6 +231,8 @@ static const struct {
 	{ SSL_AD_CERTIFICATE_REQUIRED, "certificate required" },
 	{ SSL_AD_BAD_CERTIFICATE, "bad certificate" },
 	{ SSL_AD_CERTIFICATE_EXPIRED, "certificate expired" },
+	/* OpenSSL's alert for an OCSP status unknown or not had. */
+	{ SSL_AD_CERTIFICATE_UNKNOWN, "certificate unknown" },
 };
 
 const char *
@@ -335,4 +339,14 @@ mtls_serial_hex(const X509 *cert)
 
 	BN_free(bn);
 	return hex;
+}
+
+void
+mtls_asn1_time(const ASN1_TIME *t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	buf[0] = '\0';
+	if (t != NULL && ASN1_TIME_to_tm(t, &tm))
+		strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }

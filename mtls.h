@@ -24,7 +24,27 @@ struct mtls_options {
 	const char *crl;     /* CRL file or directory of them, or NULL */
 	int crl_check_chain; /* every certificate of the chain, not the leaf */
 	long crl_grace;      /* seconds a CRL may be past its nextUpdate */
-	int revocation_soft; /* an issuer without a CRL passes, noted */
+	int revocation_soft; /* a failed check (CRL or OCSP) passes, noted */
+	/* Server: client certificate status by OCSP (mtls_ocsp.c). */
+	int ocsp;             /* ask a responder about every client */
+	const char *ocsp_url; /* that responder, not the certificate's AIA */
+	int ocsp_timeout;     /* seconds for one whole query */
+	int ocsp_nonce;       /* send a nonce and require it back */
+};
+
+/*
+ * One client's revocation check, as the log and the audit trail tell it
+ * (the strings are empty where they do not apply).
+ */
+struct mtls_revocation {
+	const char *source;        /* "crl" or "ocsp" */
+	const char *status;        /* "good", "revoked", "unknown", "error" */
+	char this_update[32];      /* RFC 3339 UTC: the answer's freshness */
+	char next_update[32];      /* (a CRL's lastUpdate and nextUpdate) */
+	char responder[256];       /* OCSP: the URL asked */
+	char why[MTLS_REASON_MAX]; /* "OCSP responder URL: timed out" */
+	int cache_hit;             /* OCSP: answered from the cache */
+	int soft_pass;             /* failed, let in by --revocation soft */
 };
 
 /*
@@ -87,6 +107,65 @@ const char *mtls_verify_passed(SSL *ssl, unsigned long *total);
 
 /* "subject ..., serial ..." of the client certificate refused, or NULL. */
 const char *mtls_verify_refused(SSL *ssl);
+
+/*
+ * Note a revocation check of this connection's client (mtls_ocsp.c, for
+ * the verify callback and mtls_ocsp_check): kept for
+ * mtls_revocation_checked, a soft pass counted, a refusal (err, an
+ * X509_V_ERR_*) named with rev->why. 0, or -1 out of memory.
+ */
+int mtls_revocation_note(SSL *ssl, X509 *leaf,
+    const struct mtls_revocation *rev, int err);
+
+/*
+ * This connection's client's revocation check by source ("crl" or
+ * "ocsp"), or NULL if there was none.
+ */
+const struct mtls_revocation *
+mtls_revocation_checked(SSL *ssl, const char *source);
+
+/* t as RFC 3339 UTC ("2026-12-02T05:32:30Z") in buf, or "". */
+void mtls_asn1_time(const ASN1_TIME *t, char *buf, size_t len);
+
+/* Soft passes over the context's life (CRL and OCSP). */
+unsigned long mtls_revocation_passes(SSL_CTX *ctx);
+
+/*
+ * OCSP for client certificates (mtls_ocsp.c), set up by mtls_ctx_new for
+ * a server with o->ocsp: checks the options (--ocsp-url must be an
+ * http:// URL). -1 with one line in err.
+ */
+int mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
+    size_t errlen);
+
+/*
+ * The OCSP decision on leaf, issued by issuer (chain: the verified chain,
+ * for the responder's signer, or NULL): X509_V_OK to let it in (good, or
+ * a failure under --revocation soft, with rev->soft_pass), else the
+ * error to refuse with: X509_V_ERR_CERT_REVOKED (alert
+ * certificate_revoked), X509_V_ERR_OCSP_CERT_UNKNOWN for an unknown
+ * status and X509_V_ERR_OCSP_VERIFY_FAILED for no usable answer (both
+ * certificate_unknown in OpenSSL 3.0). rev says how. May block on the
+ * network for up to --ocsp-timeout, never holding a lock meanwhile; an
+ * answer is cached until its nextUpdate and shared by concurrent
+ * handshakes. X509_V_OK without a look if ctx has no OCSP.
+ */
+int mtls_ocsp_leaf(SSL_CTX *ctx, X509 *leaf, X509 *issuer,
+    STACK_OF(X509) * chain, struct mtls_revocation *rev);
+
+/*
+ * The same decision for a session whose verify callback did not run (a
+ * resumed one): leaf's issuer must be in the context's store (--ca). The
+ * check is noted on ssl (mtls_revocation_note). X509_V_OK or the error.
+ */
+int mtls_ocsp_check(SSL *ssl, X509 *leaf);
+
+/* Whether ctx checks clients by OCSP. */
+int mtls_ocsp_enabled(SSL_CTX *ctx);
+
+/* Over the context's life: queries sent, answers taken from the cache. */
+void
+mtls_ocsp_counts(SSL_CTX *ctx, unsigned long *queries, unsigned long *hits);
 
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);

@@ -34,8 +34,9 @@ struct revocation {
 
 /* One connection's verification, for the lines the program prints. */
 struct verify_note {
-	char refused[MTLS_REASON_MAX]; /* subject and serial of the refused */
-	char passed[MTLS_REASON_MAX];  /* why a failure was let through */
+	char refused[2 * MTLS_REASON_MAX]; /* subject and serial, and why */
+	char passed[2 * MTLS_REASON_MAX];  /* why a failure was let through */
+	struct mtls_revocation checked[2]; /* by CRL, by OCSP (.source) */
 };
 
 static int ctx_index = -1, ssl_index = -1;
@@ -302,6 +303,84 @@ note_of(SSL *ssl)
 	return v;
 }
 
+/* A CRL check's record: the issuer's CRL in the store and its dates. */
+static void
+crl_checked(struct verify_note *v, X509_STORE_CTX *x, const char *status)
+{
+	struct mtls_revocation *rev = &v->checked[0];
+	X509 *cert = X509_STORE_CTX_get_current_cert(x);
+	X509_CRL *crl = X509_STORE_CTX_get0_current_crl(x);
+	STACK_OF(X509_CRL) *crls = NULL;
+
+	memset(rev, 0, sizeof(*rev));
+	rev->source = "crl";
+	rev->status = status;
+	/* Between checks OpenSSL keeps no current CRL: look it up. */
+	if (crl == NULL && cert != NULL &&
+	    (crls = X509_STORE_CTX_get1_crls(x, X509_get_issuer_name(cert))) !=
+		NULL &&
+	    sk_X509_CRL_num(crls) > 0)
+		crl = sk_X509_CRL_value(crls, 0);
+	if (crl != NULL) {
+		mtls_asn1_time(X509_CRL_get0_lastUpdate(crl), rev->this_update,
+		    sizeof(rev->this_update));
+		mtls_asn1_time(X509_CRL_get0_nextUpdate(crl), rev->next_update,
+		    sizeof(rev->next_update));
+	}
+	sk_X509_CRL_pop_free(crls, X509_CRL_free);
+}
+
+/* The revocation errors, in the words of a CRL check's record. */
+static const char *
+crl_status(int err)
+{
+	switch (err) {
+	case X509_V_ERR_CERT_REVOKED:
+		return "revoked";
+	case X509_V_ERR_UNABLE_TO_GET_CRL:
+		return "unknown";
+	case X509_V_ERR_CRL_HAS_EXPIRED:
+		return "error";
+	}
+	return NULL;
+}
+
+/*
+ * The leaf, once OpenSSL found its chain good: its CRL check noted, and
+ * its OCSP status asked (mtls_ocsp.c) where the server checks that.
+ */
+static int
+leaf_checks(SSL *ssl, X509_STORE_CTX *x)
+{
+	STACK_OF(X509) *chain = X509_STORE_CTX_get0_chain(x);
+	X509 *leaf = X509_STORE_CTX_get_current_cert(x);
+	int crl = (X509_VERIFY_PARAM_get_flags(X509_STORE_CTX_get0_param(x)) &
+		      X509_V_FLAG_CRL_CHECK) != 0,
+	    ocsp = mtls_ocsp_enabled(SSL_get_SSL_CTX(ssl)), err;
+	struct mtls_revocation rev;
+	struct verify_note *v;
+
+	/* Nothing to note, no note: most servers check no revocation. */
+	if (!crl && !ocsp)
+		return 1;
+	if ((v = note_of(ssl)) == NULL) {
+		X509_STORE_CTX_set_error(x, X509_V_ERR_OUT_OF_MEM);
+		return 0;
+	}
+	if (crl && v->checked[0].source == NULL)
+		crl_checked(v, x, "good");
+	if (!ocsp)
+		return 1;
+	err = mtls_ocsp_leaf(SSL_get_SSL_CTX(ssl), leaf,
+	    sk_X509_num(chain) > 1 ? sk_X509_value(chain, 1) : NULL, chain,
+	    &rev);
+	mtls_revocation_note(ssl, leaf, &rev, err);
+	if (err == X509_V_OK)
+		return 1;
+	X509_STORE_CTX_set_error(x, err);
+	return 0;
+}
+
 /*
  * Runs for every certificate of the client's chain, and for every error.
  * A revoked certificate never passes here: only passable() errors do.
@@ -313,13 +392,23 @@ verify_cb(int ok, X509_STORE_CTX *x)
 	    X509_STORE_CTX_get_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx());
 	struct revocation *r;
 	struct verify_note *v;
+	const char *status;
 	char why[MTLS_REASON_MAX];
 
-	if (ok || ssl == NULL || (v = note_of(ssl)) == NULL)
+	if (ssl == NULL)
 		return ok;
+	if (ok)
+		return X509_STORE_CTX_get_error_depth(x) == 0 ?
+		    leaf_checks(ssl, x) :
+		    1;
+	if ((v = note_of(ssl)) == NULL)
+		return 0;
+	if ((status = crl_status(X509_STORE_CTX_get_error(x))) != NULL)
+		crl_checked(v, x, status);
 	r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
 	if (r != NULL && passable(r, x, why, sizeof(why)) != NULL) {
 		snprintf(v->passed, sizeof(v->passed), "%s", why);
+		v->checked[0].soft_pass = 1;
 		atomic_fetch_add(&r->passes, 1);
 		X509_STORE_CTX_set_error(x, X509_V_OK);
 		return 1;
@@ -327,6 +416,54 @@ verify_cb(int ok, X509_STORE_CTX *x)
 	cert_names(X509_STORE_CTX_get_current_cert(x), v->refused,
 	    sizeof(v->refused));
 	return 0;
+}
+
+int
+mtls_revocation_note(SSL *ssl, X509 *leaf, const struct mtls_revocation *rev,
+    int err)
+{
+	struct verify_note *v;
+	struct revocation *r;
+	size_t n;
+
+	if (ssl_index < 0 || (v = note_of(ssl)) == NULL)
+		return -1;
+	v->checked[1] = *rev;
+	r = SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_index);
+	if (rev->soft_pass) {
+		snprintf(v->passed, sizeof(v->passed),
+		    "%s, let in (--revocation soft)", rev->why);
+		if (r != NULL)
+			atomic_fetch_add(&r->passes, 1);
+	}
+	if (err == X509_V_OK)
+		return 0;
+	cert_names(leaf, v->refused, sizeof(v->refused));
+	n = strlen(v->refused);
+	snprintf(v->refused + n, sizeof(v->refused) - n, "; %s",
+	    rev->why[0] != '\0' ? rev->why : "OCSP");
+	return 0;
+}
+
+const struct mtls_revocation *
+mtls_revocation_checked(SSL *ssl, const char *source)
+{
+	const struct verify_note *v;
+	int i = strcmp(source, "crl") != 0;
+
+	if (ssl_index < 0 || (v = SSL_get_ex_data(ssl, ssl_index)) == NULL)
+		return NULL;
+	return v->checked[i].source != NULL ? &v->checked[i] : NULL;
+}
+
+unsigned long
+mtls_revocation_passes(SSL_CTX *ctx)
+{
+	struct revocation *r;
+
+	if (ctx_index < 0 || (r = SSL_CTX_get_ex_data(ctx, ctx_index)) == NULL)
+		return 0;
+	return atomic_load(&r->passes);
 }
 
 int
@@ -341,7 +478,7 @@ mtls_crl_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 		return -1;
 	}
 	SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), verify_cb);
-	if (o->crl == NULL)
+	if (o->crl == NULL && !o->ocsp)
 		return 0;
 	if ((r = OPENSSL_zalloc(sizeof(*r))) == NULL ||
 	    !SSL_CTX_set_ex_data(ctx, ctx_index, r)) {
@@ -351,6 +488,8 @@ mtls_crl_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 	}
 	r->grace = o->crl_grace;
 	r->soft = o->revocation_soft;
+	if (o->crl == NULL)
+		return 0;
 	if (crl_path(r, store, o->crl, err, errlen) < 0)
 		return -1;
 	X509_STORE_set_flags(store,

@@ -519,6 +519,45 @@ test_diag() {
 	fi
 }
 
+# ocsp_revoked V: with --ocsp-url (a real `openssl ocsp` responder) and
+# --ktls require, the revoked client is refused in the handshake and its
+# connection never gets kTLS keys: the kernel's TlsTxSw/TlsRxSw counts do
+# not move (the client runs with --ktls off, so that only the server could
+# move them). The good client after it does get kTLS.
+test_ocsp_revoked() {
+	local v=$1 name="TLS $1 --ocsp-url --ktls require" rport resp rpid tx rx
+	rport=$(free_port)
+	new_log resp responder
+	openssl ocsp -index ca-db/index.txt -CA ca-cert.pem -rsigner ca-cert.pem \
+	    -rkey ca-key.pem -port "$rport" >"$resp" 2>&1 &
+	rpid=$!
+	wait_long "$resp" "waiting for OCSP client connections" 20
+	start_server --ktls require --tls-version "$v" \
+	    --ocsp-url "http://127.0.0.1:$rport/"
+	tx=$(stat_get TlsTxSw) rx=$(stat_get TlsRxSw)
+	run_client "$WORK/c.log" --ktls off --tls-version "$v" \
+	    --cert revoked-client-cert.pem --key revoked-client-key.pem
+	if [ "$CLI_RC" -eq 1 ] &&
+	    has "$WORK/c.log" "access denied by the server: certificate revoked" &&
+	    wait_for_line "$SRV_LOG" "OCSP responder http://127.0.0.1:$rport/: revoked (keyCompromise))"; then
+		pass "$name: the revoked client is refused, both sides say so"
+	else
+		fail "$name: the revoked client is refused" "client rc=$CLI_RC" "$WORK/c.log" "$SRV_LOG" "$resp"
+	fi
+	check "$name: the revoked client's connection never got kTLS keys (tls_stat)" \
+	    eval '[ "$(stat_get TlsTxSw)" -eq "$tx" ] && [ "$(stat_get TlsRxSw)" -eq "$rx" ]'
+	run_client "$WORK/good.log" --ktls require --tls-version "$v"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/good.log" "$HELLO_C" &&
+	    wait_for_line "$SRV_LOG" "kTLS RX: active (software)"; then
+		pass "$name: the good client gets kTLS on the server"
+	else
+		fail "$name: the good client gets kTLS on the server" "rc=$CLI_RC" "$WORK/good.log" "$SRV_LOG"
+	fi
+	stop_server
+	kill "$rpid" 2>/dev/null
+	wait "$rpid" 2>/dev/null
+}
+
 echo "# kernel $(uname -r)"
 # policy V: with --policy and --ktls require, a client the policy denies
 # is refused before the server gives its connection any kTLS keys: the
@@ -584,6 +623,8 @@ test_revoked 1.2
 test_revoked 1.3
 test_policy_ktls 1.2
 test_policy_ktls 1.3
+test_ocsp_revoked 1.2
+test_ocsp_revoked 1.3
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"
