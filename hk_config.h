@@ -61,10 +61,10 @@ struct hk_config {
 	const char *audit;   /* --audit FILE, - or syslog */
 	const char *policy;  /* --policy FILE */
 	const char *check_policy; /* --check-policy CERT */
-	int ocsp;            /* --ocsp (also set by --ocsp-url) */
-	const char *ocsp_url; /* --ocsp-url URL */
-	int ocsp_timeout;     /* seconds; 0: not given (5) */
-	int ocsp_nonce;       /* --ocsp-nonce */
+	int ocsp;                 /* --ocsp (also set by --ocsp-url) */
+	const char *ocsp_url;     /* --ocsp-url URL */
+	int ocsp_timeout;         /* seconds; 0: not given (5) */
+	int ocsp_nonce;           /* --ocsp-nonce */
 };
 
 /*
