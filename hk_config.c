@@ -129,6 +129,11 @@ static const struct opt opts[] = {
 	    .choices = revocations,
 	    .help = "--crl: hard (default) refuses a client whose\n"
 		    "issuer has no CRL; soft lets it in, logged" },
+	{ "ocsp-staple", 0, FOR_SERVER, OPT_STRING, F(ocsp_staple), "FILE",
+	    .help = "staple this DER OCSP response for our\n"
+		    "certificate (openssl ocsp -respout)" },
+	{ "require-staple", 0, FOR_CLIENT, OPT_FLAG, F(require_staple), NULL,
+	    .help = "refuse a server that sends no OCSP staple" },
 	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
 	    .choices = tls_versions,
 	    .help = "pin 1.2 or 1.3 (default: negotiate)" },

@@ -144,6 +144,8 @@ hk_context(const struct hk_config *cfg)
 		.crl_check_chain = cfg->crl_check_chain,
 		.crl_grace = cfg->crl_grace,
 		.revocation_soft = cfg->revocation_soft,
+		.ocsp_staple = cfg->ocsp_staple,
+		.require_staple = cfg->require_staple,
 	};
 	const char *notes, *nl;
 	SSL_CTX *ctx;
@@ -159,11 +161,16 @@ hk_context(const struct hk_config *cfg)
 		printf("Loading CRLs: %s (check: %s, revocation: %s)\n",
 		    cfg->crl, cfg->crl_check_chain ? "chain" : "leaf",
 		    cfg->revocation_soft ? "soft" : "hard");
+	if (cfg->ocsp_staple != NULL)
+		printf("Loading OCSP staple: %s\n", cfg->ocsp_staple);
 	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}
 	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	     notes = nl + 1)
+		hk_warn("warning: %.*s", (int)(nl - notes), notes);
+	for (notes = mtls_ocsp_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
 	     notes = nl + 1)
 		hk_warn("warning: %.*s", (int)(nl - notes), notes);
 	return ctx;

@@ -145,6 +145,8 @@ hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
 	hk_say("TLS handshake completed successfully");
 	hk_print_session(c, peer);
 	revocation_note(c);
+	if (mtls_ocsp_result(c->ssl) != NULL)
+		hk_say("%s", mtls_ocsp_result(c->ssl));
 	c->rekey_bytes = cfg->key_update_bytes;
 	/* Before the switch, so that the connection's own counts show. */
 	if (cfg->stats)
