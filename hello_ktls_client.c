@@ -23,6 +23,7 @@
 #include "hk_client.h"
 #include "hk_config.h"
 #include "hk_print.h"
+#include "hk_proto.h"
 #include "hk_session.h"
 #include "ktls_keys.h"
 #include "mtls.h"
@@ -66,6 +67,28 @@ connect_to(const char *host, const char *port, int timeout, char *err,
 	return fd;
 }
 
+/*
+ * Whether buf (n bytes from the server, where our message's echo or the
+ * reply should be) is the server's refusal, "HKTLS/1 ERR reason": an
+ * --echo server whose policy does not grant us echo says so. c->err then
+ * has the reason.
+ */
+static int
+server_refused(struct conn *c, const char *buf, size_t n)
+{
+	static const char err[] = HK_PROTO "ERR ";
+	const char *nl = memchr(buf, '\n', n);
+	size_t len;
+
+	if (nl == NULL || n < sizeof(err) - 1 ||
+	    memcmp(buf, err, sizeof(err) - 1) != 0)
+		return 0;
+	len = (size_t)(nl - buf) - (sizeof(err) - 1);
+	conn_seterr(c, "server refused: %.*s", (int)(len < 280 ? len : 280),
+	    buf + sizeof(err) - 1);
+	return 1;
+}
+
 static int
 exchange_hello(struct conn *c, const struct hk_config *cfg)
 {
@@ -83,6 +106,8 @@ exchange_hello(struct conn *c, const struct hk_config *cfg)
 			    "replying");
 		return -1;
 	}
+	if (server_refused(c, buf, (size_t)n))
+		return -1;
 	hk_print_text("Received from server: ", buf, (size_t)n);
 	return 0;
 }
@@ -102,6 +127,9 @@ echo_back(struct conn *c, const char *sent, char *got, size_t len)
 				    "in the middle of the echo");
 			return -1;
 		}
+		if (have == 0 && memcmp(sent, got, (size_t)n) != 0 &&
+		    server_refused(c, got, (size_t)n))
+			return -1;
 		have += (size_t)n;
 	}
 	if (memcmp(sent, got, len) != 0) {
@@ -297,7 +325,7 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 		    cfg->host);
 		goto out;
 	}
-	if (hk_session_start(&c, cfg, "Server", &counters) < 0)
+	if (hk_session_start(&c, cfg, "Server", NULL, &counters) < 0)
 		goto out;
 	if (exchange(&c, cfg, op) < 0)
 		goto out;

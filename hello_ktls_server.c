@@ -26,6 +26,8 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include <openssl/pem.h>
+
 #include "conn.h"
 #include "hk_audit.h"
 #include "hk_config.h"
@@ -36,6 +38,7 @@
 #include "hk_serve.h"
 #include "ktls_keys.h"
 #include "mtls.h"
+#include "mtls_policy.h"
 
 #define BUF_SIZE (64 * 1024)
 
@@ -191,9 +194,10 @@ exchange_echo(struct conn *c, char *buf, size_t n)
 	return 0;
 }
 
-/* What the client sent first decides the exchange. */
+/* What the client sent first decides the exchange; d: --policy's, or NULL. */
 static int
-exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
+exchange(struct conn *c, const struct hk_config *cfg, int rootfd,
+    const struct mtls_decision *d, char *buf)
 {
 	char summary[512];
 	ssize_t n = conn_read(c, buf, BUF_SIZE);
@@ -205,11 +209,15 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd, char *buf)
 			    "message");
 		return -1;
 	}
+	if (cfg->echo && d != NULL &&
+	    !mtls_decision_permits(d, MTLS_POLICY_ECHO, NULL, summary,
+		sizeof(summary)))
+		return hk_serve_refuse(c, summary);
 	if (cfg->echo)
 		return exchange_echo(c, buf, (size_t)n);
 	if (!hk_proto_is_line(buf, (size_t)n))
 		return exchange_hello(c, cfg, buf, (size_t)n);
-	if (hk_serve_request(c, rootfd, buf, (size_t)n, summary,
+	if (hk_serve_request(c, rootfd, d, buf, (size_t)n, summary,
 		sizeof(summary)) < 0)
 		return -1;
 	hk_say("%s", summary);
@@ -221,7 +229,8 @@ struct server {
 	SSL_CTX *ctx;
 	const struct hk_config *cfg;
 	int rootfd;
-	struct hk_audit *audit; /* --audit, or NULL */
+	struct hk_audit *audit;     /* --audit, or NULL */
+	struct mtls_policy *policy; /* --policy, or NULL */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -230,6 +239,20 @@ audit(const struct hk_audit_conn *ac, enum hk_audit_event ev,
     const struct conn *c, int failed, const char *reason)
 {
 	if (hk_audit_event(ac, ev, c, failed, reason) < 0)
+		hk_warn("audit log: %s", strerror(errno));
+}
+
+/* The line of a verified client: the policy's decision, or "default". */
+static void
+audit_verified(const struct hk_audit_conn *ac, const struct conn *c,
+    const struct hk_authz *az)
+{
+	const struct mtls_decision *d = &az->decision;
+
+	if (!az->decided)
+		audit(ac, HK_AUDIT_ALLOWED, c, 0, "verified");
+	else if (hk_audit_decision(ac, c, d->allow, d->rule_name, d->reason) <
+	    0)
 		hk_warn("audit log: %s", strerror(errno));
 }
 
@@ -256,6 +279,7 @@ serve(const struct server *srv, int fd, const char *peer,
 	struct conn c;
 	struct hk_counters counters;
 	struct hk_audit_conn ac;
+	struct hk_authz az = { .policy = srv->policy };
 	char *buf = NULL, why[CONN_ERR_MAX];
 	int ret = -1, started, verified = 0, closed;
 
@@ -267,10 +291,10 @@ serve(const struct server *srv, int fd, const char *peer,
 		"--handshake-timeout") < 0)
 		goto out;
 	conn_set_interrupt(&c, stop);
-	started = hk_session_start(&c, cfg, "Client", &counters);
+	started = hk_session_start(&c, cfg, "Client", &az, &counters);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
-		audit(&ac, HK_AUDIT_ALLOWED, &c, 0, "verified");
+		audit_verified(&ac, &c, &az);
 	if (started < 0)
 		goto out;
 	conn_set_timeout(&c, cfg->idle_timeout);
@@ -278,7 +302,8 @@ serve(const struct server *srv, int fd, const char *peer,
 		conn_seterr(&c, "out of memory");
 		goto out;
 	}
-	if (exchange(&c, cfg, srv->rootfd, buf) < 0)
+	if (exchange(&c, cfg, srv->rootfd, az.decided ? &az.decision : NULL,
+		buf) < 0)
 		goto out;
 	hk_session_end(&c, cfg, &counters);
 	ret = 0;
@@ -298,7 +323,9 @@ out:
 	if (ret == 0)
 		snprintf(why, sizeof(why), "%s",
 		    closed == 0 ? "close_notify" : conn_error(&c));
-	audit_end(&ac, &c, verified, why);
+	/* A denied client's last line was access-denied. */
+	if (!az.decided || az.decision.allow)
+		audit_end(&ac, &c, verified, why);
 	free(buf);
 	conn_free(&c);
 	hk_print_peer(NULL);
@@ -415,53 +442,114 @@ process_setup(const struct hk_config *cfg)
 #endif
 }
 
+/*
+ * --check-policy CERT: the decision on one certificate, as the server
+ * would take it once the certificate has verified; no server is started.
+ * 0 allow, 1 deny, 2 the policy or the certificate cannot be read.
+ */
+static int
+check_policy(const struct hk_config *cfg)
+{
+	struct mtls_policy *p;
+	struct mtls_decision d;
+	X509 *x = NULL;
+	BIO *in;
+	char err[512], grants[384], subject[256] = "";
+	int ret = 2;
+
+	if ((p = mtls_policy_load(cfg->policy, err, sizeof(err))) == NULL) {
+		hk_warn("%s", err);
+		return 2;
+	}
+	if ((in = BIO_new_file(cfg->check_policy, "r")) != NULL)
+		x = PEM_read_bio_X509(in, NULL, NULL, NULL);
+	BIO_free(in);
+	if (x == NULL) {
+		hk_warn("--check-policy %s: not a readable PEM certificate",
+		    cfg->check_policy);
+		goto out;
+	}
+	X509_NAME_oneline(X509_get_subject_name(x), subject, sizeof(subject));
+	ret = mtls_policy_decide(p, x, &d) ? 0 : 1;
+	mtls_decision_grants(&d, grants, sizeof(grants));
+	printf("Policy: %s (%zu rule%s)\n", cfg->policy, mtls_policy_count(p),
+	    mtls_policy_count(p) == 1 ? "" : "s");
+	printf("Certificate: %s\n", subject);
+	printf("Decision: %s\n", d.reason);
+	printf("Rule: %s\n", d.rule_name != NULL ? d.rule_name : "none");
+	printf("Grants: %s\n", grants);
+out:
+	X509_free(x);
+	mtls_policy_free(p);
+	return ret;
+}
+
+/* What the server runs with besides its context; -1 after saying why. */
+static int
+server_open(struct server *srv, const struct hk_config *cfg, int *lfd)
+{
+	char err[512];
+
+	if (cfg->policy != NULL &&
+	    (srv->policy = mtls_policy_load(cfg->policy, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
+	if (cfg->audit != NULL &&
+	    (srv->audit = hk_audit_open(cfg->audit, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
+	if (cfg->root != NULL &&
+	    (srv->rootfd = open(cfg->root, O_PATH | O_DIRECTORY | O_CLOEXEC)) <
+		0) {
+		hk_warn("--root %s: %s", cfg->root, strerror(errno));
+		return -1;
+	}
+	if ((*lfd = listen_on(cfg->bind, cfg->port, err, sizeof(err))) < 0) {
+		hk_warn("%s", err);
+		return -1;
+	}
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
 	struct hk_config cfg;
-	struct server srv = { 0 };
-	SSL_CTX *ctx;
-	char err[512];
-	int lfd, ret, rootfd = -1;
+	struct server srv = { .rootfd = -1 };
+	int lfd, ret;
 
 	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
 		return ret;
+	if (cfg.check_policy != NULL)
+		return check_policy(&cfg);
 	process_setup(&cfg);
-	if ((ctx = hk_context(&cfg)) == NULL)
+	if ((srv.ctx = hk_context(&cfg)) == NULL)
 		return 1;
-	if (cfg.audit != NULL &&
-	    (srv.audit = hk_audit_open(cfg.audit, err, sizeof(err))) == NULL) {
-		hk_warn("%s", err);
-		SSL_CTX_free(ctx);
-		return 1;
-	}
-	if (cfg.root != NULL &&
-	    (rootfd = open(cfg.root, O_PATH | O_DIRECTORY | O_CLOEXEC)) < 0) {
-		hk_warn("--root %s: %s", cfg.root, strerror(errno));
-		hk_audit_free(srv.audit);
-		SSL_CTX_free(ctx);
-		return 1;
-	}
-	if ((lfd = listen_on(cfg.bind, cfg.port, err, sizeof(err))) < 0) {
-		hk_warn("%s", err);
-		hk_audit_free(srv.audit);
-		SSL_CTX_free(ctx);
-		return 1;
-	}
+	srv.cfg = &cfg;
+	ret = 1;
+	if (server_open(&srv, &cfg, &lfd) < 0)
+		goto out;
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
+	if (srv.policy != NULL)
+		printf("Policy: %s (%zu rule%s)\n", cfg.policy,
+		    mtls_policy_count(srv.policy),
+		    mtls_policy_count(srv.policy) == 1 ? "" : "s");
 	printf("Server listening on port %u\n", local_port(lfd));
 	printf("Waiting for client connections...\n");
 	if (cfg.root != NULL)
 		printf("Serving files below %s\n", cfg.root);
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
-	srv.ctx = ctx;
-	srv.cfg = &cfg;
-	srv.rootfd = rootfd;
 	ret = serve_forever(&srv, lfd);
-	if (rootfd >= 0)
-		close(rootfd);
+out:
+	if (srv.rootfd >= 0)
+		close(srv.rootfd);
 	hk_audit_free(srv.audit);
-	SSL_CTX_free(ctx);
+	mtls_policy_free(srv.policy);
+	SSL_CTX_free(srv.ctx);
 	return ret;
 }

@@ -61,6 +61,10 @@ static const struct {
 	[HK_AUDIT_ALLOWED] = { "access-allowed",
 	    "[\"network\",\"authentication\"]", "[\"allowed\"]",
 	    WITH_TLS | WITH_KTLS },
+	/* The last line of a denied client: nothing flowed, no keys moved. */
+	[HK_AUDIT_DENIED] = { "access-denied",
+	    "[\"network\",\"authentication\"]", "[\"denied\"]",
+	    WITH_TLS | WITH_KTLS | WITH_DURATION },
 	[HK_AUDIT_CLOSED] = { "connection-closed", "[\"network\"]",
 	    "[\"connection\",\"end\"]",
 	    WITH_KTLS | WITH_BYTES | WITH_DURATION },
@@ -420,9 +424,10 @@ emit(struct hk_audit *a, struct line *l)
 	return ret;
 }
 
-int
-hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
-    const struct conn *c, int failed, const char *reason)
+/* One line; rule is rule.name, or NULL for none. */
+static int
+event_line(const struct hk_audit_conn *ac, enum hk_audit_event ev,
+    const struct conn *c, int failed, const char *reason, const char *rule)
 {
 	struct line l = { 0 };
 	int with = events[ev].with, ret, saved;
@@ -430,8 +435,8 @@ hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 	if (ac->audit == NULL)
 		return 0;
 	put_head(&l, ac, ev, failed, reason);
-	if (ev == HK_AUDIT_ALLOWED)
-		put_str(&l, "rule.name", "default");
+	if (rule != NULL)
+		put_str(&l, "rule.name", rule);
 	if ((with & WITH_TLS) && c != NULL && c->ssl != NULL)
 		put_tls(&l, c->ssl);
 	if ((with & WITH_KTLS) && c != NULL)
@@ -447,6 +452,23 @@ hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 	free(l.buf);
 	errno = saved;
 	return ret;
+}
+
+int
+hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
+    const struct conn *c, int failed, const char *reason)
+{
+	/* Without --policy, every verified client is let in by "default". */
+	return event_line(ac, ev, c, failed, reason,
+	    ev == HK_AUDIT_ALLOWED ? "default" : NULL);
+}
+
+int
+hk_audit_decision(const struct hk_audit_conn *ac, const struct conn *c,
+    int allow, const char *rule, const char *reason)
+{
+	return event_line(ac, allow ? HK_AUDIT_ALLOWED : HK_AUDIT_DENIED, c,
+	    !allow, reason, rule);
 }
 
 /* "192.0.2.1:443" or "[2001:db8::1]:443", as the server names its peers. */

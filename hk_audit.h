@@ -20,6 +20,7 @@ enum hk_audit_event {
 	HK_AUDIT_ACCEPTED,         /* the TCP connection, before any TLS */
 	HK_AUDIT_HANDSHAKE_FAILED, /* the last line of a refused client */
 	HK_AUDIT_ALLOWED,          /* the client's certificate was verified */
+	HK_AUDIT_DENIED,           /* verified, but --policy refused it */
 	HK_AUDIT_CLOSED,           /* bytes, duration and how it ended */
 };
 
@@ -66,5 +67,13 @@ int hk_audit_accepted(struct hk_audit *a, struct hk_audit_conn *ac,
  */
 int hk_audit_event(const struct hk_audit_conn *ac, enum hk_audit_event ev,
     const struct conn *c, int failed, const char *reason);
+
+/*
+ * The --policy decision's line: access-allowed or access-denied (a
+ * failure), with rule.name (NULL: no rule matched) and the decision's
+ * reason as event.reason. 0, or -1 with errno.
+ */
+int hk_audit_decision(const struct hk_audit_conn *ac, const struct conn *c,
+    int allow, const char *rule, const char *reason);
 
 #endif

@@ -134,6 +134,12 @@ static const struct opt opts[] = {
 		    "certificate (openssl ocsp -respout)" },
 	{ "require-staple", 0, FOR_CLIENT, OPT_FLAG, F(require_staple), NULL,
 	    .help = "refuse a server that sends no OCSP staple" },
+	{ "policy", 0, FOR_SERVER, OPT_STRING, F(policy), "FILE",
+	    .help = "let in only the clients FILE's rules allow,\n"
+		    "for what they grant (README: Who gets in)" },
+	{ "check-policy", 0, FOR_SERVER, OPT_STRING, F(check_policy), "CERT",
+	    .help = "print --policy's decision on the PEM\n"
+		    "certificate CERT, and exit (0 allow, 1 deny)" },
 	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
 	    .choices = tls_versions,
 	    .help = "pin 1.2 or 1.3 (default: negotiate)" },
@@ -616,6 +622,10 @@ hk_config_parse(struct hk_config *c, enum hk_role role, int argc, char **argv,
 	    (c->crl_grace != 0 || c->crl_check_chain || c->revocation_soft)) {
 		snprintf(err, errlen,
 		    "--crl-check, --crl-grace and --revocation go with --crl");
+		return HK_PARSE_ERROR;
+	}
+	if (c->check_policy != NULL && c->policy == NULL) {
+		snprintf(err, errlen, "--check-policy goes with --policy");
 		return HK_PARSE_ERROR;
 	}
 	if (c->output != NULL && c->send_file == NULL && c->get == NULL) {

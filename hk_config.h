@@ -59,8 +59,10 @@ struct hk_config {
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 	const char *audit;   /* --audit FILE, - or syslog */
-	const char *ocsp_staple; /* --ocsp-staple FILE (DER OCSP response) */
-	int require_staple;      /* client: --require-staple */
+	const char *ocsp_staple;  /* --ocsp-staple FILE (DER OCSP response) */
+	int require_staple;       /* client: --require-staple */
+	const char *policy;       /* --policy FILE */
+	const char *check_policy; /* --check-policy CERT */
 };
 
 /*

@@ -26,8 +26,8 @@ reply(struct conn *c, const char *fmt, const char *arg, unsigned long long n)
 #define REFUSE_WHY_MAX 304
 
 /* Tell the client why not, then fail with the same words. */
-static int
-refuse(struct conn *c, const char *why)
+int
+hk_serve_refuse(struct conn *c, const char *why)
 {
 	char copy[REFUSE_WHY_MAX];
 
@@ -47,10 +47,11 @@ serve_get(struct conn *c, int rootfd, const char *path, char *summary,
 	int fd, ret;
 
 	if (rootfd < 0)
-		return refuse(c, "this server serves no files (no --root)");
+		return hk_serve_refuse(c,
+		    "this server serves no files (no --root)");
 	if ((fd = hk_file_open_below(rootfd, path, &size, why, sizeof(why))) <
 	    0)
-		return refuse(c, why);
+		return hk_serve_refuse(c, why);
 	ret = reply(c, HK_PROTO "OK %llu\n", NULL, (unsigned long long)size);
 	if (ret == 0)
 		ret = conn_sendfile(c, fd, 0, (size_t)size);
@@ -80,9 +81,23 @@ send_stats(struct conn *c, const struct hk_stats *s, const char *dir,
 	return conn_write(c, line, strlen(line));
 }
 
+/* Whether --policy granted the client this request; -1 if not, told. */
+static int
+granted(struct conn *c, const struct mtls_decision *d,
+    const struct hk_request *r)
+{
+	char why[REFUSE_WHY_MAX];
+	enum mtls_policy_action a =
+	    r->type == HK_REQ_GET ? MTLS_POLICY_GET : MTLS_POLICY_BENCH;
+
+	if (d == NULL || mtls_decision_permits(d, a, r->path, why, sizeof(why)))
+		return 0;
+	return hk_serve_refuse(c, why);
+}
+
 int
-hk_serve_request(struct conn *c, int rootfd, const void *buf, size_t len,
-    char *summary, size_t sumlen)
+hk_serve_request(struct conn *c, int rootfd, const struct mtls_decision *d,
+    const void *buf, size_t len, char *summary, size_t sumlen)
 {
 	char line[HK_PROTO_LINE_MAX], why[128];
 	struct hk_request r;
@@ -92,7 +107,9 @@ hk_serve_request(struct conn *c, int rootfd, const void *buf, size_t len,
 	    conn_read_line(c, line, sizeof(line)) < 0)
 		return -1;
 	if (hk_proto_parse_request(line, &r, why, sizeof(why)) < 0)
-		return refuse(c, why);
+		return hk_serve_refuse(c, why);
+	if (granted(c, d, &r) < 0)
+		return -1;
 	switch (r.type) {
 	case HK_REQ_GET:
 		return serve_get(c, rootfd, r.path, summary, sumlen);
@@ -106,5 +123,5 @@ hk_serve_request(struct conn *c, int rootfd, const void *buf, size_t len,
 			return -1;
 		return send_stats(c, &s, "up", summary, sumlen);
 	}
-	return refuse(c, "unknown request");
+	return hk_serve_refuse(c, "unknown request");
 }

@@ -11,6 +11,7 @@
 #include "hk_session.h"
 #include "ktls_nic_cache.h"
 #include "mtls.h"
+#include "mtls_policy.h"
 
 /*
  * The offload note asks for the egress interface's TLS features on every
@@ -135,9 +136,51 @@ tune(struct conn *c, const struct hk_config *cfg)
 		    ktls_error(c->k));
 }
 
+/*
+ * The alert that tells a client the policy refused it. OpenSSL 3.0 has
+ * finished its handshake by now and has no call to send an alert, so
+ * the kTLS module seals it under the connection's send key (no key has
+ * gone to the kernel yet). Where it cannot (a suite with no AEAD kTLS
+ * knows), the client gets close_notify instead, and the log says so.
+ */
+static void
+deny_alert(struct conn *c)
+{
+	if (ktls_send_alert(c->k, SSL_AD_ACCESS_DENIED) == 0) {
+		c->failed = 1; /* a fatal alert: nothing may follow it */
+		return;
+	}
+	hk_say("note: no access_denied alert (%s); closing with close_notify",
+	    ktls_error(c->k));
+}
+
+/*
+ * --policy: decide on the client's certificate, every time: a resumed
+ * session skipped verification, but its certificate is the one that was
+ * verified when the session was made (mtls.c checks its dates again).
+ */
+static int
+authorize(struct conn *c, struct hk_authz *az)
+{
+	struct mtls_decision *d = &az->decision;
+	char grants[384];
+
+	az->decided = 1;
+	if (mtls_policy_decide(az->policy, SSL_get0_peer_certificate(c->ssl),
+		d)) {
+		mtls_decision_grants(d, grants, sizeof(grants));
+		hk_say("Allowed: %s; grants %s", d->reason + 7, grants);
+		return 0;
+	}
+	hk_say("Denied: %s", d->reason + 6);
+	deny_alert(c);
+	conn_seterr(c, "access denied: %s", d->reason + 6);
+	return -1;
+}
+
 int
 hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
-    struct hk_counters *counters)
+    struct hk_authz *authz, struct hk_counters *counters)
 {
 	hk_say("Performing TLS handshake...");
 	if (conn_handshake(c) < 0)
@@ -147,6 +190,8 @@ hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
 	revocation_note(c);
 	if (mtls_ocsp_result(c->ssl) != NULL)
 		hk_say("%s", mtls_ocsp_result(c->ssl));
+	if (authz != NULL && authz->policy != NULL && authorize(c, authz) < 0)
+		return -1;
 	c->rekey_bytes = cfg->key_update_bytes;
 	/* Before the switch, so that the connection's own counts show. */
 	if (cfg->stats)

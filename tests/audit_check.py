@@ -1,10 +1,13 @@
 """tests/audit_check.py - checks the --audit files tests/audit_tests.sh
-made (named in the environment). Prints one "ok - NAME" or
-"FAIL - NAME: WHY" line per test; started once per run."""
+made (named in the environment); with the argument "policy", the trail
+tests/policy_tests.sh made of --policy's allow and deny decisions.
+Prints one "ok - NAME" or "FAIL - NAME: WHY" line per test; started once
+per run."""
 import datetime
 import json
 import os
 import re
+import sys
 
 E = os.environ
 HAVE_KTLS = os.path.exists("/proc/net/tls_stat")
@@ -204,7 +207,70 @@ def check_rotation():
     result("rotation: rename + SIGHUP, 90 lines in the old and new file, none lost", why)
 
 
-check_good()
-check_refused()
-check_many()
-check_rotation()
+def server_said(log, port, what):
+    """The rest of the server's "[127.0.0.1:port] what" line, or None."""
+    pre = f"[127.0.0.1:{port}] {what}"
+    for line in open(log, encoding="utf-8", errors="replace"):
+        if line.startswith(pre):
+            return line[len(pre):].rstrip("\n")
+    return None
+
+
+def check_policy():
+    """tests/policy_tests.sh test_denied: web allowed, a contractor denied
+    in TLS 1.3 and 1.2, a client no rule matches denied, a device allowed."""
+    objs, bad = load(E["AUDIT_POLICY"])
+    conns = by_id(objs)
+    result("policy: every line is one JSON object with the common fields",
+           "; ".join(bad) or "; ".join(filter(None, map(common, objs))) or
+           ("" if sorted(conns) == [1, 2, 3, 4, 5] else f"ids {sorted(conns)}"))
+    allowed = ["connection-accepted", "access-allowed", "connection-closed"]
+    denied = ["connection-accepted", "access-denied"]
+    cases = [
+        (1, "web allowed", allowed, {
+            "rule.name": "web", "event.outcome": "success",
+            "event.reason": "allow: rule web (san.uri=spiffe://example.org/ns/prod/web)",
+            "tls.client.subject": E["WEB_SUBJECT"]}),
+        (2, "TLS 1.3 contractor denied", denied, {
+            "rule.name": "contractors", "event.outcome": "failure",
+            "event.reason": "deny: rule contractors (subject.OU=Contractors)",
+            "tls.version": "1.3", "tls.established": True,
+            "hk.ktls.tx": "off", "hk.ktls.rx": "off",
+            "tls.client.subject": E["CONTRACTOR_SUBJECT"]}),
+        (3, "TLS 1.2 contractor denied", denied, {
+            "rule.name": "contractors", "event.outcome": "failure",
+            "event.reason": "deny: rule contractors (subject.OU=Contractors)",
+            "tls.version": "1.2", "hk.ktls.tx": "off", "hk.ktls.rx": "off"}),
+        (4, "no rule matched denied", denied, {
+            "event.outcome": "failure", "event.reason": "deny: no rule matched",
+            "event.type": ["denied"],
+            "event.category": ["network", "authentication"]}),
+        (5, "device allowed", allowed, {
+            "rule.name": "devices", "event.outcome": "success",
+            "event.reason": "allow: rule devices (ext.1.3.6.1.4.1.32473.1.1=DEV-0042)"}),
+    ]
+    for cid, name, order, want in cases:
+        lines = conns.get(cid, [])
+        why = "" if actions(lines) == order else f"actions {actions(lines)}"
+        if not why:
+            d = lines[1]
+            why = expect(d, want)
+            if not why and cid == 4 and "rule.name" in d:
+                why = f"rule.name {d['rule.name']!r} where no rule matched"
+            verb = "Allowed: " if order == allowed else "Denied: "
+            said = server_said(E["POLICY_SRV_LOG"], d["source.port"], verb)
+            reason = d.get("event.reason", "").split(": ", 1)[-1]
+            if not why and (said is None or not said.startswith(reason)):
+                why = f"the server logged {verb}{said!r}, the trail {reason!r}"
+            if not why and type(d.get("hk.duration_ms", 0)) is not int:
+                why = "hk.duration_ms"
+        result(f"policy: {name}: its lines, rule.name and event.reason as logged", why)
+
+
+if sys.argv[1:] == ["policy"]:
+    check_policy()
+else:
+    check_good()
+    check_refused()
+    check_many()
+    check_rotation()

@@ -520,6 +520,55 @@ test_diag() {
 }
 
 echo "# kernel $(uname -r)"
+# policy V: with --policy and --ktls require, a client the policy denies
+# is refused before the server gives its connection any kTLS keys: the
+# kernel's TLS counters do not move across it (the client runs with
+# --ktls off, so that any change would be the server's). An allowed
+# client runs on kTLS, and so does an allowed client's resumed session,
+# which the policy decides on again.
+test_policy_ktls() {
+	local v=$1 name="TLS $1 --policy --ktls require" tx0 rx0 ctx0 crx0
+	printf '%s\n' 'deny revoked {' '    subject.CN = Revoked Client' '}' \
+	    'allow testorg {' '    subject.O = TestOrg' '}' >"$WORK/k.policy"
+	start_server --ktls require --tls-version "$v" --policy "$WORK/k.policy"
+	tx0=$(stat_get TlsTxSw) rx0=$(stat_get TlsRxSw)
+	ctx0=$(stat_get TlsCurrTxSw) crx0=$(stat_get TlsCurrRxSw)
+	run_client "$WORK/c.log" --ktls off --tls-version "$v" \
+	    --cert revoked-client-cert.pem --key revoked-client-key.pem
+	wait_for_line "$SRV_LOG" "access denied: rule revoked" # its thread is done
+	if [ "$CLI_RC" -eq 1 ] && has "$SRV_LOG" "Denied: rule revoked (subject.CN=Revoked Client)" &&
+	    [ "$(stat_get TlsTxSw)" -eq "$tx0" ] && [ "$(stat_get TlsRxSw)" -eq "$rx0" ] &&
+	    [ "$(stat_get TlsCurrTxSw)" -eq "$ctx0" ] && [ "$(stat_get TlsCurrRxSw)" -eq "$crx0" ] &&
+	    ! grep -q "kTLS [RT]X: active" "$SRV_LOG"; then
+		pass "$name: the denied client never got kTLS keys (tls_stat unchanged)"
+	else
+		fail "$name: the denied client never got kTLS keys" \
+		    "rc=$CLI_RC TlsTxSw $tx0->$(stat_get TlsTxSw) TlsRxSw $rx0->$(stat_get TlsRxSw)" \
+		    "$WORK/c.log" "$SRV_LOG"
+	fi
+	check "$name: the denied client says access denied (read through OpenSSL)" \
+	    has "$WORK/c.log" "access denied by the server: access denied"
+	# With kTLS on its side, the alert may come through kTLS RX or, when
+	# the server's FIN came before the client's switch, through OpenSSL.
+	run_client "$WORK/c.log" --tls-version "$v" \
+	    --cert revoked-client-cert.pem --key revoked-client-key.pem
+	check "$name: the denied client with kTLS says access denied ($(has "$WORK/c.log" "kTLS RX: active" && echo kTLS RX || echo OpenSSL))" \
+	    grep -q "^hello_ktls_client: 127.0.0.1:$PORT: access denied by the server: access denied\$" "$WORK/c.log"
+	run_client "$WORK/good.log" --ktls require --tls-version "$v"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/good.log" "$HELLO_C" &&
+	    wait_for_line "$SRV_LOG" "kTLS RX: active (software)" &&
+	    has "$SRV_LOG" "kTLS TX: active (software)" &&
+	    has "$SRV_LOG" "Allowed: rule testorg (subject.O=TestOrg)"; then
+		pass "$name: the allowed client runs on kTLS"
+	else
+		fail "$name: the allowed client runs on kTLS" "rc=$CLI_RC" "$WORK/good.log" "$SRV_LOG"
+	fi
+	stop_server
+	test_resumption "$v" require --policy "$WORK/k.policy"
+	check "$name: the full and the resumed connection were both allowed by the rule" \
+	    test "$(grep -c 'Allowed: rule testorg' "$SRV_LOG")" -eq 2
+}
+
 [ -n "${HK_ONLY:-}" ] && { eval "$HK_ONLY"; hk_summary; exit; }
 test_diag
 while read -r v opt suite; do
@@ -533,6 +582,8 @@ test_resumption 1.2 require
 test_resumption 1.3 require
 test_revoked 1.2
 test_revoked 1.3
+test_policy_ktls 1.2
+test_policy_ktls 1.3
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"

@@ -325,17 +325,20 @@ test_no_kernel_cipher() {
 	fi
 }
 
-# test_resumption V MODE: openssl s_client resumes its first connection's
-# ticket on a second one (-sess_out, -sess_in), our server with --ktls
-# MODE; with require, the resumed connection must run on kTLS too.
+# test_resumption V MODE [SERVER-ARGS...]: openssl s_client resumes its
+# first connection's ticket on a second one (-sess_out, -sess_in), our
+# server with --ktls MODE (and SERVER-ARGS); with require, the resumed
+# connection must run on kTLS too.
 test_resumption() {
-	local v=$1 mode=$2 name="TLS $1 session resumption (--ktls $2)" n
+	local v=$1 mode=$2 name n
 	local sess=$WORK/sess.pem log1 log2
 	local reply='Hello from kTLS server! Your certificate was validated.'
+	shift 2
+	name="TLS $v session resumption (--ktls $mode${1:+ $*})"
 	new_log log1 s_client
 	new_log log2 s_client
 	rm -f "$sess"
-	start_server --ktls "$mode" --tls-version "$v"
+	start_server --ktls "$mode" --tls-version "$v" "$@"
 	for n in 1 2; do
 		local -a io=(-sess_out "$sess") log=$log1
 		[ "$n" -eq 2 ] && io=(-sess_in "$sess") log=$log2

@@ -32,6 +32,7 @@ TIDY_FP='
 hk_print.c clang-analyzer-valist.Uninitialized
 ktls_keys.c clang-analyzer-valist.Uninitialized
 ktls_query.c clang-analyzer-valist.Uninitialized
+mtls_policy.c clang-analyzer-valist.Uninitialized
 hello_ktls_server.c clang-analyzer-core.UndefinedBinaryOperatorResult
 ktls_diag.c clang-analyzer-core.UndefinedBinaryOperatorResult
 ktls_nic.c clang-analyzer-core.NonNullParamChecker

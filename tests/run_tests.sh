@@ -3,8 +3,9 @@
 #   1. unit tests: the key derivations (tests/test_ktls_keys), the record
 #      sequence numbers (tests/test_record_seq), and every failure of the
 #      switch to kTLS against a fake kernel (tests/test_offload)
+#   1b. the --policy module (tests/test_policy)
 #   2. host system tests: userspace fallback, bad certificates and flags,
-#      the --audit trail, hello_ktls_setup.sh's commands
+#      the --audit trail, hello_ktls_setup.sh's commands, --policy
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
@@ -55,6 +56,7 @@ fi
 suite "unit: key derivation and crypto_info layout" tests/test_ktls_keys
 suite "unit: record sequence numbers" tests/test_record_seq
 suite "unit: session resumption re-checks the client" tests/test_resume
+suite "unit: --policy rules, matchers and grants" tests/test_policy
 suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_offload
 suite "unit: a fatal alert sealed in userspace (ktls_send_alert)" tests/test_alert
 suite "host: fallback, bad input" bash tests/host_tests.sh
@@ -64,6 +66,7 @@ suite "host: revocation (CRL)" bash tests/revocation_tests.sh
 suite "host: OCSP stapling" bash tests/ocsp_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: --audit trail" bash tests/audit_tests.sh
+suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
