@@ -170,7 +170,7 @@ hk_context(const struct hk_config *cfg)
 	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
 	     notes = nl + 1)
 		hk_warn("warning: %.*s", (int)(nl - notes), notes);
-	for (notes = mtls_ocsp_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	for (notes = mtls_staple_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
 	     notes = nl + 1)
 		hk_warn("warning: %.*s", (int)(nl - notes), notes);
 	return ctx;

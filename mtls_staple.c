@@ -1,5 +1,5 @@
 /*
- * mtls_ocsp.c - OCSP stapling of the server's own certificate.
+ * mtls_staple.c - OCSP stapling of the server's own certificate.
  *
  * Server (--ocsp-staple FILE): a DER OCSP response, as `openssl ocsp
  * -respout` writes it, checked once at start as a client would check it
@@ -333,7 +333,7 @@ client_status_cb(SSL *ssl, void *arg)
 /* ---- both ---- */
 
 int
-mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *opt, char *err,
+mtls_staple_setup(SSL_CTX *ctx, const struct mtls_options *opt, char *err,
     size_t errlen)
 {
 	struct ocsp_ctx *o;
@@ -366,7 +366,7 @@ mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *opt, char *err,
 }
 
 const char *
-mtls_ocsp_notes(SSL_CTX *ctx)
+mtls_staple_notes(SSL_CTX *ctx)
 {
 	const struct ocsp_ctx *o;
 
@@ -376,7 +376,7 @@ mtls_ocsp_notes(SSL_CTX *ctx)
 }
 
 const char *
-mtls_ocsp_result(SSL *ssl)
+mtls_staple_result(SSL *ssl)
 {
 	const struct ocsp_seen *s;
 
@@ -387,7 +387,7 @@ mtls_ocsp_result(SSL *ssl)
 }
 
 const char *
-mtls_ocsp_refused(SSL *ssl)
+mtls_staple_refused(SSL *ssl)
 {
 	const struct ocsp_seen *s;
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# tests/ocsp_tests.sh - OCSP stapling of the server's certificate:
+# tests/staple_tests.sh - OCSP stapling of the server's certificate:
 # --ocsp-staple at the server (checked at start, sent in TLS 1.2 and 1.3)
 # and the client's check of what it gets (--require-staple). The
 # responses are real: `openssl ocsp` answers from the CA's database with
