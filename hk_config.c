@@ -140,6 +140,11 @@ static const struct opt opts[] = {
 	    .help = "--crl, --ocsp: hard (default) refuses a client\n"
 		    "whose issuer has no CRL, or whose OCSP status\n"
 		    "is unknown or not had; soft lets it in, logged" },
+	{ "ocsp-staple", 0, FOR_SERVER, OPT_STRING, F(ocsp_staple), "FILE",
+	    .help = "staple this DER OCSP response for our\n"
+		    "certificate (openssl ocsp -respout)" },
+	{ "require-staple", 0, FOR_CLIENT, OPT_FLAG, F(require_staple), NULL,
+	    .help = "refuse a server that sends no OCSP staple" },
 	{ "policy", 0, FOR_SERVER, OPT_STRING, F(policy), "FILE",
 	    .help = "let in only the clients FILE's rules allow,\n"
 		    "for what they grant (README: Who gets in)" },

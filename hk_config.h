@@ -59,7 +59,9 @@ struct hk_config {
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 	const char *audit;   /* --audit FILE, - or syslog */
-	const char *policy;  /* --policy FILE */
+	const char *ocsp_staple;  /* --ocsp-staple FILE (DER OCSP response) */
+	int require_staple;       /* client: --require-staple */
+	const char *policy;       /* --policy FILE */
 	const char *check_policy; /* --check-policy CERT */
 	int ocsp;                 /* --ocsp (also set by --ocsp-url) */
 	const char *ocsp_url;     /* --ocsp-url URL */

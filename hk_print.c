@@ -148,6 +148,8 @@ hk_context(const struct hk_config *cfg)
 		.ocsp_url = cfg->ocsp_url,
 		.ocsp_timeout = cfg->ocsp_timeout > 0 ? cfg->ocsp_timeout : 5,
 		.ocsp_nonce = cfg->ocsp_nonce,
+		.ocsp_staple = cfg->ocsp_staple,
+		.require_staple = cfg->require_staple,
 	};
 	const char *notes, *nl;
 	SSL_CTX *ctx;
@@ -169,11 +171,16 @@ hk_context(const struct hk_config *cfg)
 		    cfg->ocsp_url != NULL ? cfg->ocsp_url : "from AIA",
 		    o.ocsp_timeout, cfg->ocsp_nonce ? "on" : "off",
 		    cfg->revocation_soft ? "soft" : "hard");
+	if (cfg->ocsp_staple != NULL)
+		printf("Loading OCSP staple: %s\n", cfg->ocsp_staple);
 	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}
 	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	     notes = nl + 1)
+		hk_warn("warning: %.*s", (int)(nl - notes), notes);
+	for (notes = mtls_staple_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
 	     notes = nl + 1)
 		hk_warn("warning: %.*s", (int)(nl - notes), notes);
 	return ctx;

@@ -188,6 +188,8 @@ hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
 	hk_say("TLS handshake completed successfully");
 	hk_print_session(c, peer);
 	revocation_note(c);
+	if (mtls_staple_result(c->ssl) != NULL)
+		hk_say("%s", mtls_staple_result(c->ssl));
 	if (authz != NULL && authz->policy != NULL && authorize(c, authz) < 0)
 		return -1;
 	c->rekey_bytes = cfg->key_update_bytes;

@@ -185,9 +185,10 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 			goto fail;
 	}
 	SSL_CTX_set_verify(ctx, mode, NULL);
-	if (o->server &&
-	    (mtls_crl_setup(ctx, o, err, errlen) < 0 ||
-		mtls_ocsp_setup(ctx, o, err, errlen) < 0))
+	if ((o->server &&
+		(mtls_crl_setup(ctx, o, err, errlen) < 0 ||
+		    mtls_ocsp_setup(ctx, o, err, errlen) < 0)) ||
+	    mtls_staple_setup(ctx, o, err, errlen) < 0)
 		goto fail;
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */
 	SSL_CTX_set_keylog_callback(ctx, o->keylog);
@@ -276,7 +277,9 @@ mtls_ssl_error(SSL *ssl, int ret, char *buf, size_t len)
 	const char *peer = SSL_is_server(ssl) ? "client" : "server", *words;
 	char why[MTLS_REASON_MAX];
 
-	if (verify != X509_V_OK) {
+	if ((words = mtls_staple_refused(ssl)) != NULL)
+		snprintf(buf, len, "%s", words);
+	else if (verify != X509_V_OK) {
 		snprintf(buf, len, "%s certificate rejected: %s", peer,
 		    X509_verify_cert_error_string(verify));
 		refused_names(ssl, buf, len);

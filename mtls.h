@@ -30,6 +30,9 @@ struct mtls_options {
 	const char *ocsp_url; /* that responder, not the certificate's AIA */
 	int ocsp_timeout;     /* seconds for one whole query */
 	int ocsp_nonce;       /* send a nonce and require it back */
+	/* OCSP stapling of the server's certificate (mtls_staple.c). */
+	const char *ocsp_staple; /* server: DER response to staple, or NULL */
+	int require_staple;      /* client: refuse a server without one */
 };
 
 /*
@@ -175,5 +178,28 @@ int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
  * it; free it with OPENSSL_free. NULL if it cannot be had.
  */
 char *mtls_serial_hex(const X509 *cert);
+
+/*
+ * OCSP stapling (mtls_staple.c, called by mtls_ctx_new). Server with
+ * o->ocsp_staple: the response checked (parse, signature by --ca or its
+ * delegated responder, a good status for our certificate, dates) and sent
+ * to clients that ask; -1 with one line in err, "--ocsp-staple FILE:
+ * reason". Client: asks for a staple and checks the one it gets; with
+ * o->require_staple a server without one is refused.
+ */
+int mtls_staple_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
+    size_t errlen);
+
+/* Lines to show at start (a staple close to its nextUpdate), or "". */
+const char *mtls_staple_notes(SSL_CTX *ctx);
+
+/* Client: "OCSP staple: good, next update in 6d 23h", a refusal, or NULL. */
+const char *mtls_staple_result(SSL *ssl);
+
+/* Client: why the server's staple (or its lack) ended the handshake, or NULL. */
+const char *mtls_staple_refused(SSL *ssl);
+
+/* "2d 3h", "1h", "5m 2s" or "42s": the two largest units of s seconds. */
+void mtls_duration(long s, char *buf, size_t len);
 
 #endif

@@ -83,6 +83,12 @@ duration(long s, char *buf, size_t len)
 		snprintf(buf, len, "%ld%c", s / units[i].secs, units[i].unit);
 }
 
+void
+mtls_duration(long s, char *buf, size_t len)
+{
+	duration(s, buf, len);
+}
+
 /* Seconds from t to now (negative: t is still to come). */
 static long
 seconds_since(const ASN1_TIME *t)

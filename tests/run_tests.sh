@@ -64,6 +64,7 @@ suite "host: hello_ktls_setup.sh commands" bash tests/setup_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: revocation (CRL)" bash tests/revocation_tests.sh
 suite "host: revocation (OCSP)" bash tests/ocsp_tests.sh
+suite "host: OCSP stapling" bash tests/staple_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: --audit trail" bash tests/audit_tests.sh
 suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
