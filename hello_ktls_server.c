@@ -160,6 +160,19 @@ peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
+/* The address fd was accepted on, as peer_name says it; NULL if unknown. */
+static const char *
+local_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return NULL;
+	peer_name(&ss, buf, len);
+	return buf;
+}
+
 /* The seed's exchange: one message in (already read), one reply out. */
 static int
 exchange_hello(struct conn *c, const struct hk_config *cfg, const char *buf,
@@ -256,12 +269,13 @@ serve(const struct server *srv, int fd, const char *peer,
 	struct conn c;
 	struct hk_counters counters;
 	struct hk_audit_conn ac;
-	char *buf = NULL, why[CONN_ERR_MAX];
+	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
 	int ret = -1, started, verified = 0, closed;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
-	if (hk_audit_accepted(srv->audit, &ac, peer) < 0)
+	if (hk_audit_accepted(srv->audit, &ac, peer,
+		local_name(fd, local, sizeof(local))) < 0)
 		hk_warn("audit log: %s", strerror(errno));
 	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
 		"--handshake-timeout") < 0)
@@ -312,6 +326,19 @@ serve_client(void *arg, int fd, const char *peer, const atomic_int *stop)
 	serve(arg, fd, peer, stop);
 }
 
+/* A client not served (--max-connections): said, audited, closed. */
+static void
+refuse(const struct server *srv, int fd, const char *peer, const char *why)
+{
+	char local[INET6_ADDRSTRLEN + 16];
+
+	hk_warn("refusing client %s: %s", peer, why);
+	if (hk_audit_refused(srv->audit, peer,
+		local_name(fd, local, sizeof(local)), why) < 0)
+		hk_warn("audit log: %s", strerror(errno));
+	close(fd);
+}
+
 /*
  * Serve until SIGINT/SIGTERM, a thread per client; then stop accepting,
  * give the clients --grace, and end the rest with close_notify.
@@ -354,10 +381,8 @@ serve_forever(struct server *srv, int lfd)
 			close(lfd);
 			return serve(srv, fd, peer, &stopping) == 0 ? 0 : 1;
 		}
-		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0) {
-			hk_warn("refusing client %s: %s", peer, err);
-			close(fd);
-		}
+		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0)
+			refuse(srv, fd, peer, err);
 	}
 	close(lfd);
 	if (pool == NULL)
