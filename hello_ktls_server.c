@@ -163,6 +163,19 @@ peer_name(const struct sockaddr_storage *ss, char *buf, size_t len)
 	}
 }
 
+/* The address fd was accepted on, as peer_name says it; NULL if unknown. */
+static const char *
+local_name(int fd, char *buf, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+		return NULL;
+	peer_name(&ss, buf, len);
+	return buf;
+}
+
 /* The seed's exchange: one message in (already read), one reply out. */
 static int
 exchange_hello(struct conn *c, const struct hk_config *cfg, const char *buf,
@@ -302,12 +315,13 @@ serve(const struct server *srv, int fd, const char *peer,
 	struct hk_counters counters;
 	struct hk_audit_conn ac;
 	struct hk_authz az = { .policy = srv->policy };
-	char *buf = NULL, why[CONN_ERR_MAX];
+	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
 	int ret = -1, started, verified = 0, closed;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
-	if (hk_audit_accepted(srv->audit, &ac, peer) < 0)
+	if (hk_audit_accepted(srv->audit, &ac, peer,
+		local_name(fd, local, sizeof(local))) < 0)
 		hk_warn("audit log: %s", strerror(errno));
 	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
 		"--handshake-timeout") < 0)
@@ -362,6 +376,19 @@ serve_client(void *arg, int fd, const char *peer, const atomic_int *stop)
 	serve(arg, fd, peer, stop);
 }
 
+/* A client not served (--max-connections): said, audited, closed. */
+static void
+refuse(const struct server *srv, int fd, const char *peer, const char *why)
+{
+	char local[INET6_ADDRSTRLEN + 16];
+
+	hk_warn("refusing client %s: %s", peer, why);
+	if (hk_audit_refused(srv->audit, peer,
+		local_name(fd, local, sizeof(local)), why) < 0)
+		hk_warn("audit log: %s", strerror(errno));
+	close(fd);
+}
+
 /*
  * Serve until SIGINT/SIGTERM, a thread per client; then stop accepting,
  * give the clients --grace, and end the rest with close_notify.
@@ -404,10 +431,8 @@ serve_forever(struct server *srv, int lfd)
 			close(lfd);
 			return serve(srv, fd, peer, &stopping) == 0 ? 0 : 1;
 		}
-		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0) {
-			hk_warn("refusing client %s: %s", peer, err);
-			close(fd);
-		}
+		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0)
+			refuse(srv, fd, peer, err);
 	}
 	close(lfd);
 	if (pool == NULL)
@@ -526,12 +551,6 @@ server_open(struct server *srv, const struct hk_config *cfg, int *lfd)
 {
 	char err[512];
 
-	if (cfg->policy != NULL &&
-	    (srv->policy = mtls_policy_load(cfg->policy, err, sizeof(err))) ==
-		NULL) {
-		hk_warn("%s", err);
-		return -1;
-	}
 	if (cfg->audit != NULL &&
 	    (srv->audit = hk_audit_open(cfg->audit, err, sizeof(err))) ==
 		NULL) {
@@ -556,6 +575,7 @@ main(int argc, char **argv)
 {
 	struct hk_config cfg;
 	struct server srv = { .rootfd = -1 };
+	char err[512];
 	int lfd, ret;
 
 	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
@@ -563,11 +583,20 @@ main(int argc, char **argv)
 	if (cfg.check_policy != NULL)
 		return check_policy(&cfg);
 	process_setup(&cfg);
-	if ((srv.ctx = hk_context(&cfg)) == NULL)
-		return 1;
 	srv.cfg = &cfg;
 	ret = 1;
-	if (server_open(&srv, &cfg, &lfd) < 0)
+	/*
+	 * The policy first: its FILE:LINE errors are the ones to show, and
+	 * the context's ticket generation digests the file (hk_context).
+	 */
+	if (cfg.policy != NULL &&
+	    (srv.policy = mtls_policy_load(cfg.policy, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		goto out;
+	}
+	if ((srv.ctx = hk_context(&cfg)) == NULL ||
+	    server_open(&srv, &cfg, &lfd) < 0)
 		goto out;
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
 	if (srv.policy != NULL)

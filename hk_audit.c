@@ -70,6 +70,8 @@ static const struct {
 	    WITH_KTLS | WITH_BYTES | WITH_DURATION },
 	[HK_AUDIT_REVOCATION] = { "revocation-checked", "[\"authentication\"]",
 	    "[\"info\"]", WITH_TLS },
+	[HK_AUDIT_REFUSED] = { "connection-refused", "[\"network\"]",
+	    "[\"connection\",\"denied\"]", 0 },
 };
 
 /* The kTLS state of a direction, as hk.ktls.tx and hk.ktls.rx say it. */
@@ -320,6 +322,10 @@ put_tls(struct line *l, SSL *ssl)
 	const X509 *cert = SSL_get0_peer_certificate(ssl);
 	int v = SSL_version(ssl);
 
+	/* A refused client has no peer certificate: the one refused. */
+	if (cert == NULL)
+		cert = mtls_verify_refused_cert(ssl);
+
 	put_str(l, "tls.version_protocol", "tls");
 	if (v == TLS1_3_VERSION || v == TLS1_2_VERSION)
 		put_str(l, "tls.version", v == TLS1_3_VERSION ? "1.3" : "1.2");
@@ -381,6 +387,10 @@ put_head(struct line *l, const struct hk_audit_conn *ac, enum hk_audit_event ev,
 	put_num(l, "hk.connection.id", ac->id);
 	put_str(l, "source.ip", ac->ip);
 	put_num(l, "source.port", ac->port);
+	if (ac->dst_ip[0] != '\0') {
+		put_str(l, "destination.ip", ac->dst_ip);
+		put_num(l, "destination.port", ac->dst_port);
+	}
 }
 
 /* The line, whole, to the sink; -1 with errno. */
@@ -513,31 +523,51 @@ hk_audit_revocation(const struct hk_audit_conn *ac, const struct conn *c,
 
 /* "192.0.2.1:443" or "[2001:db8::1]:443", as the server names its peers. */
 static void
-peer_address(const char *peer, struct hk_audit_conn *ac)
+address(const char *name, char *ip, size_t iplen, unsigned *port)
 {
-	const char *colon = strrchr(peer, ':');
-	size_t n = colon != NULL ? (size_t)(colon - peer) : strlen(peer);
+	const char *colon = strrchr(name, ':');
+	size_t n = colon != NULL ? (size_t)(colon - name) : strlen(name);
 
-	if (n >= 2 && peer[0] == '[' && peer[n - 1] == ']') {
-		peer++;
+	if (n >= 2 && name[0] == '[' && name[n - 1] == ']') {
+		name++;
 		n -= 2;
 	}
-	snprintf(ac->ip, sizeof(ac->ip), "%.*s", (int)n, peer);
-	ac->port = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+	snprintf(ip, iplen, "%.*s", (int)n, name);
+	*port = colon != NULL ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
 }
 
-int
-hk_audit_accepted(struct hk_audit *a, struct hk_audit_conn *ac,
-    const char *peer)
+/* A new connection's part of the trail: number, addresses, start. */
+static void
+conn_start(struct hk_audit *a, struct hk_audit_conn *ac, const char *peer,
+    const char *local)
 {
 	memset(ac, 0, sizeof(*ac));
 	ac->audit = a;
 	if (a == NULL)
-		return 0;
+		return;
 	clock_gettime(CLOCK_MONOTONIC, &ac->start);
 	ac->id = atomic_fetch_add(&a->next_id, 1) + 1;
-	peer_address(peer, ac);
+	address(peer, ac->ip, sizeof(ac->ip), &ac->port);
+	if (local != NULL)
+		address(local, ac->dst_ip, sizeof(ac->dst_ip), &ac->dst_port);
+}
+
+int
+hk_audit_accepted(struct hk_audit *a, struct hk_audit_conn *ac,
+    const char *peer, const char *local)
+{
+	conn_start(a, ac, peer, local);
 	return hk_audit_event(ac, HK_AUDIT_ACCEPTED, NULL, 0, NULL);
+}
+
+int
+hk_audit_refused(struct hk_audit *a, const char *peer, const char *local,
+    const char *reason)
+{
+	struct hk_audit_conn ac;
+
+	conn_start(a, &ac, peer, local);
+	return hk_audit_event(&ac, HK_AUDIT_REFUSED, NULL, 1, reason);
 }
 
 static int

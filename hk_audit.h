@@ -23,14 +23,17 @@ enum hk_audit_event {
 	HK_AUDIT_DENIED,           /* verified, but --policy refused it */
 	HK_AUDIT_CLOSED,           /* bytes, duration and how it ended */
 	HK_AUDIT_REVOCATION, /* a revocation check (hk_audit_revocation) */
+	HK_AUDIT_REFUSED,    /* not served at all (--max-connections) */
 };
 
 /* One connection's part of the trail; filled by hk_audit_accepted. */
 struct hk_audit_conn {
-	struct hk_audit *audit; /* NULL: no trail; every call does nothing */
-	unsigned long long id;  /* unique within the server's run, from 1 */
-	char ip[INET6_ADDRSTRLEN];
+	struct hk_audit *audit;    /* NULL: no trail; every call does nothing */
+	unsigned long long id;     /* unique within the server's run, from 1 */
+	char ip[INET6_ADDRSTRLEN]; /* source.ip, the client's */
 	unsigned port;
+	char dst_ip[INET6_ADDRSTRLEN]; /* destination.ip, ours ("": unknown) */
+	unsigned dst_port;
 	struct timespec start; /* CLOCK_MONOTONIC */
 };
 
@@ -52,13 +55,21 @@ int hk_audit_reopen(struct hk_audit *a, char *err, size_t errlen);
 void hk_audit_free(struct hk_audit *a);
 
 /*
- * A client's connection from peer ("192.0.2.1:443", "[2001:db8::1]:443"):
- * its number, address and start time into ac, and its
- * "connection-accepted" line. a may be NULL (no trail). 0, or -1 with
- * errno if the line could not be written.
+ * A client's connection from peer to local (each "192.0.2.1:443" or
+ * "[2001:db8::1]:443"; local may be NULL): its number, addresses and
+ * start time into ac, and its "connection-accepted" line. a may be NULL
+ * (no trail). 0, or -1 with errno if the line could not be written.
  */
 int hk_audit_accepted(struct hk_audit *a, struct hk_audit_conn *ac,
-    const char *peer);
+    const char *peer, const char *local);
+
+/*
+ * A connection the server closed without serving it, and why (reason,
+ * as the server says it): its number and one "connection-refused" line.
+ * 0, or -1 with errno.
+ */
+int hk_audit_refused(struct hk_audit *a, const char *peer, const char *local,
+    const char *reason);
 
 /*
  * One event's line: the TLS session and the client's certificate from

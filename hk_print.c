@@ -151,6 +151,8 @@ hk_context(const struct hk_config *cfg)
 		.ocsp_staple = cfg->ocsp_staple,
 		.require_staple = cfg->require_staple,
 	};
+	/* A ticket issued under another policy file is not resumed. */
+	const char *auth_files[] = { cfg->policy, NULL };
 	const char *notes, *nl;
 	SSL_CTX *ctx;
 	char err[512];
@@ -161,6 +163,8 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
 	o.keylog = keylog_open();
+	if (cfg->policy != NULL)
+		o.auth_files = auth_files;
 	if (cfg->crl != NULL)
 		printf("Loading CRLs: %s (check: %s, revocation: %s)\n",
 		    cfg->crl, cfg->crl_check_chain ? "chain" : "leaf",

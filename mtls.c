@@ -3,11 +3,15 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/bn.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
 #include "ktls_keys.h"
@@ -101,30 +105,193 @@ set_protocol(SSL_CTX *ctx, const struct mtls_options *o, char *err,
 }
 
 /*
+ * The authorization generation of a server context (mtls_set_generation),
+ * under a lock: a reload may set it while client threads read it.
+ */
+struct generation {
+	pthread_mutex_t lock;
+	unsigned char digest[MTLS_GENERATION_LEN];
+};
+
+static int gen_index = -1;
+
+static void
+generation_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	struct generation *g = ptr;
+
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	if (g == NULL)
+		return;
+	pthread_mutex_destroy(&g->lock);
+	OPENSSL_free(g);
+}
+
+int
+mtls_set_generation(SSL_CTX *ctx, const unsigned char *gen)
+{
+	struct generation *g;
+
+	if (gen_index < 0 || (g = SSL_CTX_get_ex_data(ctx, gen_index)) == NULL)
+		return -1;
+	pthread_mutex_lock(&g->lock);
+	memcpy(g->digest, gen, MTLS_GENERATION_LEN);
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+int
+mtls_get_generation(SSL_CTX *ctx, unsigned char *gen)
+{
+	struct generation *g;
+
+	if (gen_index < 0 || (g = SSL_CTX_get_ex_data(ctx, gen_index)) == NULL)
+		return -1;
+	pthread_mutex_lock(&g->lock);
+	memcpy(gen, g->digest, MTLS_GENERATION_LEN);
+	pthread_mutex_unlock(&g->lock);
+	return 0;
+}
+
+static int
+digest_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, MTLS_GENERATION_LEN);
+}
+
+/*
+ * The SHA-256 of every CRL in the store, sorted: the same CRLs make the
+ * same generation in whatever order a directory listed them.
+ */
+static int
+hash_crls(EVP_MD_CTX *md, X509_STORE *store)
+{
+	STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(store);
+	int i, n = 0, total = sk_X509_OBJECT_num(objs);
+	unsigned char(*d)[MTLS_GENERATION_LEN];
+	unsigned len;
+	X509_CRL *crl;
+
+	if (total <= 0)
+		return 0;
+	if ((d = OPENSSL_malloc((size_t)total * sizeof(*d))) == NULL)
+		return -1;
+	for (i = 0; i < total; i++) {
+		crl = X509_OBJECT_get0_X509_CRL(sk_X509_OBJECT_value(objs, i));
+		if (crl != NULL &&
+		    X509_CRL_digest(crl, EVP_sha256(), d[n], &len))
+			n++;
+	}
+	qsort(d, (size_t)n, sizeof(*d), digest_cmp);
+	i = EVP_DigestUpdate(md, d, (size_t)n * sizeof(*d));
+	OPENSSL_free(d);
+	return i ? 0 : -1;
+}
+
+/* The SHA-256 of one file's contents, so that files are told apart. */
+static int
+hash_file(EVP_MD_CTX *md, const char *path, char *err, size_t errlen)
+{
+	unsigned char buf[4096], d[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *f = EVP_MD_CTX_new();
+	BIO *bio = BIO_new_file(path, "rb");
+	unsigned len;
+	int n = 0, ok;
+
+	ok = f != NULL && bio != NULL &&
+	    EVP_DigestInit_ex(f, EVP_sha256(), NULL);
+	while (ok && (n = BIO_read(bio, buf, sizeof(buf))) > 0)
+		ok = EVP_DigestUpdate(f, buf, (size_t)n);
+	ok = ok && n == 0 && EVP_DigestFinal_ex(f, d, &len) &&
+	    EVP_DigestUpdate(md, d, len);
+	if (!ok)
+		snprintf(err, errlen, "%s: %s", path,
+		    bio == NULL ? strerror(errno) : "cannot read it");
+	BIO_free(bio);
+	EVP_MD_CTX_free(f);
+	return ok ? 0 : -1;
+}
+
+/* The first generation of a server context: its CRLs and auth_files. */
+static int
+generation_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
+    size_t errlen)
+{
+	static const char tag[] = "hello_ktls authorization generation 1";
+	unsigned char gen[EVP_MAX_MD_SIZE];
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	const char *const *f;
+	unsigned len;
+	int ret = -1;
+
+	if (md == NULL || !EVP_DigestInit_ex(md, EVP_sha256(), NULL) ||
+	    !EVP_DigestUpdate(md, tag, sizeof(tag)) ||
+	    hash_crls(md, SSL_CTX_get_cert_store(ctx)) < 0) {
+		snprintf(err, errlen, "cannot digest the CRLs: out of memory");
+		goto out;
+	}
+	for (f = o->auth_files; f != NULL && *f != NULL; f++)
+		if (hash_file(md, *f, err, errlen) < 0)
+			goto out;
+	if (!EVP_DigestFinal_ex(md, gen, &len) || len != MTLS_GENERATION_LEN ||
+	    mtls_set_generation(ctx, gen) < 0) {
+		snprintf(err, errlen,
+		    "cannot set the authorization generation");
+		goto out;
+	}
+	ret = 0;
+out:
+	EVP_MD_CTX_free(md);
+	return ret;
+}
+
+/*
  * A resumed session skips certificate verification: OpenSSL takes the
  * ticket's word for the client. So each ticket is looked at again as it
- * is decrypted, and one whose client certificate is no longer valid (it
- * expired since the ticket was issued) is ignored: the client goes
- * through a full handshake, which verifies its certificate again (a
+ * is decrypted, and used only if it was issued under the authorization
+ * generation in force now (no CRL or policy changed since) and its
+ * client's certificate verifies now (not expired, not revoked by a CRL
+ * added since: mtls_verify_leaf). Any other ticket is ignored: its client
+ * goes through a full handshake, which verifies everything again (a
  * server may always decline a ticket, RFC 8446 4.6.1, RFC 5077 3.1).
  */
 static SSL_TICKET_RETURN
 ticket_check(SSL *ssl, SSL_SESSION *sess, const unsigned char *keyname,
     size_t keyname_len, SSL_TICKET_STATUS status, void *arg)
 {
+	unsigned char now[MTLS_GENERATION_LEN];
+	void *issued;
+	size_t len;
 	X509 *peer;
 
-	(void)ssl, (void)keyname, (void)keyname_len, (void)arg;
+	(void)keyname, (void)keyname_len, (void)arg;
 	if (status != SSL_TICKET_SUCCESS && status != SSL_TICKET_SUCCESS_RENEW)
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
-	peer = SSL_SESSION_get0_peer(sess);
-	if (peer == NULL ||
-	    X509_cmp_current_time(X509_get0_notAfter(peer)) <= 0 ||
-	    X509_cmp_current_time(X509_get0_notBefore(peer)) >= 0)
+	/* The cheap test first: a stale generation needs no verification. */
+	if (!SSL_SESSION_get0_ticket_appdata(sess, &issued, &len) ||
+	    len != sizeof(now) ||
+	    mtls_get_generation(SSL_get_SSL_CTX(ssl), now) < 0 ||
+	    CRYPTO_memcmp(issued, now, sizeof(now)) != 0)
+		return SSL_TICKET_RETURN_IGNORE_RENEW;
+	if ((peer = SSL_SESSION_get0_peer(sess)) == NULL ||
+	    !mtls_verify_leaf(ssl, peer))
 		return SSL_TICKET_RETURN_IGNORE_RENEW;
 	return status == SSL_TICKET_SUCCESS_RENEW ?
 	    SSL_TICKET_RETURN_USE_RENEW :
 	    SSL_TICKET_RETURN_USE;
+}
+
+/* Each new ticket carries the generation it is issued under. */
+static int
+ticket_gen(SSL *ssl, void *arg)
+{
+	unsigned char gen[MTLS_GENERATION_LEN];
+
+	(void)arg;
+	return mtls_get_generation(SSL_get_SSL_CTX(ssl), gen) == 0 &&
+	    SSL_SESSION_set1_ticket_appdata(SSL_get0_session(ssl), gen,
+		sizeof(gen));
 }
 
 /*
@@ -136,10 +303,26 @@ static int
 server_resumption(SSL_CTX *ctx, char *err, size_t errlen)
 {
 	static const unsigned char sid_ctx[] = "hello_ktls";
+	struct generation *g;
 
+	/* Called while the program is still one thread (mtls_ctx_new). */
+	if (gen_index < 0)
+		gen_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL,
+		    generation_free);
+	if (gen_index < 0 || (g = OPENSSL_zalloc(sizeof(*g))) == NULL) {
+		snprintf(err, errlen, "cannot set up session resumption");
+		return -1;
+	}
+	pthread_mutex_init(&g->lock, NULL);
+	if (!SSL_CTX_set_ex_data(ctx, gen_index, g)) {
+		generation_free(NULL, g, NULL, 0, 0, NULL);
+		snprintf(err, errlen, "cannot set up session resumption");
+		return -1;
+	}
 	if (!SSL_CTX_set_session_id_context(ctx, sid_ctx,
 		sizeof(sid_ctx) - 1) ||
-	    !SSL_CTX_set_session_ticket_cb(ctx, NULL, ticket_check, NULL)) {
+	    !SSL_CTX_set_session_ticket_cb(ctx, ticket_gen, ticket_check,
+		NULL)) {
 		snprintf(err, errlen, "cannot set up session resumption");
 		return -1;
 	}
@@ -187,7 +370,8 @@ mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 	SSL_CTX_set_verify(ctx, mode, NULL);
 	if ((o->server &&
 		(mtls_crl_setup(ctx, o, err, errlen) < 0 ||
-		    mtls_ocsp_setup(ctx, o, err, errlen) < 0)) ||
+		    mtls_ocsp_setup(ctx, o, err, errlen) < 0 ||
+		    generation_setup(ctx, o, err, errlen) < 0)) ||
 	    mtls_staple_setup(ctx, o, err, errlen) < 0)
 		goto fail;
 	/* Before ktls_ctx_prepare, which keeps it and calls it too. */

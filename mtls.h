@@ -33,6 +33,12 @@ struct mtls_options {
 	/* OCSP stapling of the server's certificate (mtls_staple.c). */
 	const char *ocsp_staple; /* server: DER response to staple, or NULL */
 	int require_staple;      /* client: refuse a server without one */
+	/*
+	 * Server: files whose contents, with the CRLs', decide who gets in
+	 * (--policy): NULL-terminated, or NULL. A ticket issued before any
+	 * of them changed is not resumed (mtls_set_generation).
+	 */
+	const char *const *auth_files;
 };
 
 /*
@@ -50,6 +56,9 @@ struct mtls_revocation {
 	int soft_pass;             /* failed, let in by --revocation soft */
 };
 
+/* Bytes of an authorization generation: a SHA-256 digest. */
+#define MTLS_GENERATION_LEN 32
+
 /*
  * An SSL_CTX for o: TLS 1.2-1.3 (or the pinned version), no
  * renegotiation or compression, our certificate and key, the CA, peer
@@ -58,6 +67,18 @@ struct mtls_revocation {
  * setting at fault.
  */
 SSL_CTX *mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen);
+
+/*
+ * A server context's authorization generation: a digest of what decides
+ * admission (the CRLs in its store and o->auth_files, set by
+ * mtls_ctx_new). Every session ticket carries the generation it was
+ * issued under; one of another generation is declined and its client
+ * goes through a full handshake. Whoever changes admission on a live
+ * context (adds a CRL, loads a new policy) sets a new one; any thread
+ * may call these at any time. 0, or -1 (not a server context).
+ */
+int mtls_set_generation(SSL_CTX *ctx, const unsigned char *gen);
+int mtls_get_generation(SSL_CTX *ctx, unsigned char *gen);
 
 /*
  * Bind ssl to the name or address it connects to: an IP literal is
@@ -169,6 +190,20 @@ int mtls_ocsp_enabled(SSL_CTX *ctx);
 /* Over the context's life: queries sent, answers taken from the cache. */
 void
 mtls_ocsp_counts(SSL_CTX *ctx, unsigned long *queries, unsigned long *hits);
+
+/*
+ * The leaf of the chain the server refused (the client's own
+ * certificate, whichever certificate of its chain failed), or NULL;
+ * valid as long as ssl.
+ */
+X509 *mtls_verify_refused_cert(SSL *ssl);
+
+/*
+ * For a server resuming a session: 1 if the session's client
+ * certificate leaf verifies now as a full handshake would verify it
+ * (store, CRLs, purpose, the verify callback's passes), else 0.
+ */
+int mtls_verify_leaf(SSL *ssl, X509 *leaf);
 
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);

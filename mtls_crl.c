@@ -37,6 +37,7 @@ struct verify_note {
 	char refused[2 * MTLS_REASON_MAX]; /* subject and serial, and why */
 	char passed[2 * MTLS_REASON_MAX];  /* why a failure was let through */
 	struct mtls_revocation checked[2]; /* by CRL, by OCSP (.source) */
+	X509 *leaf; /* of the refused chain, for the audit line; a reference */
 };
 
 static int ctx_index = -1, ssl_index = -1;
@@ -49,6 +50,18 @@ free_data(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
 	OPENSSL_free(ptr);
 }
 
+static void
+free_note(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl,
+    void *argp)
+{
+	struct verify_note *v = ptr;
+
+	(void)parent, (void)ad, (void)idx, (void)argl, (void)argp;
+	if (v != NULL)
+		X509_free(v->leaf);
+	OPENSSL_free(v);
+}
+
 /* Called while the program is still one thread (mtls_ctx_new). */
 static int
 indexes(void)
@@ -58,7 +71,7 @@ indexes(void)
 		    SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, free_data);
 	if (ssl_index < 0)
 		ssl_index =
-		    SSL_get_ex_new_index(0, NULL, NULL, NULL, free_data);
+		    SSL_get_ex_new_index(0, NULL, NULL, NULL, free_note);
 	return ctx_index < 0 || ssl_index < 0 ? -1 : 0;
 }
 
@@ -421,7 +434,57 @@ verify_cb(int ok, X509_STORE_CTX *x)
 	}
 	cert_names(X509_STORE_CTX_get_current_cert(x), v->refused,
 	    sizeof(v->refused));
+	/* The client's identity, even where an issuer of it failed. */
+	X509_free(v->leaf);
+	if ((v->leaf = X509_STORE_CTX_get0_cert(x)) != NULL)
+		X509_up_ref(v->leaf);
 	return 0;
+}
+
+/*
+ * What ssl_verify_cert_chain in OpenSSL does for a full handshake: the
+ * same store (a verify store if one was set), security level, purpose,
+ * parameters and callback. So a client let in by --revocation soft or
+ * --crl-grace in a full handshake resumes under the same rule, and one
+ * it would refuse does not resume. Only the chain differs: a session
+ * keeps the leaf alone, so a client whose issuer is an intermediate it
+ * sends fails here, and resumes by a full handshake, which has the chain.
+ * A failure leaves no note: the full handshake that follows writes its
+ * own.
+ */
+int
+mtls_verify_leaf(SSL *ssl, X509 *leaf)
+{
+	X509_STORE_CTX *x = X509_STORE_CTX_new();
+	X509_STORE *store = NULL;
+	X509_VERIFY_PARAM *param;
+	struct verify_note *v;
+	int ok = 0;
+
+	ERR_set_mark();
+	if (!SSL_get0_verify_cert_store(ssl, &store) || store == NULL)
+		store = SSL_CTX_get_cert_store(SSL_get_SSL_CTX(ssl));
+	if (x == NULL || !X509_STORE_CTX_init(x, store, leaf, NULL) ||
+	    !X509_STORE_CTX_set_ex_data(x, SSL_get_ex_data_X509_STORE_CTX_idx(),
+		ssl))
+		goto out;
+	param = X509_STORE_CTX_get0_param(x);
+	X509_VERIFY_PARAM_set_auth_level(param, SSL_get_security_level(ssl));
+	if (!X509_STORE_CTX_set_default(x, "ssl_client") ||
+	    !X509_VERIFY_PARAM_set1(param, SSL_get0_param(ssl)))
+		goto out;
+	if (SSL_get_verify_callback(ssl) != NULL)
+		X509_STORE_CTX_set_verify_cb(x, SSL_get_verify_callback(ssl));
+	ok = X509_verify_cert(x) > 0;
+out:
+	if (!ok && ssl_index >= 0 &&
+	    (v = SSL_get_ex_data(ssl, ssl_index)) != NULL) {
+		X509_free(v->leaf);
+		memset(v, 0, sizeof(*v));
+	}
+	X509_STORE_CTX_free(x);
+	ERR_pop_to_mark();
+	return ok;
 }
 
 int
@@ -537,4 +600,14 @@ mtls_verify_refused(SSL *ssl)
 	if (ssl_index < 0 || (v = SSL_get_ex_data(ssl, ssl_index)) == NULL)
 		return NULL;
 	return v->refused[0] != '\0' ? v->refused : NULL;
+}
+
+X509 *
+mtls_verify_refused_cert(SSL *ssl)
+{
+	const struct verify_note *v;
+
+	if (ssl_index < 0 || (v = SSL_get_ex_data(ssl, ssl_index)) == NULL)
+		return NULL;
+	return v->leaf;
 }

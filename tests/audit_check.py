@@ -7,6 +7,7 @@ import datetime
 import json
 import os
 import re
+import subprocess
 import sys
 
 E = os.environ
@@ -15,6 +16,18 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 SANS = ["DNS:client.example", "DNS:tab\tx.example",
         "DNS:caf\u00c3\u00a9.example", "URI:spiffe://example.org/c",
         "email:c@example.org", "IP:192.0.2.7", "IP:2001:db8::1"]
+
+
+# What each event.action says of itself (ECS event.category, event.type).
+KINDS = {
+    "connection-accepted": (["network"], ["connection", "start"]),
+    "tls-handshake-failed": (["network", "authentication"], ["connection", "denied"]),
+    "access-allowed": (["network", "authentication"], ["allowed"]),
+    "connection-closed": (["network"], ["connection", "end"]),
+    "connection-refused": (["network"], ["connection", "denied"]),
+    "revocation-checked": (["authentication"], ["info"]),
+    "access-denied": (["network", "authentication"], ["denied"]),
+}
 
 
 def result(name, why):
@@ -75,6 +88,49 @@ def expect(o, want):
         if o.get(k) != v:
             return f"{k} is {o.get(k)!r}, want {v!r}"
     return ""
+
+
+def openssl_time(text):
+    t = datetime.datetime.strptime(" ".join(text.split()), "%b %d %H:%M:%S %Y GMT")
+    return t.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def identity(name):
+    """The tls.client.* fields of $HK_CERTS/NAME-cert.pem, as openssl sees it."""
+    path = os.path.join(E["HK_CERTS"], name + "-cert.pem")
+    out = subprocess.run(
+        ["openssl", "x509", "-in", path, "-noout", "-subject", "-issuer",
+         "-serial", "-fingerprint", "-sha256", "-startdate", "-enddate",
+         "-nameopt", "RFC2253", "-ext", "subjectAltName"],
+        capture_output=True, text=True, check=True).stdout
+    f = {}
+    for line in out.splitlines():
+        key, _, value = line.partition("=")
+        f[key.strip()] = value
+    sans = re.findall(r"(DNS|URI|email|IP Address):([^,\s]+)", out)
+    return {
+        "tls.client.subject": f["subject"],
+        "tls.client.issuer": f["issuer"],
+        "tls.client.x509.serial_number": f["serial"],
+        "tls.client.hash.sha256": f["sha256 Fingerprint"].replace(":", ""),
+        "tls.client.not_before": openssl_time(f["notBefore"]),
+        "tls.client.not_after": openssl_time(f["notAfter"]),
+        "tls.client.x509.alternative_names":
+            [("IP" if t == "IP Address" else t) + ":" + v for t, v in sans],
+    }
+
+
+def check_kinds():
+    """Every line of every file: event.category and event.type of its action."""
+    why = []
+    for key in ("AUDIT_GOOD", "AUDIT_BAD", "AUDIT_MAX", "AUDIT_MANY"):
+        for o in load(E[key])[0]:
+            want = KINDS.get(o.get("event.action"))
+            got = (o.get("event.category"), o.get("event.type"))
+            if want is None or got != want:
+                why.append(f"{key} {o.get('event.action')}: {got}, want {want}")
+    result("every event has the event.category and event.type of its action",
+           "; ".join(why[:3]))
 
 
 def ktls_word():
@@ -138,6 +194,10 @@ def check_good():
     raw = open(E["AUDIT_GOOD"], "rb").read()
     result("good client: no certificate or key in the trail",
            "" if b"BEGIN" not in raw and b"MII" not in raw else "found PEM")
+    result("good client: destination.ip and destination.port are the server's",
+           "; ".join(filter(None, (expect(o, {
+               "destination.ip": "127.0.0.1",
+               "destination.port": int(E["GOOD_PORT"])}) for o in first))))
     curl = [o for o in conns.get(2, []) if o.get("source.port") != int(E["CURL_PORT"])]
     result("curl --local-port: source.port is the client's port",
            "" if conns.get(2) and not curl else
@@ -156,22 +216,100 @@ def server_reason(log, port):
 def check_refused():
     objs, bad = load(E["AUDIT_BAD"])
     conns = by_id(objs)
+    # The server runs with --crl: the revoked client's leaf was checked
+    # (a revocation-checked line); the others failed before that.
     order = ["connection-accepted", "tls-handshake-failed"]
-    for cid, name in ((1, "client of another CA"), (2, "garbage peer")):
+    checked = ["connection-accepted", "revocation-checked", "tls-handshake-failed"]
+    clients = ((1, "client of another CA", "rejected", "other-client", order),
+               (2, "garbage peer", "", None, order),
+               (3, "revoked client", "certificate revoked", "revoked-client", checked))
+    for cid, name, words, cert, order in clients:
         lines = conns.get(cid, [])
         why = "; ".join(bad) or "; ".join(filter(None, map(common, lines)))
         if not why and actions(lines) != order:
             why = f"actions {actions(lines)}"
         if not why:
-            fail = lines[1]
+            fail = lines[-1]
             said = server_reason(E["BAD_SRV_LOG"], fail["source.port"])
             why = expect(fail, {"event.outcome": "failure", "event.reason": said,
                                 "tls.established": False})
             if not why and not said:
                 why = "the server logged no reason"
-            if not why and cid == 1 and "rejected" not in said:
-                why = f"reason {said!r}"
+            if not why and words not in said:
+                why = f"reason {said!r}, want {words!r} in it"
         result(f"{name}: accepted, then handshake-failed with the server's reason", why)
+        if why:
+            continue
+        if cert:
+            result(f"{name}: handshake-failed names the refused certificate "
+                   "as openssl does", expect(lines[-1], identity(cert)))
+        else:
+            extra = [k for k in lines[-1] if k.startswith("tls.client.")]
+            result(f"{name}: no certificate, no tls.client.* field",
+                   f"has {extra}" if extra else "")
+
+
+def check_maxconn():
+    objs, bad = load(E["AUDIT_MAX"])
+    conns = by_id(objs)
+    refused = [o for o in objs if o.get("event.action") == "connection-refused"]
+    why = "; ".join(bad) or "; ".join(filter(None, map(common, objs)))
+    if not why and (len(refused) != 1 or E["MAX_RC"] != "1"):
+        why = f"{len(refused)} connection-refused lines, client rc {E['MAX_RC']}"
+    if not why:
+        r = refused[0]
+        pre = f"hello_ktls_server: refusing client 127.0.0.1:{r['source.port']}: "
+        said = None
+        for line in open(E["MAX_SRV_LOG"], encoding="utf-8", errors="replace"):
+            if line.startswith(pre):
+                said = line[len(pre):].rstrip("\n")
+        why = expect(r, {"event.outcome": "failure", "event.reason": said,
+                         "source.ip": "127.0.0.1",
+                         "destination.ip": "127.0.0.1",
+                         "destination.port": int(E["MAX_PORT"])})
+        if not why and "(--max-connections)" not in (said or ""):
+            why = f"the server said {said!r}"
+        if not why and actions(conns[r["hk.connection.id"]]) != ["connection-refused"]:
+            why = f"its connection has {actions(conns[r['hk.connection.id']])}"
+        if not why and [k for k in r if k.startswith(("tls.", "hk.ktls"))]:
+            why = "tls or kTLS fields on a connection that had no TLS"
+    result("over --max-connections: one connection-refused line with the server's reason", why)
+
+
+def check_syslog():
+    """One datagram per event at /dev/log: <86> (authpriv.info), the
+    ident hello_ktls_server[PID], then the JSON object."""
+    if E["SYSLOG_RC"] != "0":
+        result("--audit syslog: one JSON datagram per event",
+               f"the namespace part failed (exit {E['SYSLOG_RC']}): {E['SYSLOG_WHY']}")
+        return
+    pid = open(E["SYSLOG_OUT"] + ".pid").read().strip()
+    head = re.compile(r"^<(\d+)>[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d "
+                      r"hello_ktls_server\[(\d+)\]: (.*)$")
+    objs, why = [], []
+    for raw in open(E["SYSLOG_OUT"], "rb").read().splitlines():
+        m = head.match(raw.decode("ascii", "replace"))
+        if not m:
+            why.append(f"not a syslog line: {raw[:120]!r}")
+            continue
+        if m.group(1) != "86" or m.group(2) != pid:
+            why.append(f"priority {m.group(1)} (want 86: authpriv.info), "
+                       f"pid {m.group(2)} (want {pid})")
+        try:
+            objs.append(json.loads(m.group(3)))
+        except ValueError as e:
+            why.append(f"not JSON ({e}): {m.group(3)[:120]!r}")
+    conns = by_id(objs)
+    want = {1: ["connection-accepted", "access-allowed", "connection-closed"],
+            2: ["connection-accepted", "tls-handshake-failed"]}
+    got = {c: actions(lines) for c, lines in conns.items()}
+    if not why and got != want:
+        why.append(f"actions {got}, want {want}")
+    if not why and open(E["SYSLOG_OUT"] + ".rc").read().strip() != "0":
+        why.append("the good client failed")
+    why += list(filter(None, map(common, objs)))
+    result("--audit syslog: one JSON datagram per event, authpriv.info, "
+           "ident hello_ktls_server[pid]", "; ".join(why[:3]))
 
 
 def check_many():
@@ -272,5 +410,8 @@ if sys.argv[1:] == ["policy"]:
 else:
     check_good()
     check_refused()
+    check_maxconn()
+    check_kinds()
     check_many()
     check_rotation()
+    check_syslog()

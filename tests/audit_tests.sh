@@ -2,9 +2,12 @@
 # tests/audit_tests.sh - the server's --audit trail (no kTLS needed): a
 # verified client gives connection-accepted, access-allowed and
 # connection-closed, with every field checked against openssl's view of
-# the certificate; a client of another CA and a peer sending garbage give
-# tls-handshake-failed with the reason the server logs; 50 clients at once
-# give whole lines only; logrotate's rename + SIGHUP loses no line.
+# the certificate; a client of another CA, a peer sending garbage and a
+# revoked client give tls-handshake-failed with the reason the server logs
+# and the refused certificate's identity; a client over --max-connections
+# gives connection-refused; 50 clients at once give whole lines only;
+# logrotate's rename + SIGHUP loses no line; --audit syslog sends one
+# datagram per event to /dev/log (a private one: see run_syslog).
 # The servers run first; then one python3 checks every file, and prints
 # one "ok -"/"FAIL -" line per test, which are counted here.
 set -u
@@ -12,7 +15,7 @@ set -u
 hk_init
 
 # How many results tests/audit_check.py prints.
-CHECKS=15
+CHECKS=23
 MSG='audit me, 26 bytes long :)'
 REPLY='Hello from kTLS server! Your certificate was validated.'
 
@@ -54,6 +57,7 @@ audit_server() {
 run_good() {
 	AUDIT_GOOD=$WORK/good.jsonl
 	audit_server "$AUDIT_GOOD"
+	GOOD_PORT=$PORT
 	run_client "$WORK/good-client.log" --cert "$WORK/san/cert.pem" \
 	    --key "$WORK/san/key.pem" --message "$MSG"
 	GOOD_RC=$CLI_RC
@@ -67,10 +71,11 @@ run_good() {
 	GOOD_SRV_LOG=$SRV_LOG
 }
 
-# 2. A client of another CA, then a peer that sends bytes that are no TLS.
+# 2. A client of another CA, then a peer that sends bytes that are no TLS,
+#    then a client that crl.pem revokes.
 run_refused() {
 	AUDIT_BAD=$WORK/bad.jsonl
-	audit_server "$AUDIT_BAD"
+	audit_server "$AUDIT_BAD" --crl crl.pem
 	run_client "$WORK/other.log" --cert other-client-cert.pem \
 	    --key other-client-key.pem
 	wait_count "$AUDIT_BAD" '"tls-handshake-failed"' 1
@@ -81,8 +86,97 @@ run_refused() {
 		exec 3<&-
 	} 2>/dev/null
 	wait_count "$AUDIT_BAD" '"tls-handshake-failed"' 2
+	run_client "$WORK/revoked.log" --cert revoked-client-cert.pem \
+	    --key revoked-client-key.pem
+	wait_count "$AUDIT_BAD" '"tls-handshake-failed"' 3
 	stop_server
 	BAD_SRV_LOG=$SRV_LOG
+}
+
+# 2b. --max-connections 1: a silent peer holds the one place, the next
+#     client is refused at accept.
+run_maxconn() {
+	AUDIT_MAX=$WORK/max.jsonl
+	audit_server "$AUDIT_MAX" --max-connections 1 --handshake-timeout 10
+	MAX_PORT=$PORT
+	exec 4<>"/dev/tcp/127.0.0.1/$PORT"
+	wait_clients 1
+	run_client "$WORK/max.log"
+	MAX_RC=$CLI_RC
+	wait_count "$AUDIT_MAX" '"connection-refused"' 1
+	exec 4<&-
+	wait_count "$AUDIT_MAX" '"tls-handshake-failed"' 1
+	stop_server
+	MAX_SRV_LOG=$SRV_LOG
+}
+
+# 5. --audit syslog. glibc's syslog() writes to /dev/log, a fixed path;
+#    this machine may have none, or a real one whose log we must not
+#    fill. So this part runs in a mount namespace of its own (unshare),
+#    with a private tmpfs on /dev (the host's null, zero, random and
+#    urandom bound into it), where a python3 listener binds /dev/log and
+#    writes each datagram as one line of $SYSLOG_OUT. Nothing outside the
+#    namespace sees that /dev; the host's /dev is never bound anywhere a
+#    cleanup could reach.
+run_syslog() {
+	SYSLOG_OUT=$WORK/syslog.out
+	: >"$SYSLOG_OUT"
+	local -a ns=(unshare --mount)
+	[ "$(id -u)" -eq 0 ] || ns=(unshare --map-root-user --mount)
+	SYSLOG_RC=0
+	"${ns[@]}" bash "$HK_ROOT/tests/audit_tests.sh" --syslog-part \
+	    "$SYSLOG_OUT" >"$WORK/syslog-part.log" 2>&1 || SYSLOG_RC=$?
+	SYSLOG_WHY=$(tail -n 1 "$WORK/syslog-part.log")
+}
+
+# private_dev: a tmpfs with the four devices, built aside, then moved
+# onto /dev (the binds move with it).
+private_dev() {
+	local stage=$WORK/dev n
+	mkdir "$stage" && mount -t tmpfs -o mode=755 hk-dev "$stage" || return 1
+	for n in null zero random urandom; do
+		: >"$stage/$n" && mount --bind "/dev/$n" "$stage/$n" || return 1
+	done
+	ln -s /proc/self/fd "$stage/fd" && mount --move "$stage" /dev
+}
+
+# In the namespace: /dev made private, the listener, a server with
+# --audit syslog, a good client and one of another CA. Writes the
+# server's pid to OUT.pid.
+syslog_part() {
+	local out=$1 i listener
+	if ! private_dev; then
+		echo "cannot make a private /dev in a mount namespace"
+		return 1
+	fi
+	python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind("/dev/log")
+out = open(sys.argv[1], "ab", buffering=0)
+print("listening", flush=True)
+while True:
+    out.write(s.recv(1 << 20).replace(b"\n", b"\\n") + b"\n")
+' "$out" >"$WORK/listener.log" 2>&1 &
+	listener=$!
+	wait_for_line "$WORK/listener.log" listening || {
+		echo "the /dev/log listener did not start: $(cat "$WORK/listener.log")"
+		return 1
+	}
+	start_server --audit syslog || return 1
+	server_proc && echo "$SRV_PROC" >"$out.pid"
+	run_client "$WORK/good.log"
+	echo "$CLI_RC" >"$out.rc"
+	run_client "$WORK/other.log" --cert other-client-cert.pem \
+	    --key other-client-key.pem
+	for ((i = 0; i < 100; i++)); do
+		[ "$(grep -c . "$out")" -ge 5 ] && break
+		nap 0.05
+	done
+	stop_server
+	kill "$listener"
+	wait "$listener" 2>/dev/null
+	return 0
 }
 
 # clients_start N: N of our clients in the background; clients_wait: all
@@ -152,6 +246,12 @@ test_unwritable() {
 	fi
 }
 
+if [ "${1:-}" = --syslog-part ]; then
+	hk_init
+	syslog_part "$2"
+	exit
+fi
+
 test_unwritable
 if ! make_san_cert; then
 	fail "a client certificate with SANs" "openssl failed" "$WORK/san/log"
@@ -160,11 +260,14 @@ if ! make_san_cert; then
 fi
 run_good
 run_refused
+run_maxconn
 run_concurrent
 run_rotation
+run_syslog
 
 export AUDIT_GOOD AUDIT_BAD AUDIT_MANY AUDIT_ROT GOOD_SRV_LOG BAD_SRV_LOG \
-    ROT_SRV_LOG GOOD_RC CURL_PORT MSG REPLY
+    ROT_SRV_LOG GOOD_RC CURL_PORT MSG REPLY GOOD_PORT AUDIT_MAX MAX_PORT \
+    MAX_RC MAX_SRV_LOG SYSLOG_OUT SYSLOG_RC SYSLOG_WHY HK_CERTS
 SAN_SERIAL=$(x509_field -serial)
 SAN_SHA256=$(x509_field -fingerprint -sha256)
 SAN_SUBJECT=$(x509_field -subject -nameopt RFC2253)

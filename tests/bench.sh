@@ -8,7 +8,12 @@
 #       server vs against `openssl s_server`, same certificates;
 #   (c) where the kernel has kTLS (natively, else in the UML guest of
 #       tests/uml.sh): our kTLS path vs our userspace path, sendfile vs
-#       write, and ours vs a bare kTLS socket pair (tests/ktls_pair_bench).
+#       write, and ours vs a bare kTLS socket pair (tests/ktls_pair_bench);
+#   (d) full mTLS handshakes per second against our server with its
+#       identity checks on (--crl, --audit FILE, and --policy when the
+#       server has it) vs the same server without them;
+#   (e) resumed vs full handshakes per second against our server,
+#       `openssl s_time -reuse` vs `-new`, with the resumptions counted.
 # Not a test: nothing passes or fails; it exits non-zero only when it could
 # not measure at all. Loopback only; every step has a time limit.
 #
@@ -19,6 +24,8 @@
 #                       median is shown (default 3)
 #   HK_BENCH_CIPHER     aes-128-gcm (default), aes-256-gcm, chacha20-poly1305
 #   HK_BENCH_HS_SECONDS s_time duration (default 5)
+#   HK_BENCH_POLICY     the --policy file for (d) (default: one rule that
+#                       allows the bench client by its CN)
 #   HK_UML_BIN, HK_UML_MODULES  another guest kernel, as for tests/uml.sh
 # Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER runs (c)
 # (in the guest) and appends its numbers to RESULTS.
@@ -201,13 +208,17 @@ part_a() {
 	fi
 }
 
-# s_time_rate NAME PORT: one s_time run; appends "connections/s count"
-# to $WORK/b_NAME.runs.
+# s_time_rate NAME PORT [S_TIME ARGS...]: one s_time run (-new unless
+# ARGS say otherwise); appends "connections/s count" to $WORK/b_NAME.runs
+# and the log's name to $WORK/b_NAME.logs.
 s_time_rate() {
 	local name=$1 port=$2 log t0 t1 n
+	shift 2
+	[ $# -gt 0 ] || set -- -new
 	new_log log "s_time-$name"
+	echo "$log" >>"$WORK/b_$name.logs"
 	t0=$(date +%s.%N)
-	timeout $((HS_SECONDS + 30)) openssl s_time -connect "127.0.0.1:$port" -new \
+	timeout $((HS_SECONDS + 30)) openssl s_time -connect "127.0.0.1:$port" "$@" \
 	    -time "$HS_SECONDS" -cert client-cert.pem -key client-key.pem \
 	    -CAfile ca-cert.pem >"$log" 2>&1
 	t1=$(date +%s.%N)
@@ -253,6 +264,82 @@ part_b() {
 	SS_PID=
 	[ -s "$WORK/b_ours.runs" ] && put b_ours "$(median "$WORK/b_ours.runs")"
 	[ -s "$WORK/b_s_server.runs" ] && put b_s_server "$(median "$WORK/b_s_server.runs")"
+}
+
+# bench_policy FILE: a --policy that allows the bench client (by the CN
+# of client-cert.pem), in the format of mtls_policy.h.
+bench_policy() {
+	local cn
+	cn=$(openssl x509 -in client-cert.pem -noout -subject -nameopt sep_multiline,utf8 |
+	    sed -n 's/^ *CN=//p')
+	printf '# make bench: the bench client, by its CN\nallow bench {\n    subject.CN = %s\n}\n' \
+	    "$cn" >"$1"
+}
+
+# (d): the same server with its identity checks on and off, runs
+# interleaved. Both servers run at once, each on its own port.
+part_d() {
+	local -a checks=(--crl crl.pem --audit "$WORK/d-audit.jsonl")
+	local off_pid off_log off_port policy=${HK_BENCH_POLICY:-}
+	if "$SERVER" --help 2>&1 | grep -q -- --policy; then
+		if [ -z "$policy" ]; then
+			policy=$WORK/bench.policy
+			bench_policy "$policy"
+		fi
+		checks+=(--policy "$policy")
+	fi
+	put d_on_args "${checks[*]}"
+	say "(d) openssl s_time -new -time $HS_SECONDS, checks on vs off, $RUNS runs"
+	start_server --ktls off || { put b_d_off_err "server did not start"; return; }
+	off_pid=$SRV_PID off_log=$SRV_LOG off_port=$PORT
+	if ! start_server --ktls off "${checks[@]}"; then
+		put b_d_on_err "server did not start: $(grep -v '^=' "$SRV_LOG" | tail -n 1)"
+		SRV_PID=
+	fi
+	for _ in $(seq "$RUNS"); do
+		s_time_rate d_off "$off_port"
+		[ -n "$SRV_PID" ] && s_time_rate d_on "$PORT"
+	done
+	put d_audit_lines "$(wc -l <"$WORK/d-audit.jsonl" 2>/dev/null || echo 0)"
+	put d_on_allowed "$(grep -c '"access-allowed"' "$WORK/d-audit.jsonl" 2>/dev/null)"
+	put d_on_refused "$(grep -c -e '"tls-handshake-failed"' -e '"access-denied"' "$WORK/d-audit.jsonl" 2>/dev/null)"
+	stop_server
+	SRV_PID=$off_pid SRV_LOG=$off_log
+	stop_server
+	[ -s "$WORK/b_d_off.runs" ] && put d_off "$(median "$WORK/b_d_off.runs")"
+	[ -s "$WORK/b_d_on.runs" ] && put d_on "$(median "$WORK/b_d_on.runs")"
+}
+
+# count_marks CHAR LOG...: how many connections s_time marked with CHAR
+# ('r' resumed, '*' full) on its progress lines in LOGs.
+count_marks() {
+	local c=$1
+	shift
+	cat "$@" 2>/dev/null | grep -E '^[*r]+$' | tr -cd "$c" | wc -c
+}
+
+# (e): resumed vs full handshakes against one server. -www / makes
+# s_time send a request and read the reply, and with it the TLS 1.3
+# tickets (which come after the handshake): without it -reuse has no
+# ticket to offer and every connection is a full handshake.
+part_e() {
+	local -a e_new e_reuse
+	say "(e) openssl s_time -www / -new vs -reuse -time $HS_SECONDS, $RUNS runs"
+	start_server --ktls off || { put b_e_new_err "server did not start"; return; }
+	for _ in $(seq "$RUNS"); do
+		s_time_rate e_new "$PORT" -new -www /
+		s_time_rate e_reuse "$PORT" -reuse -www /
+	done
+	stop_server
+	mapfile -t e_new <"$WORK/b_e_new.logs"
+	mapfile -t e_reuse <"$WORK/b_e_reuse.logs"
+	put e_reuse_resumed "$(count_marks r "${e_reuse[@]}")"
+	put e_reuse_full "$(count_marks '*' "${e_reuse[@]}")"
+	put e_new_resumed "$(count_marks r "${e_new[@]}")"
+	put e_server_resumed "$(grep -c 'Session: resumed' "$SRV_LOG")"
+	put e_server_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
+	[ -s "$WORK/b_e_new.runs" ] && put e_new "$(median "$WORK/b_e_new.runs")"
+	[ -s "$WORK/b_e_reuse.runs" ] && put e_reuse "$(median "$WORK/b_e_reuse.runs")"
 }
 
 # ---------------------------------------------------------------------------
@@ -378,6 +465,50 @@ print_b() {
 	echo
 }
 
+print_d() {
+	local off on
+	off=$(get d_off) on=$(get d_on)
+	echo "## (d) full mTLS handshakes per second, identity checks on vs off: openssl s_time -new (host)"
+	echo
+	printf '| %-*s | %13s | %11s | %-26s |\n' "$W" server "handshakes/s" connections ratio
+	printf '|%s|%s|%s|%s|\n' "$(dashes $((W + 2)))" '--------------:' '------------:' "$(dashes 28)"
+	printf '| %-*s | %13s | %11s | %-26s |\n' "$W" "hello_ktls_server --ktls off" \
+	    "$(first "$off")" "${off##* }" "1.00 (reference)"
+	printf '| %-*s | %13s | %11s | %-26s |\n' "$W" "the same with the checks below" \
+	    "$(first "$on")" "${on##* }" "$(ratio "$(first "$on")" "$(first "$off")") x off (target >= 0.9)"
+	echo
+	echo "Checks: $(get d_on_args | sed "s|$WORK/||g") (a policy is used when the server"
+	echo "has --policy; HK_BENCH_POLICY names one, else one rule allows the client's CN)."
+	echo "Both servers run at once, s_time runs alternate between them ($HS_SECONDS s each,"
+	echo "connections: median run). The checked server's audit file got $(get d_audit_lines) lines:"
+	echo "$(get d_on_allowed) clients allowed, $(get d_on_refused) refused (want 0)."
+	[ "$(get b_d_off_err)" != - ] && echo "off: $(get b_d_off_err)"
+	[ "$(get b_d_on_err)" != - ] && echo "on: $(get b_d_on_err)"
+	echo
+}
+
+print_e() {
+	local full res
+	full=$(get e_new) res=$(get e_reuse)
+	echo "## (e) resumed vs full handshakes per second: openssl s_time -www / (host)"
+	echo
+	printf '| %-*s | %13s | %11s | %-9s | %-22s |\n' "$W" "s_time mode" "connections/s" connections "resumed" ratio
+	printf '|%s|%s|%s|%s|%s|\n' "$(dashes $((W + 2)))" '--------------:' '------------:' '----------:' "$(dashes 24)"
+	printf '| %-*s | %13s | %11s | %9s | %-22s |\n' "$W" "-new (a full handshake each)" \
+	    "$(first "$full")" "${full##* }" "$(get e_new_resumed)" "1.00 (reference)"
+	printf '| %-*s | %13s | %11s | %9s | %-22s |\n' "$W" "-reuse (TLS 1.3 ticket of the 1st)" \
+	    "$(first "$res")" "${res##* }" "$(get e_reuse_resumed)" "$(ratio "$(first "$res")" "$(first "$full")") x full"
+	echo
+	echo "Against hello_ktls_server --ktls off; each connection sends a request line and"
+	echo "reads the reply (and with it the tickets). resumed: connections s_time marked"
+	echo "as reused, over all runs; with -reuse it marked $(get e_reuse_full) as full handshakes."
+	echo "The server logged 'Session: resumed' for $(get e_server_resumed) of the"
+	echo "$(get e_server_served) handshakes it completed (all runs of both modes)."
+	[ "$(get b_e_new_err)" != - ] && echo "-new: $(get b_e_new_err)"
+	[ "$(get b_e_reuse_err)" != - ] && echo "-reuse: $(get b_e_reuse_err)"
+	echo
+}
+
 print_c() {
 	local us_d us_u sf_d sf_u rw_d pw ps p16 plain where
 	where="natively"
@@ -470,6 +601,8 @@ LOAD0=${LOAD0_3%% *}
 BYTES=$HOST_BYTES
 part_a
 part_b
+part_d
+part_e
 if [ -e /proc/net/tls_stat ]; then
 	KTLS_WHERE=native KTLS_BYTES=$BYTES
 	ktls_part
@@ -486,4 +619,6 @@ fi
 print_env
 print_a
 print_b
+print_d
+print_e
 print_c
