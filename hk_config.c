@@ -439,6 +439,20 @@ parse_duration(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+/* OPT_LIST: arg after the others in list (room for max and a NULL). */
+static int
+list_add(const char **list, long max, const char *arg)
+{
+	long n;
+
+	for (n = 0; n < max && list[n] != NULL; n++)
+		;
+	if (n == max || *arg == '\0')
+		return -1;
+	list[n] = arg;
+	return 0;
+}
+
 /* Values checked here so that a typo is a usage error, not a late failure. */
 static int
 opt_set(struct hk_config *c, const struct opt *o, const char *arg)
@@ -488,12 +502,7 @@ opt_set(struct hk_config *c, const struct opt *o, const char *arg)
 		}
 		return -1;
 	case OPT_LIST:
-		for (n = 0; n < o->hi && ((const char **)field)[n] != NULL; n++)
-			;
-		if (n == o->hi || *arg == '\0')
-			return -1;
-		((const char **)field)[n] = arg;
-		return 0;
+		return list_add((const char **)field, o->hi, arg);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;

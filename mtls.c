@@ -333,7 +333,9 @@ server_resumption(SSL_CTX *ctx, char *err, size_t errlen)
 static int
 no_prompt(char *buf, int size, int rwflag, void *u)
 {
-	(void)buf, (void)size, (void)rwflag, (void)u;
+	(void)rwflag, (void)u;
+	if (size > 0)
+		buf[0] = '\0';
 	return -1;
 }
 
