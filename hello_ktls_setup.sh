@@ -27,6 +27,7 @@ usage() {
 Usage: $prog [-o DIR] [--days N] [--rsa] [--force]
        $prog [-o DIR] issue NAME [--cn CN] [--ou OU]... [--o ORG] [--san SAN]...
                 [--device-id ID] [--ocsp-url URL] [--days N] [--server] [--rsa] [--force]
+       $prog [-o DIR] sign-csr NAME CSR [--san SAN]... [--days N] [--server] [--force]
        $prog [-o DIR] revoke NAME|CERT.pem [--reason REASON]
        $prog [-o DIR] crl [--days N]
        $prog [-o DIR] ocsp-signer [--days N] [--rsa] [--force]
@@ -73,6 +74,12 @@ Commands, for the CA already in DIR (its ca-db/ records all they do):
     --days N       validity in days (default: $DEFAULT_LEAF_DAYS)
     --server       serverAuth instead of clientAuth
     --force        issue anew when NAME-cert.pem already exists
+  sign-csr NAME CSR
+                   NAME-cert.pem for the key that signed the request CSR
+                   (a key that stays where it is: a TPM, a token), with
+                   the request's subject; clientAuth unless --server;
+                   --san, --days and --force as for issue; the request's
+                   own extensions are ignored
   revoke NAME      revoke NAME-cert.pem (or the certificate file given) in
                    ca-db/ and rewrite crl.pem; --reason REASON is one of
                    ${REASONS[*]:0:4}
@@ -172,6 +179,7 @@ if ((${#args[@]} > 0)); then
     cmd=${args[0]}
     case $cmd in
         issue | revoke) ((${#args[@]} == 2)) || usage_error "$cmd needs exactly one NAME" ;;
+        sign-csr) ((${#args[@]} == 3)) || usage_error "sign-csr needs a NAME and a CSR file" ;;
         crl | ocsp-signer) ((${#args[@]} == 1)) || usage_error "unexpected argument: ${args[1]}" ;;
         *) usage_error "unknown command: $cmd" ;;
     esac
@@ -180,6 +188,7 @@ fi
 for o in "${cmd_opts[@]}"; do
     case $cmd:$o in
         revoke:--reason) ;;
+        sign-csr:--san | sign-csr:--server) ;;
         issue:--reason) usage_error "--reason is for revoke only" ;;
         issue:*) ;;
         *) usage_error "$o is not an option of ${cmd:-the default run}" ;;
@@ -498,6 +507,51 @@ cmd_issue() {
     } >"$tmp/ext.cnf"
     sign "$name" "$subj"
     describe "$name"
+}
+
+# sign-csr NAME CSR: a certificate for a key we never see (it signed the
+# request inside its TPM or token), so only NAME-cert.pem is written. The
+# request's signature proves possession of the key; its subject is kept,
+# its requested extensions are not (copy_extensions = none): what the
+# certificate may do is decided here, as for issue.
+cmd_sign_csr() {
+    local name=$1 csr=$2 san sans= subject end
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
+    [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
+    ((force == 1)) || [[ ! -e $out_dir/$name-cert.pem ]] ||
+        die "$out_dir/$name-cert.pem already exists (--force issues a new one)"
+    [[ -f $csr ]] || die "no certificate request $csr"
+    openssl req -in "$csr" -noout -verify >"$tmp/openssl.log" 2>&1 ||
+        die "$csr: not a certificate request whose signature verifies: $(openssl_reason)"
+    subject=$(openssl req -in "$csr" -noout -subject -nameopt compat)
+    [[ $subject == */CN=* ]] || die "$csr: its subject has no CN"
+    cp -- "$csr" "$tmp/$name.csr"
+    for san in "${opt_san[@]}"; do
+        [[ $san == *:?* ]] && config_safe "${san#*:}" || die "bad --san '$san': want TYPE:VALUE"
+        sans+=${sans:+, }$san
+    done
+    {
+        printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\n'
+        # The request's key decides the key usage, not --rsa.
+        if openssl req -in "$csr" -noout -text | grep -q 'rsaEncryption'; then
+            printf 'keyUsage = critical, digitalSignature, keyEncipherment\n'
+        else
+            printf 'keyUsage = critical, digitalSignature\n'
+        fi
+        printf 'extendedKeyUsage = %s\n' "$( ((opt_server)) && echo serverAuth || echo clientAuth)"
+        printf 'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid, issuer\n'
+        if [[ -n $sans ]]; then printf 'subjectAltName = %s\n' "$sans"; fi
+    } >"$tmp/ext.cnf"
+    ca_run "sign the request $csr" -notext -rand_serial -days "$leaf_days" \
+        -extfile "$tmp/ext.cnf" -extensions ext -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
+    chmod 644 -- "$tmp/$name-cert.pem"
+    rm -f -- "$out_dir/$name-cert.pem"
+    mv -- "$tmp/$name-cert.pem" "$out_dir/$name-cert.pem" 2>/dev/null ||
+        die "cannot write $out_dir/$name-cert.pem"
+    end=$(openssl x509 -in "$out_dir/$name-cert.pem" -noout -enddate)
+    printf '%s: issued %s for the key of %s: %s, until %s\n' "$prog" "$out_dir/$name-cert.pem" \
+        "$csr" "${subject#subject=}" "${end#notAfter=}"
 }
 
 # revoke NAME|CERT: in the database, then a new crl.pem.

@@ -11,6 +11,9 @@
 
 #define HK_VERSION "1.0.0"
 
+/* --provider may be given this many times. */
+#define HK_MAX_PROVIDERS 8
+
 enum hk_role {
 	HK_CLIENT,
 	HK_SERVER
@@ -25,7 +28,11 @@ enum hk_parse {
 struct hk_config {
 	enum hk_role role;
 	const char *port;
-	const char *cert, *key, *ca;
+	const char *cert, *key, *ca; /* cert, key: a path or a store URI */
+	/* --provider NAME..., NULL-terminated (mtls_store.c) */
+	const char *providers[HK_MAX_PROVIDERS + 1];
+	const char *propq;        /* --propquery Q */
+	const char *key_pass;     /* --key-pass file:PATH|env:VAR */
 	int tls_version;          /* 0 = negotiate 1.2 or 1.3 */
 	const char *ciphers;      /* TLS 1.2 list, OpenSSL syntax */
 	const char *ciphersuites; /* TLS 1.3 list */

@@ -128,6 +128,20 @@ keylog_open(void)
 	return keylog_line;
 }
 
+/* "Providers: default, tpm2 (property query ...)", with --provider. */
+static void
+hk_print_providers(const struct hk_config *cfg, const char *propq)
+{
+	const char *const *p;
+
+	if (cfg->providers[0] == NULL && propq == NULL)
+		return;
+	printf("Providers: default");
+	for (p = cfg->providers; *p != NULL; p++)
+		printf(", %s", *p);
+	printf(" (property query: %s)\n", propq != NULL ? propq : "none");
+}
+
 SSL_CTX *
 hk_context(const struct hk_config *cfg)
 {
@@ -137,6 +151,9 @@ hk_context(const struct hk_config *cfg)
 		.cert = cfg->cert,
 		.key = cfg->key,
 		.ca = cfg->ca,
+		.providers = cfg->providers,
+		.propq = cfg->propq,
+		.key_pass = cfg->key_pass,
 		.tls_version = cfg->tls_version,
 		.ciphers = cfg->ciphers,
 		.ciphersuites = cfg->ciphersuites,
@@ -162,6 +179,7 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s certificate: %s\n", who, cfg->cert);
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
+	hk_print_providers(cfg, mtls_store_propq(&o));
 	o.keylog = keylog_open();
 	if (cfg->policy != NULL)
 		o.auth_files = auth_files;
