@@ -313,8 +313,8 @@ audit_end(const struct hk_audit_conn *ac, const struct conn *c, int verified,
 
 /*
  * Why a connection that failed ended, as its log line says it: a
- * --reauthorize refusal (live: its entry, NULL if not listed), the
- * shutdown, or its error.
+ * --reauthorize refusal (live: its entry, NULL if not listed; said once
+ * closed, with how: reauthorized), the shutdown, or its error.
  */
 static void
 say_end(const struct conn *c, const struct hk_reload_conn *live,
@@ -322,7 +322,6 @@ say_end(const struct conn *c, const struct hk_reload_conn *live,
 {
 	if (live != NULL && live->why[0] != '\0') {
 		snprintf(why, len, "%.*s", (int)len - 1, live->why);
-		hk_warn("client %s: closed: %s", peer, live->why);
 	} else if (conn_interrupted(c)) {
 		snprintf(why, len, "shutdown");
 		hk_warn("client %s: closed, the server is shutting down", peer);
@@ -330,6 +329,15 @@ say_end(const struct conn *c, const struct hk_reload_conn *live,
 		snprintf(why, len, "%s", conn_error(c));
 		hk_warn("client %s: %s", peer, conn_error(c));
 	}
+}
+
+/* A connection --reauthorize ended: why, and whether it ended cleanly. */
+static void
+reauthorized(const struct conn *c, const char *peer, const char *why,
+    int closed)
+{
+	hk_warn("client %s: closed: %s (%s)", peer, why,
+	    closed == 0 ? "close_notify sent" : conn_error(c));
 }
 
 /*
@@ -387,7 +395,10 @@ out:
 	if (ret < 0)
 		say_end(&c, listed, peer, why, sizeof(why));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
-	if ((closed = conn_close(&c)) == 0 && ret == 0)
+	closed = conn_close(&c);
+	if (listed != NULL && listed->why[0] != '\0')
+		reauthorized(&c, peer, listed->why, closed);
+	else if (closed == 0 && ret == 0)
 		hk_say("Connection closed");
 	else if (ret == 0)
 		hk_warn("client %s: served, but no clean close: %s", peer,

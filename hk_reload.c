@@ -122,31 +122,14 @@ set_files(const struct hk_config *cfg, const char *files[6])
 	files[5] = cfg->ocsp_staple;
 }
 
-/* One file (or a --crl directory's files, in order) into md. */
+/* One file's contents into md. */
 static void
-digest_path(EVP_MD_CTX *md, const char *path)
+digest_file(EVP_MD_CTX *md, const char *path)
 {
 	unsigned char buf[4096];
-	char sub[PATH_MAX];
-	struct dirent **names;
-	struct stat st;
 	size_t n;
 	FILE *f;
-	int i, count;
 
-	if (stat(path, &st) == 0 && S_ISDIR(st.st_mode)) {
-		if ((count = scandir(path, &names, NULL, alphasort)) < 0)
-			return;
-		for (i = 0; i < count; i++) {
-			snprintf(sub, sizeof(sub), "%s/%s", path,
-			    names[i]->d_name);
-			if (names[i]->d_name[0] != '.')
-				digest_path(md, sub);
-			free(names[i]);
-		}
-		free(names);
-		return;
-	}
 	if ((f = fopen(path, "rb")) == NULL)
 		return;
 	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
@@ -154,6 +137,30 @@ digest_path(EVP_MD_CTX *md, const char *path)
 	fclose(f);
 	/* The key file passes through here. */
 	OPENSSL_cleanse(buf, sizeof(buf));
+}
+
+/* A file, or a --crl directory's files in name order, into md. */
+static void
+digest_path(EVP_MD_CTX *md, const char *path)
+{
+	char sub[PATH_MAX];
+	struct dirent **names;
+	struct stat st;
+	int i, count;
+
+	if (stat(path, &st) < 0 || !S_ISDIR(st.st_mode)) {
+		digest_file(md, path);
+		return;
+	}
+	if ((count = scandir(path, &names, NULL, alphasort)) < 0)
+		return;
+	for (i = 0; i < count; i++) {
+		snprintf(sub, sizeof(sub), "%s/%s", path, names[i]->d_name);
+		if (names[i]->d_name[0] != '.')
+			digest_file(md, sub);
+		free(names[i]);
+	}
+	free(names);
 }
 
 /* What the set's files hold now, to tell a reload that changes nothing. */

@@ -159,7 +159,7 @@ test_reload_reauthorize_crl() {
 	elif [ -n "$re" ]; then
 		if wait_for_line "$SRV_LOG" "Reauthorize: 1 of 2 open connections refused" &&
 		    gone "$p1" &&
-		    wait_for_line "$SRV_LOG" "closed: reauthorize: certificate revoked" &&
+		    wait_for_line "$SRV_LOG" "closed: reauthorize: certificate revoked (close_notify sent)" &&
 		    wait_for_line "$a" '"event.action":"connection-closed","event.outcome":"failure","event.reason":"reauthorize: certificate revoked"'; then
 			pass "$name: its connection is ended, logged and audited with the reason"
 		else
