@@ -403,7 +403,7 @@ set_describe(const struct hk_config *cfg, const struct hk_set *s, char *buf,
 		    cfg->policy, mtls_policy_count(s->policy),
 		    mtls_policy_count(s->policy) == 1 ? "" : "s");
 	snprintf(buf, len,
-	    "certificate %s, serial %s, not after %s; CA %s (%d "
+	    "certificate %s, serial %s, expires %s; CA %s (%d "
 	    "certificate%s); %d CRL%s%s",
 	    subject, serial != NULL ? serial : "?", after, cfg->ca, certs,
 	    certs == 1 ? "" : "s", crls, crls == 1 ? "" : "s", rules);

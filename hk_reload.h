@@ -56,7 +56,7 @@ void hk_set_release(struct hk_set *s);
 
 /*
  * What the current set is, in one line: "certificate CN=..., serial ...,
- * not after ...; CA FILE (N certificates); N CRLs; policy FILE (N rules)".
+ * expires ...; CA FILE (N certificates); N CRLs; policy FILE (N rules)".
  */
 void hk_reload_describe(struct hk_reload *r, char *buf, size_t len);
 
