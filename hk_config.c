@@ -165,6 +165,14 @@ static const struct opt opts[] = {
 	{ "check-policy", 0, FOR_SERVER, OPT_STRING, F(check_policy), "CERT",
 	    .help = "print --policy's decision on the PEM\n"
 		    "certificate CERT, and exit (0 allow, 1 deny)" },
+	{ "reauthorize", 0, FOR_SERVER, OPT_FLAG, F(reauthorize), NULL,
+	    .help = "after a reload, check every open connection\n"
+		    "against the new CRLs and policy, and end\n"
+		    "those now refused (README: Rotating identities)" },
+	{ "reload-quiet", 0, FOR_SERVER, OPT_COUNT, F(reload_quiet), "MS",
+	    .lo = 10, .hi = 60000,
+	    .help = "reload once the watched files have been\n"
+		    "quiet for MS milliseconds (500)" },
 	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
 	    .choices = tls_versions,
 	    .help = "pin 1.2 or 1.3 (default: negotiate)" },
@@ -334,6 +342,7 @@ defaults(struct hk_config *c, enum hk_role role)
 	c->idle_timeout = 60;
 	c->max_connections = 1024;
 	c->grace = 10;
+	c->reload_quiet = 500;
 	c->host = "127.0.0.1";
 	c->direction = "down";
 	c->bench_sendfile = 1;

@@ -74,6 +74,8 @@ struct hk_config {
 	const char *ocsp_url;     /* --ocsp-url URL */
 	int ocsp_timeout;         /* seconds; 0: not given (5) */
 	int ocsp_nonce;           /* --ocsp-nonce */
+	int reauthorize;          /* --reauthorize: re-check open clients */
+	int reload_quiet;         /* ms of quiet before a reload (500) */
 };
 
 /*

@@ -215,6 +215,14 @@ X509 *mtls_verify_refused_cert(SSL *ssl);
  */
 int mtls_verify_leaf(SSL *ssl, X509 *leaf);
 
+/*
+ * The same check, with its result: X509_V_OK, or the X509_V_ERR_* that
+ * refuses leaf (X509_V_ERR_CERT_REVOKED...). A reload's --reauthorize
+ * asks it about an open connection's client with an SSL of the new
+ * context (SSL_new), which has the new CRLs.
+ */
+int mtls_verify_leaf_error(SSL *ssl, X509 *leaf);
+
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
 

@@ -6,7 +6,8 @@
 #   1b. the --policy module (tests/test_policy)
 #   2. host system tests: userspace fallback, bad certificates and flags,
 #      the --audit trail, hello_ktls_setup.sh's commands, --policy, keys
-#      held by a software TPM (tests/tpm_tests.sh; also in the guest)
+#      held by a software TPM (tests/tpm_tests.sh; also in the guest),
+#      live reload (certificate rotation, --reauthorize, tickets)
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
@@ -69,6 +70,7 @@ suite "host: OCSP stapling" bash tests/staple_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: --audit trail" bash tests/audit_tests.sh
 suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
+suite "host: live reload of the identity set" bash tests/reload_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 suite "host: keys in a TPM (swtpm), --key-pass" bash tests/tpm_tests.sh
 if [ -e /proc/net/tls_stat ]; then
