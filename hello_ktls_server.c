@@ -31,9 +31,11 @@
 #include "conn.h"
 #include "hk_audit.h"
 #include "hk_config.h"
+#include "hk_metrics.h"
 #include "hk_pool.h"
 #include "hk_print.h"
 #include "hk_session.h"
+#include "hk_status.h"
 #include "hk_proto.h"
 #include "hk_serve.h"
 #include "ktls_keys.h"
@@ -244,6 +246,7 @@ struct server {
 	int rootfd;
 	struct hk_audit *audit;     /* --audit, or NULL */
 	struct mtls_policy *policy; /* --policy, or NULL */
+	struct hk_status *status;   /* --status, or NULL */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -255,13 +258,18 @@ audit(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 		hk_warn("audit log: %s", strerror(errno));
 }
 
-/* The line of a verified client: the policy's decision, or "default". */
+/*
+ * The line of a verified client: the policy's decision, or "default".
+ * The metrics count it here too (*slot: its kTLS modes, for audit_end).
+ */
 static void
 audit_verified(const struct hk_audit_conn *ac, const struct conn *c,
-    const struct hk_authz *az)
+    const struct hk_authz *az, int *slot)
 {
 	const struct mtls_decision *d = &az->decision;
 
+	hk_metrics_verified(c, !az->decided || d->allow,
+	    az->decided ? d->rule_name : "default", slot);
 	if (!az->decided)
 		audit(ac, HK_AUDIT_ALLOWED, c, 0, "verified");
 	else if (hk_audit_decision(ac, c, d->allow, d->rule_name, d->reason) <
@@ -297,13 +305,16 @@ audit_revocation(const struct hk_audit_conn *ac, const struct conn *c)
  */
 static void
 audit_end(const struct hk_audit_conn *ac, const struct conn *c, int verified,
-    const char *why)
+    const char *why, int slot)
 {
-	if (!verified)
+	if (!verified) {
+		hk_metrics_handshake_failed(c, why);
 		audit(ac, HK_AUDIT_HANDSHAKE_FAILED, c, 1, why);
-	else
+	} else {
+		hk_metrics_closed(c, slot);
 		audit(ac, HK_AUDIT_CLOSED, c, strcmp(why, "close_notify") != 0,
 		    why);
+	}
 }
 
 static int
@@ -316,7 +327,7 @@ serve(const struct server *srv, int fd, const char *peer,
 	struct hk_audit_conn ac;
 	struct hk_authz az = { .policy = srv->policy };
 	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
-	int ret = -1, started, verified = 0, closed;
+	int ret = -1, started, verified = 0, closed, slot = -1;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
@@ -331,7 +342,7 @@ serve(const struct server *srv, int fd, const char *peer,
 	audit_revocation(&ac, &c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
-		audit_verified(&ac, &c, &az);
+		audit_verified(&ac, &c, &az, &slot);
 	if (started < 0)
 		goto out;
 	conn_set_timeout(&c, cfg->idle_timeout);
@@ -362,7 +373,7 @@ out:
 		    closed == 0 ? "close_notify" : conn_error(&c));
 	/* A denied client's last line was access-denied. */
 	if (!az.decided || az.decision.allow)
-		audit_end(&ac, &c, verified, why);
+		audit_end(&ac, &c, verified, why, slot);
 	free(buf);
 	conn_free(&c);
 	hk_print_peer(NULL);
@@ -383,6 +394,7 @@ refuse(const struct server *srv, int fd, const char *peer, const char *why)
 	char local[INET6_ADDRSTRLEN + 16];
 
 	hk_warn("refusing client %s: %s", peer, why);
+	hk_metrics_refused();
 	if (hk_audit_refused(srv->audit, peer,
 		local_name(fd, local, sizeof(local)), why) < 0)
 		hk_warn("audit log: %s", strerror(errno));
@@ -563,6 +575,12 @@ server_open(struct server *srv, const struct hk_config *cfg, int *lfd)
 		hk_warn("--root %s: %s", cfg->root, strerror(errno));
 		return -1;
 	}
+	if (cfg->status != NULL &&
+	    (srv->status = hk_status_start(cfg->status, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
 	if ((*lfd = listen_on(cfg->bind, cfg->port, err, sizeof(err))) < 0) {
 		hk_warn("%s", err);
 		return -1;
@@ -598,6 +616,7 @@ main(int argc, char **argv)
 	if ((srv.ctx = hk_context(&cfg)) == NULL ||
 	    server_open(&srv, &cfg, &lfd) < 0)
 		goto out;
+	hk_metrics_set_ctx(srv.ctx);
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
 	if (srv.policy != NULL)
 		printf("Policy: %s (%zu rule%s)\n", cfg.policy,
@@ -609,9 +628,13 @@ main(int argc, char **argv)
 		printf("Serving files below %s\n", cfg.root);
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
+	if (srv.status != NULL)
+		printf("Metrics: %s\n", hk_status_where(srv.status));
 	ret = serve_forever(&srv, lfd);
 	ocsp_counts(srv.ctx);
 out:
+	hk_status_stop(srv.status);
+	hk_metrics_set_ctx(NULL);
 	if (srv.rootfd >= 0)
 		close(srv.rootfd);
 	hk_audit_free(srv.audit);
