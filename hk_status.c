@@ -334,6 +334,25 @@ answer(int fd)
 	free(text);
 }
 
+/*
+ * Close after the answer: what the scraper sent past the part read (an
+ * over-long request) is drained for a moment first, or the kernel would
+ * answer it with a reset that can overtake our answer.
+ */
+static void
+linger_close(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	char sink[4096];
+	int i;
+
+	shutdown(fd, SHUT_WR);
+	for (i = 0; i < 16 && poll(&p, 1, 100) > 0; i++)
+		if (recv(fd, sink, sizeof(sink), MSG_DONTWAIT) <= 0)
+			break;
+	close(fd);
+}
+
 static void *
 status_main(void *arg)
 {
@@ -352,7 +371,7 @@ status_main(void *arg)
 		if ((fd = accept4(s->fd, NULL, NULL, SOCK_CLOEXEC)) < 0)
 			continue;
 		answer(fd);
-		close(fd);
+		linger_close(fd);
 	}
 	return NULL;
 }
