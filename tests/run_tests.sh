@@ -6,7 +6,7 @@
 #   1b. the --policy module (tests/test_policy)
 #   2. host system tests: userspace fallback, bad certificates and flags,
 #      the --audit trail, hello_ktls_setup.sh's commands, --policy,
-#      the --status metrics
+#      the --status metrics, make install, the man pages, the systemd unit
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
@@ -71,6 +71,7 @@ suite "host: --audit trail" bash tests/audit_tests.sh
 suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 suite "host: --status metrics" bash tests/metrics_tests.sh
+suite "host: install, man pages, systemd unit" bash tests/install_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
