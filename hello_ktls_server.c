@@ -32,9 +32,11 @@
 #include "conn.h"
 #include "hk_audit.h"
 #include "hk_config.h"
+#include "hk_metrics.h"
 #include "hk_pool.h"
 #include "hk_print.h"
 #include "hk_session.h"
+#include "hk_status.h"
 #include "hk_proto.h"
 #include "hk_reload.h"
 #include "hk_serve.h"
@@ -248,7 +250,8 @@ struct server {
 	struct hk_reload *reload;
 	const struct hk_config *cfg;
 	int rootfd;
-	struct hk_audit *audit; /* --audit, or NULL */
+	struct hk_audit *audit;   /* --audit, or NULL */
+	struct hk_status *status; /* --status, or NULL */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -260,13 +263,18 @@ audit(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 		hk_warn("audit log: %s", strerror(errno));
 }
 
-/* The line of a verified client: the policy's decision, or "default". */
+/*
+ * The line of a verified client: the policy's decision, or "default".
+ * The metrics count it here too (*slot: its kTLS modes, for audit_end).
+ */
 static void
 audit_verified(const struct hk_audit_conn *ac, const struct conn *c,
-    const struct hk_authz *az)
+    const struct hk_authz *az, int *slot)
 {
 	const struct mtls_decision *d = &az->decision;
 
+	hk_metrics_verified(c, !az->decided || d->allow,
+	    az->decided ? d->rule_name : "default", slot);
 	if (!az->decided)
 		audit(ac, HK_AUDIT_ALLOWED, c, 0, "verified");
 	else if (hk_audit_decision(ac, c, d->allow, d->rule_name, d->reason) <
@@ -302,13 +310,16 @@ audit_revocation(const struct hk_audit_conn *ac, const struct conn *c)
  */
 static void
 audit_end(const struct hk_audit_conn *ac, const struct conn *c, int verified,
-    const char *why)
+    const char *why, int slot)
 {
-	if (!verified)
+	if (!verified) {
+		hk_metrics_handshake_failed(c, why);
 		audit(ac, HK_AUDIT_HANDSHAKE_FAILED, c, 1, why);
-	else
+	} else {
+		hk_metrics_closed(c, slot);
 		audit(ac, HK_AUDIT_CLOSED, c, strcmp(why, "close_notify") != 0,
 		    why);
+	}
 }
 
 /*
@@ -356,7 +367,7 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 	struct hk_authz az = { .policy = set->policy };
 	struct hk_reload_conn live, *listed = NULL;
 	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
-	int ret = -1, started, verified = 0, closed;
+	int ret = -1, started, verified = 0, closed, slot = -1;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
@@ -371,7 +382,7 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 	audit_revocation(&ac, &c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
-		audit_verified(&ac, &c, &az);
+		audit_verified(&ac, &c, &az, &slot);
 	if (started < 0)
 		goto out;
 	if (cfg->reauthorize) {
@@ -408,7 +419,7 @@ out:
 		    closed == 0 ? "close_notify" : conn_error(&c));
 	/* A denied client's last line was access-denied. */
 	if (!az.decided || az.decision.allow)
-		audit_end(&ac, &c, verified, why);
+		audit_end(&ac, &c, verified, why, slot);
 	free(buf);
 	conn_free(&c);
 	hk_set_release(set);
@@ -430,6 +441,7 @@ refuse(const struct server *srv, int fd, const char *peer, const char *why)
 	char local[INET6_ADDRSTRLEN + 16];
 
 	hk_warn("refusing client %s: %s", peer, why);
+	hk_metrics_refused();
 	if (hk_audit_refused(srv->audit, peer,
 		local_name(fd, local, sizeof(local)), why) < 0)
 		hk_warn("audit log: %s", strerror(errno));
@@ -443,19 +455,23 @@ refuse(const struct server *srv, int fd, const char *peer, const char *why)
 static void
 reload_step(const struct server *srv)
 {
+	struct hk_reload_counts counts;
 	struct hk_set *set;
 	char msg[2048];
 	int refused, open;
 
 	switch (hk_reload_step(srv->reload, msg, sizeof(msg))) {
 	case HK_RELOAD_NONE:
-	case HK_RELOAD_FAILED_SAME: /* said once is enough */
 		return;
 	case HK_RELOAD_SAME:
 		hk_say("%s", msg);
 		return;
 	case HK_RELOAD_FAILED:
 		hk_warn("%s", msg);
+		/* FALLTHROUGH */
+	case HK_RELOAD_FAILED_SAME: /* said once is enough; counted each time */
+		hk_reload_counts(srv->reload, &counts);
+		hk_metrics_reload(0, (unsigned)counts.generation);
 		return;
 	case HK_RELOAD_OK:
 		break;
@@ -463,7 +479,10 @@ reload_step(const struct server *srv)
 	hk_say("%s", msg);
 	set = hk_reload_acquire(srv->reload);
 	hk_context_notes(set->ctx);
+	hk_metrics_set_ctx(set->ctx);
 	hk_set_release(set);
+	hk_reload_counts(srv->reload, &counts);
+	hk_metrics_reload(1, (unsigned)counts.generation);
 	if (!srv->cfg->reauthorize)
 		return;
 	refused = hk_reload_reauthorize(srv->reload, &open);
@@ -670,6 +689,12 @@ server_open(struct server *srv, const struct hk_config *cfg, int *lfd)
 		hk_warn("--root %s: %s", cfg->root, strerror(errno));
 		return -1;
 	}
+	if (cfg->status != NULL &&
+	    (srv->status = hk_status_start(cfg->status, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
 	if ((*lfd = listen_on(cfg->bind, cfg->port, err, sizeof(err))) < 0) {
 		hk_warn("%s", err);
 		return -1;
@@ -734,6 +759,9 @@ main(int argc, char **argv)
 	ret = 1;
 	if (identity_open(&srv, &cfg) < 0 || server_open(&srv, &cfg, &lfd) < 0)
 		goto out;
+	set = hk_reload_acquire(srv.reload);
+	hk_metrics_set_ctx(set->ctx);
+	hk_set_release(set);
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
 	printf("Server listening on port %u\n", local_port(lfd));
 	printf("Waiting for client connections...\n");
@@ -741,11 +769,15 @@ main(int argc, char **argv)
 		printf("Serving files below %s\n", cfg.root);
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
+	if (srv.status != NULL)
+		printf("Metrics: %s\n", hk_status_where(srv.status));
 	ret = serve_forever(&srv, lfd);
 	set = hk_reload_acquire(srv.reload);
 	ocsp_counts(set->ctx);
 	hk_set_release(set);
 out:
+	hk_status_stop(srv.status);
+	hk_metrics_set_ctx(NULL);
 	if (srv.rootfd >= 0)
 		close(srv.rootfd);
 	hk_audit_free(srv.audit);

@@ -210,6 +210,9 @@ static const struct opt opts[] = {
 	{ "audit", 0, FOR_SERVER, OPT_STRING, F(audit), "WHERE",
 	    .help = "audit trail, a JSON line per event, to\n"
 		    "FILE (reopened at SIGHUP), - or syslog" },
+	{ "status", 0, FOR_SERVER, OPT_STRING, F(status), "ADDR",
+	    .help = "Prometheus metrics over HTTP on unix:PATH\n"
+		    "or a loopback 127.0.0.1:PORT, [::1]:PORT" },
 	{ "zerocopy-sendfile", 0, FOR_SERVER, OPT_FLAG, F(zerocopy), NULL,
 	    .help = "kTLS sendfile without a copy (files must\n"
 		    "not change while being sent)" },

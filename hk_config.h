@@ -66,6 +66,7 @@ struct hk_config {
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 	const char *audit;   /* --audit FILE, - or syslog */
+	const char *status;  /* --status unix:PATH or loopback ADDR:PORT */
 	const char *ocsp_staple;  /* --ocsp-staple FILE (DER OCSP response) */
 	int require_staple;       /* client: --require-staple */
 	const char *policy;       /* --policy FILE */

@@ -201,6 +201,9 @@ int mtls_ocsp_enabled(SSL_CTX *ctx);
 void
 mtls_ocsp_counts(SSL_CTX *ctx, unsigned long *queries, unsigned long *hits);
 
+/* Over the context's life: queries that got no usable answer. */
+unsigned long mtls_ocsp_errors(SSL_CTX *ctx);
+
 /*
  * The leaf of the chain the server refused (the client's own
  * certificate, whichever certificate of its chain failed), or NULL;

@@ -7,7 +7,8 @@
 #   2. host system tests: userspace fallback, bad certificates and flags,
 #      the --audit trail, hello_ktls_setup.sh's commands, --policy, keys
 #      held by a software TPM (tests/tpm_tests.sh; also in the guest),
-#      live reload (certificate rotation, --reauthorize, tickets)
+#      live reload (certificate rotation, --reauthorize, tickets),
+#      the --status metrics, make install, the man pages, the systemd unit
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
@@ -73,6 +74,8 @@ suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
 suite "host: live reload of the identity set" bash tests/reload_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
 suite "host: keys in a TPM (swtpm), --key-pass" bash tests/tpm_tests.sh
+suite "host: --status metrics" bash tests/metrics_tests.sh
+suite "host: install, man pages, systemd unit" bash tests/install_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
