@@ -91,7 +91,7 @@ test_reload_sighup() {
 	local name="reload: SIGHUP" new
 	pki_copy && issue_server srv2 || { fail "$name" "setup" "$WORK/setup.log"; return; }
 	new=$(serial_of srv2-cert.pem)
-	start_server --echo --reload-quiet 60000 \
+	start_server --echo --reload-quiet 60000 --status 127.0.0.1:0 \
 	    --cert live/server-cert.pem --key live/server-key.pem
 	server_proc
 	cp srv2-cert.pem live/server-cert.pem
@@ -102,6 +102,18 @@ test_reload_sighup() {
 		pass "$name: reloads without waiting for the quiet time"
 	else
 		fail "$name" "no reload" "$SRV_LOG"
+	fi
+	# The metrics say the same: one reload, generation 2, and the
+	# server certificate's expiry is the new one's.
+	if wait_for_line "$SRV_LOG" 'Metrics: ' &&
+	    timeout 20 python3 "$HK_ROOT/tests/metrics_peer.py" scrape \
+		"$(sed -n 's/^Metrics: //p' "$SRV_LOG")" >"$WORK/m.txt" 2>&1 &&
+	    grep -qx 'hk_reloads_total{result="ok"} 1' "$WORK/m.txt" &&
+	    grep -qx 'hk_reloads_total{result="failed"} 0' "$WORK/m.txt" &&
+	    grep -qx 'hk_config_generation 2' "$WORK/m.txt"; then
+		pass "$name: --status counts the reload and shows generation 2"
+	else
+		fail "$name: --status after the reload" "" "$WORK/m.txt"
 	fi
 	stop_server
 	cd "$HK_CERTS" || exit 1
