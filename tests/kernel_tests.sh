@@ -626,6 +626,8 @@ test_policy_ktls 1.3
 test_ocsp_revoked 1.2
 test_ocsp_revoked 1.3
 for v in 1.2 1.3; do
+	test_openssl_ktls_conf "$v" require
+	test_openssl_ktls_conf "$v" auto
 	test_s_server "$v"
 	test_s_client "$v"
 	test_truncation "$v"
