@@ -30,13 +30,13 @@
 #define TCP_ULP 31
 #endif
 
-static int ssl_idx = -1, ctx_idx = -1;
-
 /* What ktls_ctx_prepare() keeps on an SSL_CTX. */
 struct ktls_ctx_data {
 	SSL_CTX_keylog_cb_func prev; /* the application's keylog callback */
 	int took_ktls;               /* SSL_OP_ENABLE_KTLS was cleared */
 };
+
+static int ssl_idx = -1, ctx_idx = -1;
 static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
 
 static void
@@ -128,7 +128,7 @@ keylog_cb(const SSL *ssl, const char *line)
 	k = SSL_get_ex_data(ssl, ssl_idx);
 	if (k != NULL)
 		ktls_keylog_capture_line(k, SSL_is_server(ssl), line);
-	/* Boxed: C has no portable function-pointer-to-void cast. */
+	/* In a struct: C has no portable function-pointer-to-void cast. */
 	box = ctx != NULL ? SSL_CTX_get_ex_data(ctx, ctx_idx) : NULL;
 	prev = box != NULL ? box->prev : NULL;
 	if (prev != NULL)
@@ -454,7 +454,6 @@ ktls_tx_key_iv(struct ktls *k, uint16_t version, const struct ktls_cipher *c,
 	return ret;
 }
 
-/* Everything that can be checked before the socket is touched. */
 /* Whether OpenSSL put kTLS on the socket itself, in either direction. */
 static int
 openssl_drives_ktls(SSL *ssl)
@@ -470,6 +469,7 @@ openssl_drives_ktls(SSL *ssl)
 #endif
 }
 
+/* Everything that can be checked before the socket is touched. */
 static int
 preconditions(struct ktls *k)
 {
