@@ -664,42 +664,50 @@ out:
 /*
  * Linux 6.14+ looks at the first byte of every handshake record it
  * decrypts and, if it is 24 (KeyUpdate), stops decrypting (EKEYEXPIRED)
- * until a new TLS_RX key is installed. A KeyUpdate cut across records, or
- * a ticket fragment that happens to start with that byte, trips it while
- * the message is still incomplete and the next record is still under the
- * current key. Installing the current key again at the kernel's own
- * sequence number (the last 8 bytes of every crypto_info it reports)
- * lets reading go on.
+ * until a new TLS_RX key is installed. A KeyUpdate cut across records, a
+ * ticket fragment that happens to start with that byte, or in TLS 1.2 a
+ * renegotiation ClientHello fragment starting with it (the kernel looks
+ * in TLS 1.2 too), trips it while the message is still incomplete and the
+ * next record is still under the current key. Installing the kernel's own
+ * receive state again -- the crypto_info it reports, key, salt and
+ * sequence number as they are -- lets reading go on in TLS 1.3. In TLS
+ * 1.2 the kernel (seen on 7.2) refuses a second TLS_RX with EBUSY, so the
+ * connection is stuck there: said plainly, and the caller ends it.
  */
 int
 ktls_rx_resume(struct ktls *k)
 {
 	union ktls_crypto_info ci;
 	socklen_t len;
-	uint64_t seq = 0;
-	int err, i, ret = -1;
+	int ret = -1;
 
-	if (!can_rekey(k, KTLS_RX))
+	if (k->cipher == NULL) {
+		ktls_seterr(k, "kTLS read: no cipher to resume with");
 		return -1;
+	}
 	/* The kernel wants exactly the cipher's struct size. */
 	len = (socklen_t)k->cipher->info_len;
 	if (ktls_syscalls()->getsockopt(k->fd, SOL_TLS, TLS_RX, &ci, &len) <
 		0 ||
 	    len != k->cipher->info_len) {
-		ktls_seterr(k,
-		    "kTLS read: cannot read the receive sequence "
-		    "number: %s",
+		ktls_seterr(k, "kTLS read: cannot read the receive state: %s",
 		    strerror(errno));
 		goto out;
 	}
-	for (i = 8; i > 0; i--)
-		seq = seq << 8 | ci.bytes[len - (socklen_t)i];
-	if (install_secret(k, KTLS_RX, k->secret[KTLS_RX].b,
-		k->secret[KTLS_RX].len, seq, &err) < 0) {
-		ktls_seterr(k,
-		    "kTLS read: the kernel took a fragment for a "
-		    "KeyUpdate and refused the same key again: %s",
-		    strerror(err));
+	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS, TLS_RX, &ci, len) < 0) {
+		if (k->version != TLS1_3_VERSION)
+			ktls_seterr(k,
+			    "kTLS read: the kernel stopped decrypting after a "
+			    "TLS 1.2 handshake record starting with byte 24 "
+			    "(it reads that as a TLS 1.3 KeyUpdate) and takes "
+			    "no receive key again in TLS 1.2 (%s): the "
+			    "connection cannot go on",
+			    strerror(errno));
+		else
+			ktls_seterr(k,
+			    "kTLS read: the kernel took a fragment for a "
+			    "KeyUpdate and refused the same key again: %s",
+			    strerror(errno));
 		goto out;
 	}
 	ret = 0;
