@@ -44,7 +44,79 @@ set_timeout(int fd, int secs)
 void
 conn_set_timeout(struct conn *c, int secs)
 {
+	c->idle = secs;
 	set_timeout(c->fd, secs);
+}
+
+void
+conn_set_deadline(struct conn *c, time_t when, const char *why)
+{
+	c->deadline = when;
+	c->deadline_why = why;
+	if (when == 0)
+		set_timeout(c->fd, c->idle);
+}
+
+/* Milliseconds until the deadline (0 once past it), -1 without one. */
+static long long
+deadline_ms(const struct conn *c)
+{
+	struct timespec t;
+	long long ms;
+
+	if (c->deadline == 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &t);
+	ms = ((long long)c->deadline - t.tv_sec) * 1000 - t.tv_nsec / 1000000;
+	return ms > 0 ? ms : 0;
+}
+
+/* The deadline has come. */
+static int
+deadline_passed(const struct conn *c)
+{
+	return deadline_ms(c) == 0;
+}
+
+/*
+ * After a wait failed: if the deadline ended it, that is the error, and
+ * not a TLS failure (close_notify still goes). The idle timeout is a
+ * socket timeout, so a deadline shorter than it is one too (see
+ * deadline_arm), and the wait ends with EAGAIN like an idle one.
+ */
+static int
+deadline_hit(struct conn *c)
+{
+	if (!deadline_passed(c))
+		return 0;
+	conn_seterr(c, "%s", c->deadline_why);
+	c->failed = 0;
+	return 1;
+}
+
+/*
+ * Before a wait: the socket's timeout is the idle timeout, or the time
+ * left until the deadline where that is shorter. The deadline is
+ * wall-clock (a certificate's notAfter), so it is measured anew before
+ * every wait. -1 if it has passed already.
+ */
+static int
+deadline_arm(struct conn *c)
+{
+	struct timeval tv;
+	long long ms = deadline_ms(c);
+
+	if (ms < 0)
+		return 0;
+	if (ms == 0)
+		return deadline_hit(c) ? -1 : 0;
+	if (c->idle > 0 && ms > c->idle * 1000LL)
+		ms = c->idle * 1000LL;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return 0;
 }
 
 int
@@ -410,9 +482,12 @@ conn_read(struct conn *c, void *buf, size_t len)
 		return r;
 	}
 
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_RX)) {
 		/* Told to stop is not a TLS failure: close_notify still goes. */
-		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0)
+		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0 &&
+		    !deadline_hit(c))
 			ktls_read_failed(c);
 		if (r > 0)
 			c->bytes_in += (unsigned long long)r;
@@ -434,7 +509,7 @@ conn_read(struct conn *c, void *buf, size_t len)
 		if (!ssl_retry(c, e, saved))
 			break;
 	}
-	if (stop_check(c) < 0)
+	if (stop_check(c) < 0 || deadline_hit(c))
 		return -1;
 	mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
 	c->failed = 1;
@@ -518,6 +593,8 @@ ssl_write_all(struct conn *c, const void *buf, size_t len)
 int
 conn_write(struct conn *c, const void *buf, size_t len)
 {
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_write(c->k, buf, len) < 0) {
 			if (stop_check(c) == 0) {
@@ -648,6 +725,7 @@ conn_close(struct conn *c)
 
 	if (c->ssl == NULL || c->fd < 0)
 		return -1;
+	c->deadline = 0; /* what follows has its own, short, bound */
 	clean = !c->failed && SSL_is_init_finished(c->ssl) &&
 	    send_close_notify(c) == 0;
 	shutdown(c->fd, SHUT_WR);

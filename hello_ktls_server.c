@@ -31,6 +31,7 @@
 #include "conn.h"
 #include "hk_audit.h"
 #include "hk_config.h"
+#include "hk_expiry.h"
 #include "hk_pool.h"
 #include "hk_print.h"
 #include "hk_session.h"
@@ -242,8 +243,9 @@ struct server {
 	SSL_CTX *ctx;
 	const struct hk_config *cfg;
 	int rootfd;
-	struct hk_audit *audit;     /* --audit, or NULL */
-	struct mtls_policy *policy; /* --policy, or NULL */
+	struct hk_audit *audit;        /* --audit, or NULL */
+	struct mtls_policy *policy;    /* --policy, or NULL */
+	struct hk_expiry_watch expiry; /* our certificate's and CA's */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -415,6 +417,7 @@ serve_forever(struct server *srv, int lfd)
 	while (!atomic_load(&stopping)) {
 		if (pool != NULL)
 			hk_pool_reap(pool);
+		hk_expiry_watch_ctx(&srv->expiry, srv->ctx, "server");
 		if (atomic_exchange(&reopen_audit, 0) &&
 		    hk_audit_reopen(srv->audit, err, sizeof(err)) < 0)
 			hk_warn("%s (still writing to the old file)", err);
