@@ -29,6 +29,8 @@
 #define CLOSE_LINGER_SECS 2
 /* Userspace TLS: bytes per read() and write() on the socket, at most. */
 #define IO_BUFFER (64 * 1024)
+/* How early a wait may end and still count as conn_set_deadline's. */
+#define DEADLINE_SLACK_MS 20
 /* sock_diag's reason, short enough to leave room in c->unconfirmed. */
 #define DIAG_ERR_MAX 136
 
@@ -71,16 +73,21 @@ deadline_ms(const struct conn *c)
 	return ms > 0 ? ms : 0;
 }
 
-/* The deadline has come. */
+/*
+ * The deadline has come. A socket timeout may end a few milliseconds
+ * early (the kernel counts in jiffies): that is the deadline too.
+ */
 static int
 deadline_passed(const struct conn *c)
 {
-	return deadline_ms(c) == 0;
+	long long ms = deadline_ms(c);
+
+	return ms >= 0 && ms <= DEADLINE_SLACK_MS;
 }
 
 /*
  * After a wait failed: if the deadline ended it, that is the error, and
- * not a TLS failure (close_notify still goes). The idle timeout is a
+ * not a TLS failure (the caller leaves c->failed, so close_notify goes). The idle timeout is a
  * socket timeout, so a deadline shorter than it is one too (see
  * deadline_arm), and the wait ends with EAGAIN like an idle one.
  */
@@ -90,7 +97,6 @@ deadline_hit(struct conn *c)
 	if (!deadline_passed(c))
 		return 0;
 	conn_seterr(c, "%s", c->deadline_why);
-	c->failed = 0;
 	return 1;
 }
 
@@ -108,7 +114,7 @@ deadline_arm(struct conn *c)
 
 	if (ms < 0)
 		return 0;
-	if (ms == 0)
+	if (ms <= DEADLINE_SLACK_MS)
 		return deadline_hit(c) ? -1 : 0;
 	if (c->idle > 0 && ms > c->idle * 1000LL)
 		ms = c->idle * 1000LL;
@@ -596,8 +602,9 @@ conn_write(struct conn *c, const void *buf, size_t len)
 	if (deadline_arm(c) < 0)
 		return -1;
 	if (ktls_active(c->k, KTLS_TX)) {
+		/* The kernel keeps records whole: close_notify can follow. */
 		if (ktls_write(c->k, buf, len) < 0) {
-			if (stop_check(c) == 0) {
+			if (stop_check(c) == 0 && !deadline_hit(c)) {
 				conn_seterr(c, "%s", ktls_error(c->k));
 				c->failed = 1;
 			}
@@ -619,12 +626,14 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 	size_t done = 0, want;
 	ssize_t n;
 
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count) {
 			c->bytes_out += count;
 			return 0;
 		}
-		if (stop_check(c) == 0) {
+		if (stop_check(c) == 0 && !deadline_hit(c)) {
 			conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}

@@ -34,10 +34,10 @@ Usage: $prog [-o DIR] [--days N | --lifetime D] [--rsa] [--force]
        $prog [-o DIR] issue NAME [--cn CN] [--ou OU]... [--o ORG] [--san SAN]...
                 [--device-id ID] [--ocsp-url URL] [--days N | --lifetime D]
                 [--server] [--rsa] [--force]
-       $prog [-o DIR] renew NAME [--new-key] [--days N | --lifetime D]
+       $prog [-o DIR] renew NAME [--new-key] [--atomic-dir] [--days N | --lifetime D]
        $prog [-o DIR] revoke NAME|CERT.pem [--reason REASON]
        $prog [-o DIR] crl [--days N]
-       $prog [-o DIR] ocsp-signer [--days N] [--rsa] [--force]
+       $prog [-o DIR] ocsp-signer [--days N | --lifetime D] [--rsa] [--force]
 
 Creates a test CA and the mutual-TLS certificates for hello_ktls:
   ca-cert.pem      ca-key.pem       CN=Test CA      ($CA_DAYS days)
@@ -737,6 +737,9 @@ recall() {
 
 cmd_renew() {
     local name=$1 key=$out_dir/$1-key.pem subj
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
+    [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
     [[ -f $out_dir/$name-cert.pem && -f $key ]] ||
         die "no $name-cert.pem and $name-key.pem in $out_dir: issue $name first"
     recall "$name"

@@ -295,6 +295,8 @@ test_renew() {
 	check "--atomic-dir: older pairs are removed" \
 	    test "$(find "$CA/d3.d" -mindepth 1 -maxdepth 1 | wc -l)" -eq 3
 	refused "renew: unknown NAME" 1 "no nobody-cert.pem and nobody-key.pem" renew nobody
+	refused "renew: bad NAME" 1 "bad NAME '../ca'" renew ../ca
+	refused "renew: the CA is not renewed" 1 "NAME 'ca' is the CA's own" renew ca
 	rm -f "$CA/ca-db/issued/h2."*
 	refused "renew without issue parameters" 1 "no issue parameters for h2" renew h2
 	refused "renew --force" 2 "renew takes no --force" renew short --force
