@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <netdb.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -32,10 +33,13 @@
 #include "hk_audit.h"
 #include "hk_config.h"
 #include "hk_expiry.h"
+#include "hk_metrics.h"
 #include "hk_pool.h"
 #include "hk_print.h"
 #include "hk_session.h"
+#include "hk_status.h"
 #include "hk_proto.h"
+#include "hk_reload.h"
 #include "hk_serve.h"
 #include "ktls_keys.h"
 #include "mtls.h"
@@ -44,7 +48,8 @@
 #define BUF_SIZE (64 * 1024)
 
 static atomic_int stopping; /* SIGINT/SIGTERM; lock-free, so fine in a handler */
-static atomic_int reopen_audit; /* SIGHUP with --audit FILE (logrotate) */
+/* SIGHUP: reload the identity set, reopen --audit FILE (logrotate). */
+static atomic_int hangup;
 
 static void
 on_stop(int sig)
@@ -57,7 +62,7 @@ static void
 on_hup(int sig)
 {
 	(void)sig;
-	atomic_store(&reopen_audit, 1);
+	atomic_store(&hangup, 1);
 }
 
 /* The wildcard listener: dual-stack IPv6, or IPv4 alone where the kernel has no IPv6. */
@@ -238,14 +243,17 @@ exchange(struct conn *c, const struct hk_config *cfg, int rootfd,
 	return 0;
 }
 
-/* What every client's thread reads; it does not change after start-up. */
+/*
+ * What every client's thread reads. The identity set (context, policy)
+ * is the reloader's: each connection takes the current one.
+ */
 struct server {
-	SSL_CTX *ctx;
+	struct hk_reload *reload;
 	const struct hk_config *cfg;
 	int rootfd;
 	struct hk_audit *audit;        /* --audit, or NULL */
-	struct mtls_policy *policy;    /* --policy, or NULL */
-	struct hk_expiry_watch expiry; /* our certificate's and CA's */
+	struct hk_status *status;      /* --status, or NULL */
+	struct hk_expiry_watch expiry; /* what was said of our certificates */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -257,13 +265,18 @@ audit(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 		hk_warn("audit log: %s", strerror(errno));
 }
 
-/* The line of a verified client: the policy's decision, or "default". */
+/*
+ * The line of a verified client: the policy's decision, or "default".
+ * The metrics count it here too (*slot: its kTLS modes, for audit_end).
+ */
 static void
 audit_verified(const struct hk_audit_conn *ac, const struct conn *c,
-    const struct hk_authz *az)
+    const struct hk_authz *az, int *slot)
 {
 	const struct mtls_decision *d = &az->decision;
 
+	hk_metrics_verified(c, !az->decided || d->allow,
+	    az->decided ? d->rule_name : "default", slot);
 	if (!az->decided)
 		audit(ac, HK_AUDIT_ALLOWED, c, 0, "verified");
 	else if (hk_audit_decision(ac, c, d->allow, d->rule_name, d->reason) <
@@ -299,33 +312,71 @@ audit_revocation(const struct hk_audit_conn *ac, const struct conn *c)
  */
 static void
 audit_end(const struct hk_audit_conn *ac, const struct conn *c, int verified,
-    const char *why)
+    const char *why, int slot)
 {
-	if (!verified)
+	if (!verified) {
+		hk_metrics_handshake_failed(c, why);
 		audit(ac, HK_AUDIT_HANDSHAKE_FAILED, c, 1, why);
-	else
+	} else {
+		hk_metrics_closed(c, slot);
 		audit(ac, HK_AUDIT_CLOSED, c, strcmp(why, "close_notify") != 0,
 		    why);
+	}
 }
 
+/*
+ * Why a connection that failed ended, as its log line says it: a
+ * --reauthorize refusal (live: its entry, NULL if not listed; said once
+ * closed, with how: reauthorized), the shutdown, or its error.
+ */
+static void
+say_end(const struct conn *c, const struct hk_reload_conn *live,
+    const char *peer, char *why, size_t len)
+{
+	if (live != NULL && live->why[0] != '\0') {
+		snprintf(why, len, "%.*s", (int)len - 1, live->why);
+	} else if (conn_interrupted(c)) {
+		snprintf(why, len, "shutdown");
+		hk_warn("client %s: closed, the server is shutting down", peer);
+	} else {
+		snprintf(why, len, "%s", conn_error(c));
+		hk_warn("client %s: %s", peer, conn_error(c));
+	}
+}
+
+/* A connection --reauthorize ended: why, and whether it ended cleanly. */
+static void
+reauthorized(const struct conn *c, const char *peer, const char *why,
+    int closed)
+{
+	hk_warn("client %s: closed: %s (%s)", peer, why,
+	    closed == 0 ? "close_notify sent" : conn_error(c));
+}
+
+/*
+ * One client, with the identity set current when it came (its
+ * generation in every audit line), held until it leaves: a reload never
+ * changes a connection already open; --reauthorize may end it.
+ */
 static int
-serve(const struct server *srv, int fd, const char *peer,
-    const atomic_int *stop)
+serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 {
 	const struct hk_config *cfg = srv->cfg;
+	struct hk_set *set = hk_reload_acquire(srv->reload);
 	struct conn c;
 	struct hk_counters counters;
-	struct hk_audit_conn ac;
-	struct hk_authz az = { .policy = srv->policy };
+	struct hk_audit_conn ac = { .generation = set->generation };
+	struct hk_authz az = { .policy = set->policy };
+	struct hk_reload_conn live, *listed = NULL;
 	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
-	int ret = -1, started, verified = 0, closed;
+	int ret = -1, started, verified = 0, closed, slot = -1;
 
 	hk_print_peer(peer);
 	hk_say("Client connected");
 	if (hk_audit_accepted(srv->audit, &ac, peer,
 		local_name(fd, local, sizeof(local))) < 0)
 		hk_warn("audit log: %s", strerror(errno));
-	if (conn_init(&c, srv->ctx, fd, cfg->handshake_timeout,
+	if (conn_init(&c, set->ctx, fd, cfg->handshake_timeout,
 		"--handshake-timeout") < 0)
 		goto out;
 	conn_set_interrupt(&c, stop);
@@ -333,9 +384,14 @@ serve(const struct server *srv, int fd, const char *peer,
 	audit_revocation(&ac, &c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
-		audit_verified(&ac, &c, &az);
+		audit_verified(&ac, &c, &az, &slot);
 	if (started < 0)
 		goto out;
+	if (cfg->reauthorize) {
+		hk_reload_conn_add(srv->reload, &live,
+		    SSL_get0_peer_certificate(c.ssl), stop);
+		listed = &live;
+	}
 	conn_set_timeout(&c, cfg->idle_timeout);
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		conn_seterr(&c, "out of memory");
@@ -347,14 +403,15 @@ serve(const struct server *srv, int fd, const char *peer,
 	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
-	snprintf(why, sizeof(why), "%s",
-	    conn_interrupted(&c) ? "shutdown" : conn_error(&c));
-	if (ret < 0 && conn_interrupted(&c))
-		hk_warn("client %s: closed, the server is shutting down", peer);
-	else if (ret < 0)
-		hk_warn("client %s: %s", peer, conn_error(&c));
+	if (listed != NULL)
+		hk_reload_conn_remove(srv->reload, listed);
+	if (ret < 0)
+		say_end(&c, listed, peer, why, sizeof(why));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
-	if ((closed = conn_close(&c)) == 0 && ret == 0)
+	closed = conn_close(&c);
+	if (listed != NULL && listed->why[0] != '\0')
+		reauthorized(&c, peer, listed->why, closed);
+	else if (closed == 0 && ret == 0)
 		hk_say("Connection closed");
 	else if (ret == 0)
 		hk_warn("client %s: served, but no clean close: %s", peer,
@@ -364,16 +421,17 @@ out:
 		    closed == 0 ? "close_notify" : conn_error(&c));
 	/* A denied client's last line was access-denied. */
 	if (!az.decided || az.decision.allow)
-		audit_end(&ac, &c, verified, why);
+		audit_end(&ac, &c, verified, why, slot);
 	free(buf);
 	conn_free(&c);
+	hk_set_release(set);
 	hk_print_peer(NULL);
 	return ret;
 }
 
 /* A client's thread (hk_pool.h). */
 static void
-serve_client(void *arg, int fd, const char *peer, const atomic_int *stop)
+serve_client(void *arg, int fd, const char *peer, atomic_int *stop)
 {
 	serve(arg, fd, peer, stop);
 }
@@ -385,10 +443,93 @@ refuse(const struct server *srv, int fd, const char *peer, const char *why)
 	char local[INET6_ADDRSTRLEN + 16];
 
 	hk_warn("refusing client %s: %s", peer, why);
+	hk_metrics_refused();
 	if (hk_audit_refused(srv->audit, peer,
 		local_name(fd, local, sizeof(local)), why) < 0)
 		hk_warn("audit log: %s", strerror(errno));
 	close(fd);
+}
+
+/*
+ * A reload, when one is due, said as it went (hk_reload.h); after a new
+ * generation, --reauthorize ends the open connections it now refuses.
+ */
+static void
+reload_step(const struct server *srv)
+{
+	struct hk_reload_counts counts;
+	struct hk_set *set;
+	char msg[2048];
+	int refused, open;
+
+	switch (hk_reload_step(srv->reload, msg, sizeof(msg))) {
+	case HK_RELOAD_NONE:
+		return;
+	case HK_RELOAD_SAME:
+		hk_say("%s", msg);
+		return;
+	case HK_RELOAD_FAILED:
+		hk_warn("%s", msg);
+		/* FALLTHROUGH */
+	case HK_RELOAD_FAILED_SAME: /* said once is enough; counted each time */
+		hk_reload_counts(srv->reload, &counts);
+		hk_metrics_reload(0, (unsigned)counts.generation);
+		return;
+	case HK_RELOAD_OK:
+		break;
+	}
+	hk_say("%s", msg);
+	set = hk_reload_acquire(srv->reload);
+	hk_context_notes(set->ctx);
+	hk_metrics_set_ctx(set->ctx);
+	hk_set_release(set);
+	hk_reload_counts(srv->reload, &counts);
+	hk_metrics_reload(1, (unsigned)counts.generation);
+	if (!srv->cfg->reauthorize)
+		return;
+	refused = hk_reload_reauthorize(srv->reload, &open);
+	hk_say("Reauthorize: %d of %d open connection%s refused", refused, open,
+	    open == 1 ? "" : "s");
+}
+
+/*
+ * Between two accepts: SIGHUP, the watched files, reloads. Waits up to a
+ * second for a client (or for the quiet time a reload waits for to end);
+ * 1 if one is waiting to be accepted.
+ */
+static int
+wait_client(const struct server *srv, int lfd)
+{
+	char err[256];
+	struct pollfd p[2] = { { .fd = lfd, .events = POLLIN },
+		{ .fd = hk_reload_fd(srv->reload), .events = POLLIN } };
+
+	if (atomic_exchange(&hangup, 0)) {
+		if (srv->audit != NULL &&
+		    hk_audit_reopen(srv->audit, err, sizeof(err)) < 0)
+			hk_warn("%s (still writing to the old file)", err);
+		hk_reload_request(srv->reload);
+	}
+	reload_step(srv);
+	hk_reload_kick(srv->reload);
+	if (poll(p, 2, hk_reload_wait_ms(srv->reload, 1000)) <= 0)
+		return 0;
+	if (p[1].revents & POLLIN)
+		hk_reload_events(srv->reload);
+	return (p[0].revents & POLLIN) != 0;
+}
+
+/*
+ * Warn about our certificate and the CA's as they near their end (once a
+ * second, on the current generation: a renewed one starts again).
+ */
+static void
+expiry_watch(struct server *srv)
+{
+	struct hk_set *set = hk_reload_acquire(srv->reload);
+
+	hk_expiry_watch_ctx(&srv->expiry, set->ctx, "server");
+	hk_set_release(set);
 }
 
 /*
@@ -412,15 +553,14 @@ serve_forever(struct server *srv, int lfd)
 		hk_warn("out of memory");
 		return 1;
 	}
-	/* accept() wakes at least once a second to join finished threads. */
+	/* A client gone between poll and accept: accept() gives up in 1 s. */
 	setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tick, sizeof(tick));
 	while (!atomic_load(&stopping)) {
 		if (pool != NULL)
 			hk_pool_reap(pool);
-		hk_expiry_watch_ctx(&srv->expiry, srv->ctx, "server");
-		if (atomic_exchange(&reopen_audit, 0) &&
-		    hk_audit_reopen(srv->audit, err, sizeof(err)) < 0)
-			hk_warn("%s (still writing to the old file)", err);
+		expiry_watch(srv);
+		if (!wait_client(srv, lfd))
+			continue;
 		len = sizeof(ss);
 		fd = accept4(lfd, (struct sockaddr *)&ss, &len, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -478,7 +618,7 @@ on_wake(int sig)
 
 /* The process-wide settings the server runs with. */
 static void
-process_setup(const struct hk_config *cfg)
+process_setup(void)
 {
 	struct sigaction sa;
 
@@ -489,10 +629,9 @@ process_setup(const struct hk_config *cfg)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_wake;
 	sigaction(HK_POOL_SIGNAL, &sa, NULL);
-	/* Only with --audit: otherwise a hangup ends the server, as before. */
+	/* A reload, and --audit FILE reopened (hk_reload.h, logrotate). */
 	sa.sa_handler = on_hup;
-	if (cfg->audit != NULL)
-		sigaction(SIGHUP, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
 #ifdef __GLIBC__
 	/*
 	 * One arena, whose free memory stays while clients come and go (no
@@ -566,10 +705,56 @@ server_open(struct server *srv, const struct hk_config *cfg, int *lfd)
 		hk_warn("--root %s: %s", cfg->root, strerror(errno));
 		return -1;
 	}
+	if (cfg->status != NULL &&
+	    (srv->status = hk_status_start(cfg->status, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
 	if ((*lfd = listen_on(cfg->bind, cfg->port, err, sizeof(err))) < 0) {
 		hk_warn("%s", err);
 		return -1;
 	}
+	return 0;
+}
+
+/*
+ * Generation 1 of the identity set, as the reloader's: the policy
+ * first (its FILE:LINE errors are the ones to show, and the context's
+ * ticket generation digests the file: hk_context), then the context.
+ * -1 after saying why.
+ */
+static int
+identity_open(struct server *srv, const struct hk_config *cfg)
+{
+	struct mtls_policy *policy = NULL;
+	SSL_CTX *ctx;
+	char err[512], what[1024];
+
+	if (cfg->policy != NULL &&
+	    (policy = mtls_policy_load(cfg->policy, err, sizeof(err))) ==
+		NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
+	if ((ctx = hk_context(cfg)) == NULL) {
+		mtls_policy_free(policy);
+		return -1;
+	}
+	if ((srv->reload = hk_reload_new(cfg, ctx, policy, err, sizeof(err))) ==
+	    NULL) {
+		hk_warn("%s", err);
+		return -1;
+	}
+	if (policy != NULL)
+		printf("Policy: %s (%zu rule%s)\n", cfg->policy,
+		    mtls_policy_count(policy),
+		    mtls_policy_count(policy) == 1 ? "" : "s");
+	hk_reload_describe(srv->reload, what, sizeof(what));
+	printf("Configuration generation 1: %s\n", what);
+	if (hk_reload_check_current(srv->reload, err, sizeof(err)) < 0)
+		hk_warn("warning: %s: a reload to such a set would be refused",
+		    err);
 	return 0;
 }
 
@@ -578,47 +763,40 @@ main(int argc, char **argv)
 {
 	struct hk_config cfg;
 	struct server srv = { .rootfd = -1 };
-	char err[512];
+	struct hk_set *set;
 	int lfd, ret;
 
 	if ((ret = hk_start(&cfg, HK_SERVER, argc, argv)) >= 0)
 		return ret;
 	if (cfg.check_policy != NULL)
 		return check_policy(&cfg);
-	process_setup(&cfg);
+	process_setup();
 	srv.cfg = &cfg;
 	ret = 1;
-	/*
-	 * The policy first: its FILE:LINE errors are the ones to show, and
-	 * the context's ticket generation digests the file (hk_context).
-	 */
-	if (cfg.policy != NULL &&
-	    (srv.policy = mtls_policy_load(cfg.policy, err, sizeof(err))) ==
-		NULL) {
-		hk_warn("%s", err);
+	if (identity_open(&srv, &cfg) < 0 || server_open(&srv, &cfg, &lfd) < 0)
 		goto out;
-	}
-	if ((srv.ctx = hk_context(&cfg)) == NULL ||
-	    server_open(&srv, &cfg, &lfd) < 0)
-		goto out;
+	set = hk_reload_acquire(srv.reload);
+	hk_metrics_set_ctx(set->ctx);
+	hk_set_release(set);
 	printf("kTLS mode: %s\n", hk_ktls_mode_name(cfg.ktls));
-	if (srv.policy != NULL)
-		printf("Policy: %s (%zu rule%s)\n", cfg.policy,
-		    mtls_policy_count(srv.policy),
-		    mtls_policy_count(srv.policy) == 1 ? "" : "s");
 	printf("Server listening on port %u\n", local_port(lfd));
 	printf("Waiting for client connections...\n");
 	if (cfg.root != NULL)
 		printf("Serving files below %s\n", cfg.root);
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
+	if (srv.status != NULL)
+		printf("Metrics: %s\n", hk_status_where(srv.status));
 	ret = serve_forever(&srv, lfd);
-	ocsp_counts(srv.ctx);
+	set = hk_reload_acquire(srv.reload);
+	ocsp_counts(set->ctx);
+	hk_set_release(set);
 out:
+	hk_status_stop(srv.status);
+	hk_metrics_set_ctx(NULL);
 	if (srv.rootfd >= 0)
 		close(srv.rootfd);
 	hk_audit_free(srv.audit);
-	mtls_policy_free(srv.policy);
-	SSL_CTX_free(srv.ctx);
+	hk_reload_free(srv.reload);
 	return ret;
 }

@@ -35,6 +35,8 @@ Usage: $prog [-o DIR] [--days N | --lifetime D] [--rsa] [--force]
                 [--device-id ID] [--ocsp-url URL] [--days N | --lifetime D]
                 [--server] [--rsa] [--force]
        $prog [-o DIR] renew NAME [--new-key] [--atomic-dir] [--days N | --lifetime D]
+       $prog [-o DIR] sign-csr NAME CSR [--san SAN]... [--days N | --lifetime D]
+                [--server] [--force]
        $prog [-o DIR] revoke NAME|CERT.pem [--reason REASON]
        $prog [-o DIR] crl [--days N]
        $prog [-o DIR] ocsp-signer [--days N | --lifetime D] [--rsa] [--force]
@@ -95,6 +97,13 @@ Commands, for the CA already in DIR (its ca-db/ records all they do):
     --atomic-dir   keep the pair in NAME.d/SERIAL/ and make NAME-cert.pem
                    and NAME-key.pem symlinks through NAME.d/current, which
                    one rename switches: the pair changes at one instant
+  sign-csr NAME CSR
+                   NAME-cert.pem for the key that signed the request CSR
+                   (a key that stays where it is: a TPM, a token), with
+                   the request's subject; clientAuth unless --server;
+                   --san, --days, --lifetime and --force as for issue;
+                   the request's own extensions are ignored (renewing a
+                   key that stays in a TPM is signing its request again)
   revoke NAME      revoke NAME-cert.pem (or the certificate file given) in
                    ca-db/ and rewrite crl.pem; --reason REASON is one of
                    ${REASONS[*]:0:4}
@@ -202,6 +211,7 @@ if ((${#args[@]} > 0)); then
     cmd=${args[0]}
     case $cmd in
         issue | revoke | renew) ((${#args[@]} == 2)) || usage_error "$cmd needs exactly one NAME" ;;
+        sign-csr) ((${#args[@]} == 3)) || usage_error "sign-csr needs a NAME and a CSR file" ;;
         crl | ocsp-signer) ((${#args[@]} == 1)) || usage_error "unexpected argument: ${args[1]}" ;;
         *) usage_error "unknown command: $cmd" ;;
     esac
@@ -210,6 +220,7 @@ fi
 for o in "${cmd_opts[@]}"; do
     case $cmd:$o in
         revoke:--reason) ;;
+        sign-csr:--san | sign-csr:--server) ;;
         issue:--reason) usage_error "--reason is for revoke only" ;;
         issue:--new-key | issue:--atomic-dir) usage_error "$o is for renew only" ;;
         issue:*) ;;
@@ -224,7 +235,7 @@ case $cmd in
 esac
 if [[ -n $lifetime ]]; then
     case $cmd in
-        '' | issue | renew | ocsp-signer) ;;
+        '' | issue | renew | sign-csr | ocsp-signer) ;;
         *) usage_error "--lifetime is not an option of $cmd" ;;
     esac
     ((days_set == 0)) || usage_error "--days and --lifetime are exclusive: give one"
@@ -595,6 +606,52 @@ cmd_issue() {
     } >"$tmp/ext.cnf"
     sign "$name" "$subj"
     describe "$name"
+}
+
+# sign-csr NAME CSR: a certificate for a key we never see (it signed the
+# request inside its TPM or token), so only NAME-cert.pem is written. The
+# request's signature proves possession of the key; its subject is kept,
+# its requested extensions are not (copy_extensions = none): what the
+# certificate may do is decided here, as for issue.
+cmd_sign_csr() {
+    local name=$1 csr=$2 san sans= subject end validity
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
+    [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
+    ((force == 1)) || [[ ! -e $out_dir/$name-cert.pem ]] ||
+        die "$out_dir/$name-cert.pem already exists (--force issues a new one)"
+    [[ -f $csr ]] || die "no certificate request $csr"
+    openssl req -in "$csr" -noout -verify >"$tmp/openssl.log" 2>&1 ||
+        die "$csr: not a certificate request whose signature verifies: $(openssl_reason)"
+    subject=$(openssl req -in "$csr" -noout -subject -nameopt compat)
+    [[ $subject == */CN=* ]] || die "$csr: its subject has no CN"
+    cp -- "$csr" "$tmp/$name.csr"
+    for san in "${opt_san[@]}"; do
+        [[ $san == *:?* ]] && config_safe "${san#*:}" || die "bad --san '$san': want TYPE:VALUE"
+        sans+=${sans:+, }$san
+    done
+    {
+        printf '[ ext ]\nbasicConstraints = critical, CA:FALSE\n'
+        # The request's key decides the key usage, not --rsa.
+        if openssl req -in "$csr" -noout -text | grep -q 'rsaEncryption'; then
+            printf 'keyUsage = critical, digitalSignature, keyEncipherment\n'
+        else
+            printf 'keyUsage = critical, digitalSignature\n'
+        fi
+        printf 'extendedKeyUsage = %s\n' "$( ((opt_server)) && echo serverAuth || echo clientAuth)"
+        printf 'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid, issuer\n'
+        if [[ -n $sans ]]; then printf 'subjectAltName = %s\n' "$sans"; fi
+    } >"$tmp/ext.cnf"
+    validity_args
+    ca_run "sign the request $csr" -notext -rand_serial "${validity[@]}" \
+        -extfile "$tmp/ext.cnf" -extensions ext -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
+    chmod 644 -- "$tmp/$name-cert.pem"
+    rm -f -- "$out_dir/$name-cert.pem"
+    mv -- "$tmp/$name-cert.pem" "$out_dir/$name-cert.pem" 2>/dev/null ||
+        die "cannot write $out_dir/$name-cert.pem"
+    end=$(openssl x509 -in "$out_dir/$name-cert.pem" -noout -enddate)
+    printf '%s: issued %s for the key of %s: %s, until %s\n' "$prog" "$out_dir/$name-cert.pem" \
+        "$csr" "${subject#subject=}" "${end#notAfter=}"
 }
 
 # revoke NAME|CERT: in the database, then a new crl.pem.

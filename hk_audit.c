@@ -393,6 +393,8 @@ put_head(struct line *l, const struct hk_audit_conn *ac, enum hk_audit_event ev,
 		put_str(l, "destination.ip", ac->dst_ip);
 		put_num(l, "destination.port", ac->dst_port);
 	}
+	if (ac->generation != 0)
+		put_num(l, "hk.config.generation", ac->generation);
 }
 
 /* The line, whole, to the sink; -1 with errno. */
@@ -560,7 +562,10 @@ static void
 conn_start(struct hk_audit *a, struct hk_audit_conn *ac, const char *peer,
     const char *local)
 {
+	unsigned long long generation = ac->generation;
+
 	memset(ac, 0, sizeof(*ac));
+	ac->generation = generation;
 	ac->audit = a;
 	if (a == NULL)
 		return;
@@ -583,7 +588,7 @@ int
 hk_audit_refused(struct hk_audit *a, const char *peer, const char *local,
     const char *reason)
 {
-	struct hk_audit_conn ac;
+	struct hk_audit_conn ac = { .generation = 0 };
 
 	conn_start(a, &ac, peer, local);
 	return hk_audit_event(&ac, HK_AUDIT_REFUSED, NULL, 1, reason);

@@ -35,6 +35,12 @@ struct hk_audit_conn {
 	char dst_ip[INET6_ADDRSTRLEN]; /* destination.ip, ours ("": unknown) */
 	unsigned dst_port;
 	struct timespec start; /* CLOCK_MONOTONIC */
+	/*
+	 * hk.config.generation: the server configuration the connection was
+	 * served with (hk_reload.h); the caller sets it before
+	 * hk_audit_accepted, which keeps it. 0: not written.
+	 */
+	unsigned long long generation;
 };
 
 /*

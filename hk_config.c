@@ -68,6 +68,7 @@ enum opt_kind {
 	OPT_SIZE,     /* unsigned long long, hk_parse_size() and not 0 */
 	OPT_CHOICE,   /* int, the value of one of choices */
 	OPT_WORD,     /* const char *, the name of one of choices */
+	OPT_LIST,     /* const char *[hi + 1]: each use adds one; NULL-ended */
 };
 
 /* OPT_CHOICE writes an int; the ktls field is an enum. */
@@ -106,12 +107,25 @@ static const struct opt opts[] = {
 	    .server_help = "port to listen on (8443; 0 = any free)" },
 	{ "bind", 'b', FOR_SERVER, OPT_STRING, F(bind), "ADDR",
 	    .help = "address to listen on (all IPv4 and IPv6)" },
-	{ "cert", 0, FOR_BOTH, OPT_STRING, F(cert), "FILE",
+	{ "cert", 0, FOR_BOTH, OPT_STRING, F(cert), "FILE|URI",
 	    .help = "client certificate (client-cert.pem)",
 	    .server_help = "server certificate (server-cert.pem)" },
-	{ "key", 0, FOR_BOTH, OPT_STRING, F(key), "FILE",
-	    .help = "client private key (client-key.pem)",
-	    .server_help = "server private key (server-key.pem)" },
+	{ "key", 0, FOR_BOTH, OPT_STRING, F(key), "FILE|URI",
+	    .help = "client private key (client-key.pem), or\n"
+		    "a store URI: handle:0x81000001 (TPM)",
+	    .server_help = "server private key (server-key.pem), or\n"
+			   "a store URI: handle:0x81000001 (TPM)" },
+	{ "key-pass", 0, FOR_BOTH, OPT_STRING, F(key_pass), "SRC",
+	    .help = "--key's passphrase: file:PATH (its first\n"
+		    "line) or env:VAR; never on the command line" },
+	{ "provider", 0, FOR_BOTH, OPT_LIST, F(providers), "NAME",
+	    .hi = HK_MAX_PROVIDERS,
+	    .help = "load this OpenSSL provider too (tpm2, ...);\n"
+		    "repeatable; default stays loaded" },
+	{ "propquery", 0, FOR_BOTH, OPT_STRING, F(propq), "Q",
+	    .help = "OpenSSL property query for the TLS context\n"
+		    "(default: what --provider needs; tpm2:\n"
+		    "?provider=tpm2,tpm2.digest!=yes)" },
 	{ "ca", 0, FOR_BOTH, OPT_STRING, F(ca), "FILE",
 	    .help = "CA that signs the server (ca-cert.pem)",
 	    .server_help = "CA that signs the clients (ca-cert.pem)" },
@@ -151,6 +165,14 @@ static const struct opt opts[] = {
 	{ "check-policy", 0, FOR_SERVER, OPT_STRING, F(check_policy), "CERT",
 	    .help = "print --policy's decision on the PEM\n"
 		    "certificate CERT, and exit (0 allow, 1 deny)" },
+	{ "reauthorize", 0, FOR_SERVER, OPT_FLAG, F(reauthorize), NULL,
+	    .help = "after a reload, check every open connection\n"
+		    "against the new CRLs and policy, and end\n"
+		    "those now refused (README: Rotating identities)" },
+	{ "reload-quiet", 0, FOR_SERVER, OPT_COUNT, F(reload_quiet), "MS",
+	    .lo = 10, .hi = 60000,
+	    .help = "reload once the watched files have been\n"
+		    "quiet for MS milliseconds (500)" },
 	{ "tls-version", 0, FOR_BOTH, OPT_CHOICE, F(tls_version), "V",
 	    .choices = tls_versions,
 	    .help = "pin 1.2 or 1.3 (default: negotiate)" },
@@ -191,6 +213,9 @@ static const struct opt opts[] = {
 	{ "audit", 0, FOR_SERVER, OPT_STRING, F(audit), "WHERE",
 	    .help = "audit trail, a JSON line per event, to\n"
 		    "FILE (reopened at SIGHUP), - or syslog" },
+	{ "status", 0, FOR_SERVER, OPT_STRING, F(status), "ADDR",
+	    .help = "Prometheus metrics over HTTP on unix:PATH\n"
+		    "or a loopback 127.0.0.1:PORT, [::1]:PORT" },
 	{ "zerocopy-sendfile", 0, FOR_SERVER, OPT_FLAG, F(zerocopy), NULL,
 	    .help = "kTLS sendfile without a copy (files must\n"
 		    "not change while being sent)" },
@@ -294,7 +319,7 @@ usage_option(const struct opt *o, enum hk_role role, char *buf, size_t len,
 const char *
 hk_config_usage(enum hk_role role)
 {
-	static char text[2][4096];
+	static char text[2][8192];
 	char *buf = text[role == HK_SERVER];
 	size_t i, len;
 
@@ -323,6 +348,7 @@ defaults(struct hk_config *c, enum hk_role role)
 	c->idle_timeout = 60;
 	c->max_connections = 1024;
 	c->grace = 10;
+	c->reload_quiet = 500;
 	c->host = "127.0.0.1";
 	c->direction = "down";
 	c->bench_sendfile = 1;
@@ -428,6 +454,20 @@ parse_duration(const char *s, long lo, long hi, long *out)
 	return 0;
 }
 
+/* OPT_LIST: arg after the others in list (room for max and a NULL). */
+static int
+list_add(const char **list, long max, const char *arg)
+{
+	long n;
+
+	for (n = 0; n < max && list[n] != NULL; n++)
+		;
+	if (n == max || *arg == '\0')
+		return -1;
+	list[n] = arg;
+	return 0;
+}
+
 /* Values checked here so that a typo is a usage error, not a late failure. */
 static int
 opt_set(struct hk_config *c, const struct opt *o, const char *arg)
@@ -476,6 +516,8 @@ opt_set(struct hk_config *c, const struct opt *o, const char *arg)
 			return 0;
 		}
 		return -1;
+	case OPT_LIST:
+		return list_add((const char **)field, o->hi, arg);
 	case OPT_HELP:
 	case OPT_VERSION:
 		break;
@@ -500,6 +542,10 @@ bad_value(const struct opt *o, const char *arg, char *err, size_t errlen)
 		snprintf(what, sizeof(what),
 		    "seconds, or a number and s, m, h or d; at most %ldd",
 		    o->hi / 86400);
+		break;
+	case OPT_LIST:
+		snprintf(what, sizeof(what), "a name, at most %ld times",
+		    o->hi);
 		break;
 	case OPT_CHOICE:
 	case OPT_WORD:
@@ -582,6 +628,30 @@ opt_find(int id, int mask)
 	return NULL;
 }
 
+/*
+ * --key-pass names where the passphrase is, never the passphrase: one
+ * given on the command line is readable by every user of the machine
+ * (ps, /proc/PID/cmdline) and stays in shell histories.
+ */
+static int
+key_pass_check(const char *spec, char *err, size_t errlen)
+{
+	if (spec == NULL ||
+	    (strncmp(spec, "file:", 5) == 0 && spec[5] != '\0') ||
+	    (strncmp(spec, "env:", 4) == 0 && spec[4] != '\0'))
+		return 0;
+	if (strncmp(spec, "pass:", 5) == 0)
+		snprintf(err, errlen,
+		    "--key-pass pass:...: refused, a passphrase on the command "
+		    "line is visible to every user (ps, /proc); use "
+		    "file:PATH or env:VAR");
+	else
+		/* Not repeated: it may be the passphrase itself. */
+		snprintf(err, errlen,
+		    "invalid value for --key-pass: want file:PATH or env:VAR");
+	return -1;
+}
+
 /* Options that need or exclude each other; -1 with err. */
 static int
 combinations(struct hk_config *c, char *err, size_t errlen)
@@ -608,6 +678,8 @@ combinations(struct hk_config *c, char *err, size_t errlen)
 		    "--ocsp-url");
 		return -1;
 	}
+	if (key_pass_check(c->key_pass, err, errlen) < 0)
+		return -1;
 	if (c->check_policy != NULL && c->policy == NULL) {
 		snprintf(err, errlen, "--check-policy goes with --policy");
 		return -1;

@@ -11,6 +11,9 @@
 
 #define HK_VERSION "1.0.0"
 
+/* --provider may be given this many times. */
+#define HK_MAX_PROVIDERS 8
+
 enum hk_role {
 	HK_CLIENT,
 	HK_SERVER
@@ -25,7 +28,11 @@ enum hk_parse {
 struct hk_config {
 	enum hk_role role;
 	const char *port;
-	const char *cert, *key, *ca;
+	const char *cert, *key, *ca; /* cert, key: a path or a store URI */
+	/* --provider NAME..., NULL-terminated (mtls_store.c) */
+	const char *providers[HK_MAX_PROVIDERS + 1];
+	const char *propq;        /* --propquery Q */
+	const char *key_pass;     /* --key-pass file:PATH|env:VAR */
 	int tls_version;          /* 0 = negotiate 1.2 or 1.3 */
 	const char *ciphers;      /* TLS 1.2 list, OpenSSL syntax */
 	const char *ciphersuites; /* TLS 1.3 list */
@@ -60,6 +67,7 @@ struct hk_config {
 	int crl_grace;       /* seconds a CRL may be past its nextUpdate */
 	int revocation_soft; /* --revocation soft: no CRL for an issuer passes */
 	const char *audit;   /* --audit FILE, - or syslog */
+	const char *status;  /* --status unix:PATH or loopback ADDR:PORT */
 	const char *ocsp_staple;  /* --ocsp-staple FILE (DER OCSP response) */
 	int require_staple;       /* client: --require-staple */
 	const char *policy;       /* --policy FILE */
@@ -68,6 +76,8 @@ struct hk_config {
 	const char *ocsp_url;     /* --ocsp-url URL */
 	int ocsp_timeout;         /* seconds; 0: not given (5) */
 	int ocsp_nonce;           /* --ocsp-nonce */
+	int reauthorize;          /* --reauthorize: re-check open clients */
+	int reload_quiet;         /* ms of quiet before a reload (500) */
 };
 
 /*

@@ -3,8 +3,9 @@
  *
  * Each thread gets a stack of ours, so that the pool decides how much
  * memory stays mapped after a burst of clients; and at shutdown a
- * repeated SIGUSR1 with the stop flag set ends whatever call each thread
- * is blocked in.
+ * repeated SIGUSR1 with each thread's stop flag set ends whatever call
+ * it is blocked in. The flag is the thread's own, so that one client can
+ * be ended alone the same way (hello_ktls_server's --reauthorize).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -41,6 +42,7 @@ struct worker {
 	void *stack;
 	int fd;
 	atomic_int done;
+	atomic_int stop; /* this client must end now (hk_pool_fn) */
 	char peer[64];
 	struct worker *next;
 };
@@ -49,7 +51,6 @@ struct hk_pool {
 	hk_pool_fn *fn;
 	void *arg;
 	int max;
-	atomic_int stop; /* the grace period is over: end now */
 	struct worker *workers;
 	int n;
 	void *spare[SPARE_STACKS]; /* stacks of joined threads, for reuse */
@@ -76,7 +77,7 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 
-	w->pool->fn(w->pool->arg, w->fd, w->peer, &w->pool->stop);
+	w->pool->fn(w->pool->arg, w->fd, w->peer, &w->stop);
 	atomic_store(&w->done, 1);
 	return NULL;
 }
@@ -228,7 +229,8 @@ hk_pool_stop(struct hk_pool *p, int grace)
 
 	for (ticks = 0; hk_pool_reap(p) > 0 && ticks < grace * 20; ticks++)
 		nanosleep(&nap, NULL);
-	atomic_store(&p->stop, 1);
+	for (w = p->workers; w != NULL; w = w->next)
+		atomic_store(&w->stop, 1);
 	for (ticks = 0; hk_pool_reap(p) > 0 && ticks < STOP_TICKS; ticks++) {
 		for (w = p->workers; w != NULL; w = w->next)
 			pthread_kill(w->tid, HK_POOL_SIGNAL);

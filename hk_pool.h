@@ -23,10 +23,12 @@
 /*
  * Serves one client: fd (closed by it), the peer's name, and the flag
  * that, once set, asks it to end every blocked call and close (see
- * conn_set_interrupt).
+ * conn_set_interrupt). The flag is this thread's alone: hk_pool_stop sets
+ * it, and so may anyone who must end this one client, then sending the
+ * thread HK_POOL_SIGNAL (again until it is gone: a signal that lands
+ * between two calls is lost, though the next call sees the flag).
  */
-typedef void
-hk_pool_fn(void *arg, int fd, const char *peer, const atomic_int *stop);
+typedef void hk_pool_fn(void *arg, int fd, const char *peer, atomic_int *stop);
 
 struct hk_pool;
 

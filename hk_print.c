@@ -113,6 +113,9 @@ keylog_open(void)
 	const char *path = getenv("SSLKEYLOGFILE");
 	int fd;
 
+	/* Once: a reload's context writes to the same file. */
+	if (keylog != NULL)
+		return keylog_line;
 	if (path == NULL || *path == '\0')
 		return NULL;
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
@@ -128,15 +131,34 @@ keylog_open(void)
 	return keylog_line;
 }
 
-SSL_CTX *
-hk_context(const struct hk_config *cfg)
+/* "Providers: default, tpm2 (property query ...)", with --provider. */
+static void
+hk_print_providers(const struct hk_config *cfg)
 {
-	const char *who = cfg->role == HK_SERVER ? "server" : "client";
+	const struct mtls_options o = { .providers = cfg->providers,
+		.propq = cfg->propq };
+	const char *propq = mtls_store_propq(&o);
+	const char *const *p;
+
+	if (cfg->providers[0] == NULL && propq == NULL)
+		return;
+	printf("Providers: default");
+	for (p = cfg->providers; *p != NULL; p++)
+		printf(", %s", *p);
+	printf(" (property query: %s)\n", propq != NULL ? propq : "none");
+}
+
+SSL_CTX *
+hk_context_build(const struct hk_config *cfg, char *err, size_t errlen)
+{
 	struct mtls_options o = {
 		.server = cfg->role == HK_SERVER,
 		.cert = cfg->cert,
 		.key = cfg->key,
 		.ca = cfg->ca,
+		.providers = cfg->providers,
+		.propq = cfg->propq,
+		.key_pass = cfg->key_pass,
 		.tls_version = cfg->tls_version,
 		.ciphers = cfg->ciphers,
 		.ciphersuites = cfg->ciphersuites,
@@ -153,7 +175,30 @@ hk_context(const struct hk_config *cfg)
 	};
 	/* A ticket issued under another policy file is not resumed. */
 	const char *auth_files[] = { cfg->policy, NULL };
+
+	o.keylog = keylog_open();
+	if (cfg->policy != NULL)
+		o.auth_files = auth_files;
+	return mtls_ctx_new(&o, err, errlen);
+}
+
+void
+hk_context_notes(SSL_CTX *ctx)
+{
 	const char *notes, *nl;
+
+	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	     notes = nl + 1)
+		hk_warn("warning: %.*s", (int)(nl - notes), notes);
+	for (notes = mtls_staple_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
+	     notes = nl + 1)
+		hk_warn("warning: %.*s", (int)(nl - notes), notes);
+}
+
+SSL_CTX *
+hk_context(const struct hk_config *cfg)
+{
+	const char *who = cfg->role == HK_SERVER ? "server" : "client";
 	SSL_CTX *ctx;
 	char err[512];
 
@@ -162,9 +207,7 @@ hk_context(const struct hk_config *cfg)
 	printf("Loading %s certificate: %s\n", who, cfg->cert);
 	printf("Loading %s private key: %s\n", who, cfg->key);
 	printf("Loading CA certificate: %s\n", cfg->ca);
-	o.keylog = keylog_open();
-	if (cfg->policy != NULL)
-		o.auth_files = auth_files;
+	hk_print_providers(cfg);
 	if (cfg->crl != NULL)
 		printf("Loading CRLs: %s (check: %s, revocation: %s)\n",
 		    cfg->crl, cfg->crl_check_chain ? "chain" : "leaf",
@@ -173,20 +216,16 @@ hk_context(const struct hk_config *cfg)
 		printf("OCSP: checking client certificates (responder: %s; "
 		       "timeout %ds; nonce %s; %s)\n",
 		    cfg->ocsp_url != NULL ? cfg->ocsp_url : "from AIA",
-		    o.ocsp_timeout, cfg->ocsp_nonce ? "on" : "off",
+		    cfg->ocsp_timeout > 0 ? cfg->ocsp_timeout : 5,
+		    cfg->ocsp_nonce ? "on" : "off",
 		    cfg->revocation_soft ? "soft" : "hard");
 	if (cfg->ocsp_staple != NULL)
 		printf("Loading OCSP staple: %s\n", cfg->ocsp_staple);
-	if ((ctx = mtls_ctx_new(&o, err, sizeof(err))) == NULL) {
+	if ((ctx = hk_context_build(cfg, err, sizeof(err))) == NULL) {
 		hk_warn("%s", err);
 		return NULL;
 	}
-	for (notes = mtls_crl_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
-	     notes = nl + 1)
-		hk_warn("warning: %.*s", (int)(nl - notes), notes);
-	for (notes = mtls_staple_notes(ctx); (nl = strchr(notes, '\n')) != NULL;
-	     notes = nl + 1)
-		hk_warn("warning: %.*s", (int)(nl - notes), notes);
+	hk_context_notes(ctx);
 	return ctx;
 }
 

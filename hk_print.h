@@ -30,6 +30,16 @@ int hk_start(struct hk_config *cfg, enum hk_role role, int argc, char **argv);
 SSL_CTX *hk_context(const struct hk_config *cfg);
 
 /*
+ * The same context without a word: NULL with one line in err. A server's
+ * reload builds each new set with it (hk_reload.c).
+ */
+SSL_CTX *
+hk_context_build(const struct hk_config *cfg, char *err, size_t errlen);
+
+/* The context's warnings (a CRL used within --crl-grace...) on stderr. */
+void hk_context_notes(SSL_CTX *ctx);
+
+/*
  * A server's client thread names its peer (NULL: none), which then stands
  * in front of every line it prints with hk_say and hk_print_* ("[peer] ").
  */

@@ -329,23 +329,54 @@ server_resumption(SSL_CTX *ctx, char *err, size_t errlen)
 	return 0;
 }
 
+/* Never a passphrase prompt on a terminal: a key asking for one fails. */
+static int
+no_prompt(char *buf, int size, int rwflag, void *u)
+{
+	(void)rwflag, (void)u;
+	if (size > 0)
+		buf[0] = '\0';
+	return -1;
+}
+
+/*
+ * Our certificate and key. The key always comes through OpenSSL's stores
+ * (mtls_store.c): a path or a URI, a PEM key, an encrypted one, or a TSS2
+ * key file that the tpm2 provider decodes. The certificate does for a URI.
+ */
+static int
+load_identity(SSL_CTX *ctx, const struct mtls_options *o, const char *propq,
+    char *err, size_t errlen)
+{
+	SSL_CTX_set_default_passwd_cb(ctx, no_prompt);
+	if (mtls_store_is_uri(o->cert) ?
+		mtls_store_use_cert(ctx, o->cert, propq, err, errlen) < 0 :
+		load(ctx, "certificate", o->cert, err, errlen) < 0)
+		return -1;
+	return mtls_store_use_key(ctx, o->key, o->key_pass, propq, err, errlen);
+}
+
 SSL_CTX *
 mtls_ctx_new(const struct mtls_options *o, char *err, size_t errlen)
 {
+	const char *propq = mtls_store_propq(o);
 	SSL_CTX *ctx;
 	char why[MTLS_REASON_MAX];
 	int mode = SSL_VERIFY_PEER;
 
-	ctx =
-	    SSL_CTX_new(o->server ? TLS_server_method() : TLS_client_method());
+	if (mtls_store_providers(o->providers, err, errlen) < 0)
+		return NULL;
+	/* The query decides whose signature code uses our key (a TPM's). */
+	ctx = SSL_CTX_new_ex(NULL, propq,
+	    o->server ? TLS_server_method() : TLS_client_method());
 	if (ctx == NULL) {
 		snprintf(err, errlen, "cannot create TLS context: %s",
-		    mtls_err_reason(why, sizeof(why), "out of memory"));
+		    mtls_err_reason(why, sizeof(why),
+			propq != NULL ? "bad --propquery" : "out of memory"));
 		return NULL;
 	}
 	if (set_protocol(ctx, o, err, errlen) < 0 ||
-	    load(ctx, "certificate", o->cert, err, errlen) < 0 ||
-	    load(ctx, "private key", o->key, err, errlen) < 0 ||
+	    load_identity(ctx, o, propq, err, errlen) < 0 ||
 	    load(ctx, "CA certificate", o->ca, err, errlen) < 0)
 		goto fail;
 	if (!SSL_CTX_check_private_key(ctx)) {

@@ -14,8 +14,18 @@
 
 /* What an mTLS context is made of. */
 struct mtls_options {
-	int server; /* else a client */
-	const char *cert, *key, *ca;
+	int server;                  /* else a client */
+	const char *cert, *key, *ca; /* cert, key: a path or a store URI */
+	/*
+	 * Keys that never leave their device (mtls_store.c): OpenSSL
+	 * providers to load besides default (NULL-terminated, or NULL), the
+	 * property query for the context and the stores (NULL: the one the
+	 * providers need, mtls_store_propq), and where an encrypted PEM key's
+	 * passphrase is (file:PATH or env:VAR, or NULL).
+	 */
+	const char *const *providers;
+	const char *propq;
+	const char *key_pass;
 	int tls_version;          /* TLS1_2_VERSION, TLS1_3_VERSION, 0: both */
 	const char *ciphers;      /* TLS 1.2 list, NULL: kTLS-capable AEADs */
 	const char *ciphersuites; /* TLS 1.3 list, NULL: OpenSSL's */
@@ -191,6 +201,9 @@ int mtls_ocsp_enabled(SSL_CTX *ctx);
 void
 mtls_ocsp_counts(SSL_CTX *ctx, unsigned long *queries, unsigned long *hits);
 
+/* Over the context's life: queries that got no usable answer. */
+unsigned long mtls_ocsp_errors(SSL_CTX *ctx);
+
 /*
  * The leaf of the chain the server refused (the client's own
  * certificate, whichever certificate of its chain failed), or NULL;
@@ -204,6 +217,14 @@ X509 *mtls_verify_refused_cert(SSL *ssl);
  * (store, CRLs, purpose, the verify callback's passes), else 0.
  */
 int mtls_verify_leaf(SSL *ssl, X509 *leaf);
+
+/*
+ * The same check, with its result: X509_V_OK, or the X509_V_ERR_* that
+ * refuses leaf (X509_V_ERR_CERT_REVOKED...). A reload's --reauthorize
+ * asks it about an open connection's client with an SSL of the new
+ * context (SSL_new), which has the new CRLs.
+ */
+int mtls_verify_leaf_error(SSL *ssl, X509 *leaf);
 
 /* Subject and issuer of the peer's certificate, one-line form. */
 int mtls_peer_names(SSL *ssl, char *subject, char *issuer, size_t len);
@@ -233,6 +254,44 @@ const char *mtls_staple_result(SSL *ssl);
 
 /* Client: why the server's staple (or its lack) ended the handshake, or NULL. */
 const char *mtls_staple_refused(SSL *ssl);
+
+/*
+ * Keys and certificates from OpenSSL stores (mtls_store.c, called by
+ * mtls_ctx_new).
+ *
+ * Whether s is a store URI rather than a path: it starts with a URI
+ * scheme of two characters or more and a colon (file:, handle:, ...).
+ * A file whose name looks like one is given as ./NAME.
+ */
+int mtls_store_is_uri(const char *s);
+
+/* The property query for o (o->propq, else what its providers need). */
+const char *mtls_store_propq(const struct mtls_options *o);
+
+/*
+ * Load default and each of names into the default library context, for
+ * the life of the process (a name already loaded is skipped). -1 with
+ * "--provider NAME: cannot load it: reason" in err.
+ */
+int mtls_store_providers(const char *const *names, char *err, size_t errlen);
+
+/*
+ * ctx's certificate (the first one found at uri, a path or a store URI)
+ * and its chain (the others there). -1 with "--cert URI: reason".
+ */
+int mtls_store_use_cert(SSL_CTX *ctx, const char *uri, const char *propq,
+    char *err, size_t errlen);
+
+/*
+ * ctx's private key: the first found at uri, decrypted with the
+ * passphrase key_pass names (file:PATH, its first line; env:VAR), if
+ * given; never asked for on a terminal. The passphrase is wiped before
+ * this returns. -1 with "--key URI: reason" (the key is encrypted and
+ * there is no --key-pass, the passphrase is wrong, no provider opens the
+ * URI's scheme, ...).
+ */
+int mtls_store_use_key(SSL_CTX *ctx, const char *uri, const char *key_pass,
+    const char *propq, char *err, size_t errlen);
 
 /* "2d 3h", "1h", "5m 2s" or "42s": the two largest units of s seconds. */
 void mtls_duration(long s, char *buf, size_t len);

@@ -455,11 +455,17 @@ verify_cb(int ok, X509_STORE_CTX *x)
 int
 mtls_verify_leaf(SSL *ssl, X509 *leaf)
 {
+	return mtls_verify_leaf_error(ssl, leaf) == X509_V_OK;
+}
+
+int
+mtls_verify_leaf_error(SSL *ssl, X509 *leaf)
+{
 	X509_STORE_CTX *x = X509_STORE_CTX_new();
 	X509_STORE *store = NULL;
 	X509_VERIFY_PARAM *param;
 	struct verify_note *v;
-	int ok = 0;
+	int ok = 0, err = X509_V_ERR_OUT_OF_MEM;
 
 	ERR_set_mark();
 	if (!SSL_get0_verify_cert_store(ssl, &store) || store == NULL)
@@ -476,6 +482,9 @@ mtls_verify_leaf(SSL *ssl, X509 *leaf)
 	if (SSL_get_verify_callback(ssl) != NULL)
 		X509_STORE_CTX_set_verify_cb(x, SSL_get_verify_callback(ssl));
 	ok = X509_verify_cert(x) > 0;
+	err = ok ? X509_V_OK : X509_STORE_CTX_get_error(x);
+	if (!ok && err == X509_V_OK)
+		err = X509_V_ERR_APPLICATION_VERIFICATION;
 out:
 	if (!ok && ssl_index >= 0 &&
 	    (v = SSL_get_ex_data(ssl, ssl_index)) != NULL) {
@@ -484,7 +493,7 @@ out:
 	}
 	X509_STORE_CTX_free(x);
 	ERR_pop_to_mark();
-	return ok;
+	return err;
 }
 
 int

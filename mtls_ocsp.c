@@ -44,7 +44,7 @@ struct ocsp {
 	char *url; /* --ocsp-url, or NULL: the certificate's AIA */
 	int timeout, nonce, soft;
 	struct ocsp_cache *cache;
-	atomic_ulong queries, hits;
+	atomic_ulong queries, hits, errors;
 };
 
 static int ctx_index = -1;
@@ -323,6 +323,8 @@ out:
 	OCSP_BASICRESP_free(bs);
 	OCSP_RESPONSE_free(resp);
 	OCSP_REQUEST_free(req);
+	if (a->status < 0)
+		atomic_fetch_add(&o->errors, 1);
 	return a->status < 0 ? FAIL_TTL : ttl;
 }
 
@@ -524,4 +526,14 @@ mtls_ocsp_counts(SSL_CTX *ctx, unsigned long *queries, unsigned long *hits)
 		return;
 	*queries = atomic_load(&o->queries);
 	*hits = atomic_load(&o->hits);
+}
+
+unsigned long
+mtls_ocsp_errors(SSL_CTX *ctx)
+{
+	struct ocsp *o;
+
+	if (ctx_index < 0 || (o = SSL_CTX_get_ex_data(ctx, ctx_index)) == NULL)
+		return 0;
+	return atomic_load(&o->errors);
 }

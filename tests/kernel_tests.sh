@@ -9,6 +9,7 @@ set -u
 hk_init
 
 require_ktls
+. "$HK_ROOT/tests/reload_lib.sh"
 
 HELLO_C='Received from server: Hello from kTLS server! Your certificate was validated.'
 HELLO_S='Received from client: Hello from kTLS client! I have a valid certificate.'
@@ -661,6 +662,9 @@ test_policy_ktls 1.2
 test_policy_ktls 1.3
 test_ocsp_revoked 1.2
 test_ocsp_revoked 1.3
+RELOAD_LIVE=/dev/shm/hk-reload.$$ test_reload_rotate require
+rm -rf "/dev/shm/hk-reload.$$"
+test_reload_reauthorize_crl require --reauthorize
 for v in 1.2 1.3; do
 	test_s_server "$v"
 	test_s_client "$v"

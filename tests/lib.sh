@@ -243,6 +243,37 @@ run_client() {
 	timeout 60 "$CLIENT" -p "$PORT" "$@" >"$out" 2>&1 || CLI_RC=$?
 }
 
+# served NAME ARGS...: the client (run with ARGS) gets the server's hello
+# and exits 0; with HK_SERVED_TEXT set, it also prints that.
+served() {
+	local name=$1
+	shift
+	run_client "$WORK/c.log" "$@"
+	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "$HELLO_C" &&
+	    { [ -z "${HK_SERVED_TEXT-}" ] || has "$WORK/c.log" "$HK_SERVED_TEXT"; }; then
+		pass "$name"
+	else
+		fail "$name" "rc=$CLI_RC, want 0 ${HK_SERVED_TEXT-}" "$WORK/c.log" \
+		    "$SRV_LOG"
+	fi
+}
+
+# start_error NAME RC TEXT ARGS...: the server, started with ARGS, exits
+# RC before listening, with exactly one "hello_ktls_server: " line that
+# holds TEXT.
+start_error() {
+	local name=$1 want=$2 text=$3 rc=0
+	shift 3
+	timeout 10 "$SERVER" -p 0 "$@" >"$WORK/e.log" 2>&1 || rc=$?
+	if [ "$rc" -eq "$want" ] && has "$WORK/e.log" "$text" &&
+	    [ "$(grep -c '^hello_ktls_server: ' "$WORK/e.log")" -eq 1 ] &&
+	    ! has "$WORK/e.log" "Server listening"; then
+		pass "$name"
+	else
+		fail "$name" "rc=$rc, want $want and one line '$text'" "$WORK/e.log"
+	fi
+}
+
 # client_refused NAME SERVER_SAYS CLIENT_SAYS ARGS...: our client exits 1
 # saying CLIENT_SAYS, and the server logs SERVER_SAYS (its client thread
 # may log a moment after the client ends). The client's output: $WORK/bad.log.

@@ -54,31 +54,7 @@ start_peer() {
 	wait_long "$PEER_LOG" "listening" 20
 }
 
-# served NAME ARGS...: the client gets its answer.
-served() {
-	local name=$1
-	shift
-	run_client "$WORK/c.log" "$@"
-	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "$HELLO_C"; then
-		pass "$name"
-	else
-		fail "$name" "rc=$CLI_RC" "$WORK/c.log" "$SRV_LOG"
-	fi
-}
 
-# start_error NAME RC TEXT ARGS...: the server refuses to start, one line.
-start_error() {
-	local name=$1 want=$2 text=$3 rc=0
-	shift 3
-	timeout 10 "$SERVER" -p 0 "$@" >"$WORK/e.log" 2>&1 || rc=$?
-	if [ "$rc" -eq "$want" ] && has "$WORK/e.log" "$text" &&
-	    [ "$(grep -c '^hello_ktls_server: ' "$WORK/e.log")" -eq 1 ] &&
-	    ! has "$WORK/e.log" "Server listening"; then
-		pass "$name"
-	else
-		fail "$name" "rc=$rc, want $want and '$text'" "$WORK/e.log"
-	fi
-}
 
 # audit_has NAME FILE N KEY=JSON...: the Nth revocation-checked line of
 # FILE has each KEY with the JSON value (KEY~=JSON: a string holding it).

@@ -18,30 +18,7 @@ SERIAL=$(openssl x509 -in revoked-client-cert.pem -noout -serial) || exit 1
 SERIAL=${SERIAL#serial=}
 REFUSED="client certificate rejected: certificate revoked (subject /C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Revoked Client, serial $SERIAL)"
 
-# served NAME ARGS...: the client gets its answer.
-served() {
-	local name=$1
-	shift
-	run_client "$WORK/c.log" "$@"
-	if [ "$CLI_RC" -eq 0 ] && has "$WORK/c.log" "$HELLO_C"; then
-		pass "$name"
-	else
-		fail "$name" "rc=$CLI_RC" "$WORK/c.log" "$SRV_LOG"
-	fi
-}
 
-# start_error NAME RC TEXT ARGS...: the server refuses to start.
-start_error() {
-	local name=$1 want=$2 text=$3 rc=0
-	shift 3
-	timeout 10 "$SERVER" -p 0 "$@" >"$WORK/e.log" 2>&1 || rc=$?
-	if [ "$rc" -eq "$want" ] && has "$WORK/e.log" "$text" &&
-	    ! has "$WORK/e.log" "Server listening"; then
-		pass "$name"
-	else
-		fail "$name" "rc=$rc, want $want and '$text'" "$WORK/e.log"
-	fi
-}
 
 # The control: without --crl the revoked client's certificate is valid.
 test_without_crl() {

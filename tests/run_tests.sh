@@ -5,7 +5,10 @@
 #      switch to kTLS against a fake kernel (tests/test_offload)
 #   1b. the --policy module (tests/test_policy)
 #   2. host system tests: userspace fallback, bad certificates and flags,
-#      the --audit trail, hello_ktls_setup.sh's commands, --policy,
+#      the --audit trail, hello_ktls_setup.sh's commands, --policy, keys
+#      held by a software TPM (tests/tpm_tests.sh; also in the guest),
+#      live reload (certificate rotation, --reauthorize, tickets),
+#      the --status metrics, make install, the man pages, the systemd unit,
 #      short-lived certificates (warnings, --close-at-expiry, a renewal
 #      loop: about two minutes of waiting for certificates to expire)
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
@@ -72,16 +75,23 @@ suite "host: OCSP stapling" bash tests/staple_tests.sh
 suite "host: hostile input" bash tests/hostile_tests.sh
 suite "host: --audit trail" bash tests/audit_tests.sh
 suite "host: --policy (who gets in, and what for)" bash tests/policy_tests.sh
+suite "host: live reload of the identity set" bash tests/reload_tests.sh
 suite "host: careful peer (userspace TLS)" bash tests/record_tests.sh
+suite "host: keys in a TPM (swtpm), --key-pass" bash tests/tpm_tests.sh
+suite "host: --status metrics" bash tests/metrics_tests.sh
+suite "host: install, man pages, systemd unit" bash tests/install_tests.sh
 if [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native $(uname -r))" bash tests/kernel_tests.sh
 	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
 	suite "kernel (native): careful peer" bash tests/record_tests.sh kernel
+	suite "kernel (native): TPM-held keys with kTLS" bash tests/tpm_tests.sh kernel
 else
 	echo "# this kernel has no kTLS: the kernel tests run in UML guests"
 	suite "kernel (UML guest, bookworm 6.1)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
 	suite "kernel (UML guest, bookworm 6.1): careful peer" bash tests/uml.sh -- \
 	    bash "$ROOT/tests/record_tests.sh" kernel
+	suite "kernel (UML guest, bookworm 6.1): TPM-held keys with kTLS" bash tests/uml.sh -- \
+	    bash "$ROOT/tests/tpm_tests.sh" kernel
 	if sid=$(bash tests/fetch_uml_sid.sh); then
 		suite "kernel (UML guest, sid: rekey)" env $sid bash tests/uml.sh -- \
 		    bash "$ROOT/tests/kernel_tests.sh"

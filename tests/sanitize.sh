@@ -4,15 +4,17 @@
 #      run of `hello_ktls_server --once` and `hello_ktls_client`, both
 #      under valgrind memcheck: no errors and no definite leaks;
 #   2. the same copy rebuilt with clang -fsanitize=address,undefined;
-#      the unit tests, tests/nic_probe, tests/host_tests.sh and
-#      tests/audit_tests.sh run on those binaries. Any sanitizer report,
-#      from any process, is a failure;
+#      the unit tests, tests/nic_probe, tests/host_tests.sh,
+#      tests/audit_tests.sh and tests/metrics_tests.sh run on those
+#      binaries. Any sanitizer report, from any process, is a failure;
 #   3. rebuilt with clang -fsanitize=thread: tests/nic_probe (threads
 #      sharing the NIC feature cache the server's threads share),
 #      tests/host_tests.sh, tests/audit_tests.sh (the trail's lock and
-#      SIGHUP reopen) and the load test (HK_TSAN_LOAD_N, default 200,
-#      concurrent clients, each in its own server thread; its RSS check is
-#      left out, TSan's shadow memory grows with every thread). Any
+#      SIGHUP reopen), tests/metrics_tests.sh (the status thread reading
+#      the counters and the context) and the load test (HK_TSAN_LOAD_N,
+#      default 200, concurrent clients, each in its own server thread;
+#      its RSS check is left out, TSan's shadow memory grows with every
+#      thread). Any
 #      ThreadSanitizer report fails.
 # Sanitizer reports go to files (log_path), not to stderr, so the tests
 # that check stderr text are not disturbed and reports from children
@@ -138,6 +140,8 @@ sanitized_tests() {
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
 	run_suite "--audit trail (tests/audit_tests.sh)" "$TMP/audit.log" \
 	    bash "$TREE/tests/audit_tests.sh"
+	run_suite "--status metrics (tests/metrics_tests.sh)" "$TMP/metrics.log" \
+	    bash "$TREE/tests/metrics_tests.sh"
 	unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 	# Reports in the log files, or on a stderr a test kept.
 	local hits
@@ -166,6 +170,8 @@ tsan_tests() {
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
 	run_suite "--audit trail (tests/audit_tests.sh)" "$TMP/tsan-audit.log" \
 	    bash "$TREE/tests/audit_tests.sh"
+	run_suite "--status metrics (tests/metrics_tests.sh)" "$TMP/tsan-metrics.log" \
+	    bash "$TREE/tests/metrics_tests.sh"
 	run_suite "load test, ${HK_TSAN_LOAD_N:-200} clients at once" "$TMP/tsan-load.log" \
 	    env HK_LOAD_N="${HK_TSAN_LOAD_N:-200}" HK_LOAD_RSS=0 bash "$TREE/tests/load_test.sh"
 	unset TSAN_OPTIONS

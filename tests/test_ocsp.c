@@ -28,26 +28,6 @@
 
 static const char *dir;
 
-static X509 *
-load_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-
-	if (f != NULL)
-		fclose(f);
-	return x;
-}
-
-static X509 *
-fixture(const char *name)
-{
-	char path[1024];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return load_cert(path);
-}
-
 static SSL_CTX *
 server_ctx(const char *url, int soft)
 {
@@ -97,10 +77,10 @@ static void
 test_hard(const char *url, const char *unknown_path)
 {
 	SSL_CTX *ctx = server_ctx(url, 0);
-	X509 *good = fixture("client-cert.pem");
-	X509 *revoked = fixture("revoked-client-cert.pem");
-	X509 *other = fixture("other-client-cert.pem");
-	X509 *unknown = load_cert(unknown_path);
+	X509 *good = unit_cert(dir, "client-cert.pem");
+	X509 *revoked = unit_cert(dir, "revoked-client-cert.pem");
+	X509 *other = unit_cert(dir, "other-client-cert.pem");
+	X509 *unknown = unit_cert(NULL, unknown_path);
 	struct mtls_revocation rev;
 	char refused[1024];
 	int err;
@@ -144,7 +124,7 @@ test_soft_and_down(const char *unknown_path)
 {
 	SSL_CTX *soft = server_ctx("http://127.0.0.1:1/", 1);
 	SSL_CTX *hard = server_ctx("http://127.0.0.1:1/", 0);
-	X509 *unknown = load_cert(unknown_path);
+	X509 *unknown = unit_cert(NULL, unknown_path);
 	struct mtls_revocation rev;
 	char refused[1024];
 	int err;

@@ -26,36 +26,6 @@
 #include "mtls_policy.h"
 #include "unit.h"
 
-static X509 *
-load_cert(const char *dir, const char *name)
-{
-	char path[4096];
-	FILE *f;
-	X509 *x = NULL;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((f = fopen(path, "r")) != NULL) {
-		x = PEM_read_X509(f, NULL, NULL, NULL);
-		fclose(f);
-	}
-	return x;
-}
-
-static EVP_PKEY *
-load_key(const char *dir, const char *name)
-{
-	char path[4096];
-	FILE *f;
-	EVP_PKEY *k = NULL;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	if ((f = fopen(path, "r")) != NULL) {
-		k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-		fclose(f);
-	}
-	return k;
-}
-
 /* One extension from openssl.cnf syntax ("URI:spiffe://..., DNS:x"). */
 static int
 add_ext(X509 *x, X509 *ca, const char *name, const char *value)
@@ -158,13 +128,13 @@ spki_hex(X509 *x, char *out)
 static int
 setup(const char *dir)
 {
-	X509 *ca = load_cert(dir, "ca-cert.pem");
-	EVP_PKEY *ca_key = load_key(dir, "ca-key.pem"),
-		 *key = load_key(dir, "client-key.pem");
+	X509 *ca = unit_cert(dir, "ca-cert.pem");
+	EVP_PKEY *ca_key = unit_key(dir, "ca-key.pem"),
+		 *key = unit_key(dir, "client-key.pem");
 	int ok;
 
-	certs[CLIENT] = load_cert(dir, "client-cert.pem");
-	certs[OTHER] = load_cert(dir, "other-client-cert.pem");
+	certs[CLIENT] = unit_cert(dir, "client-cert.pem");
+	certs[OTHER] = unit_cert(dir, "other-client-cert.pem");
 	if (ca != NULL && ca_key != NULL && key != NULL) {
 		certs[WEB] = make_cert(&web, ca, ca_key, key);
 		certs[CONTRACTOR] = make_cert(&contractor, ca, ca_key, key);
@@ -504,9 +474,9 @@ main(void)
 	test_pins();
 	test_sketch(certs[WEB], certs[CONTRACTOR], certs[DEVICE]);
 	/* The same identities as tests/make_test_certs.sh issues them. */
-	fixtures[0] = load_cert(dir, "policy-web-cert.pem");
-	fixtures[1] = load_cert(dir, "policy-contractor-cert.pem");
-	fixtures[2] = load_cert(dir, "policy-device-cert.pem");
+	fixtures[0] = unit_cert(dir, "policy-web-cert.pem");
+	fixtures[1] = unit_cert(dir, "policy-contractor-cert.pem");
+	fixtures[2] = unit_cert(dir, "policy-device-cert.pem");
 	check(fixtures[0] && fixtures[1] && fixtures[2],
 	    "HK_CERTS has policy-web, policy-contractor, policy-device");
 	if (fixtures[0] && fixtures[1] && fixtures[2])

@@ -38,29 +38,6 @@
 /* How long the client certificate lives. */
 #define LIFETIME 3
 
-static X509 *
-load_cert(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
-
-	if (f != NULL)
-		fclose(f);
-	return x;
-}
-
-static EVP_PKEY *
-load_key(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	EVP_PKEY *k =
-	    f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
-
-	if (f != NULL)
-		fclose(f);
-	return k;
-}
-
 /* A clientAuth certificate for key, signed by the CA, until not_after. */
 static X509 *
 short_lived_cert(EVP_PKEY *key, X509 *ca, EVP_PKEY *ca_key, time_t not_after)
@@ -437,9 +414,9 @@ main(void)
 
 	if (dir != NULL) {
 		snprintf(path, sizeof(path), "%s/ca-key.pem", dir);
-		ca_key = load_key(path);
+		ca_key = unit_key(NULL, path);
 		snprintf(path, sizeof(path), "%s/ca-cert.pem", dir);
-		ca = load_cert(path);
+		ca = unit_cert(NULL, path);
 	}
 	check(ca_key != NULL && ca != NULL,
 	    "HK_CERTS is not set or has no ca-cert.pem / ca-key.pem");

@@ -4,6 +4,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include <openssl/pem.h>
+
 #include "unit.h"
 
 static int passed, failed, verbose;
@@ -45,4 +47,39 @@ int
 check_summary(void)
 {
 	return check_summary_named(NULL);
+}
+
+/* fopen dir/name (or name), or NULL. */
+static FILE *
+open_fixture(const char *dir, const char *name)
+{
+	char path[4096];
+
+	if (dir == NULL)
+		return fopen(name, "r");
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	return fopen(path, "r");
+}
+
+X509 *
+unit_cert(const char *dir, const char *name)
+{
+	FILE *f = open_fixture(dir, name);
+	X509 *x = f != NULL ? PEM_read_X509(f, NULL, NULL, NULL) : NULL;
+
+	if (f != NULL)
+		fclose(f);
+	return x;
+}
+
+EVP_PKEY *
+unit_key(const char *dir, const char *name)
+{
+	FILE *f = open_fixture(dir, name);
+	EVP_PKEY *k =
+	    f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+
+	if (f != NULL)
+		fclose(f);
+	return k;
 }
