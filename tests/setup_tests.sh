@@ -237,6 +237,10 @@ test_lifetime() {
 	check "--lifetime 2h" test "$(span h2)" -eq $((7200 + 60))
 	ok "issue --lifetime 3d" issue d3 --lifetime 3d
 	check "--lifetime 3d" test "$(span d3)" -eq $((3 * 86400 + 60))
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout "$WORK/csr-key.pem" -subj /CN=held -out "$WORK/held.csr" >/dev/null 2>&1
+	ok "sign-csr --lifetime 10m" sign-csr held "$WORK/held.csr" --lifetime 10m
+	check "sign-csr --lifetime 10m" test "$(span held)" -eq $((600 + 60))
 	check "--lifetime: kept for renew in ca-db/issued/" \
 	    grep -qx 'lifetime 15m' "$CA/ca-db/issued/short.validity"
 	refused "--lifetime without a unit" 2 "--lifetime needs a number and a unit" \
