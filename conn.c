@@ -29,6 +29,8 @@
 #define CLOSE_LINGER_SECS 2
 /* Userspace TLS: bytes per read() and write() on the socket, at most. */
 #define IO_BUFFER (64 * 1024)
+/* How early a wait may end and still count as conn_set_deadline's. */
+#define DEADLINE_SLACK_MS 20
 /* sock_diag's reason, short enough to leave room in c->unconfirmed. */
 #define DIAG_ERR_MAX 136
 
@@ -44,7 +46,83 @@ set_timeout(int fd, int secs)
 void
 conn_set_timeout(struct conn *c, int secs)
 {
+	c->idle = secs;
 	set_timeout(c->fd, secs);
+}
+
+void
+conn_set_deadline(struct conn *c, time_t when, const char *why)
+{
+	c->deadline = when;
+	c->deadline_why = why;
+	if (when == 0)
+		set_timeout(c->fd, c->idle);
+}
+
+/* Milliseconds until the deadline (0 once past it), -1 without one. */
+static long long
+deadline_ms(const struct conn *c)
+{
+	struct timespec t;
+	long long ms;
+
+	if (c->deadline == 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &t);
+	ms = ((long long)c->deadline - t.tv_sec) * 1000 - t.tv_nsec / 1000000;
+	return ms > 0 ? ms : 0;
+}
+
+/*
+ * The deadline has come. A socket timeout may end a few milliseconds
+ * early (the kernel counts in jiffies): that is the deadline too.
+ */
+static int
+deadline_passed(const struct conn *c)
+{
+	long long ms = deadline_ms(c);
+
+	return ms >= 0 && ms <= DEADLINE_SLACK_MS;
+}
+
+/*
+ * After a wait failed: if the deadline ended it, that is the error, and
+ * not a TLS failure (the caller leaves c->failed, so close_notify goes). The idle timeout is a
+ * socket timeout, so a deadline shorter than it is one too (see
+ * deadline_arm), and the wait ends with EAGAIN like an idle one.
+ */
+static int
+deadline_hit(struct conn *c)
+{
+	if (!deadline_passed(c))
+		return 0;
+	conn_seterr(c, "%s", c->deadline_why);
+	return 1;
+}
+
+/*
+ * Before a wait: the socket's timeout is the idle timeout, or the time
+ * left until the deadline where that is shorter. The deadline is
+ * wall-clock (a certificate's notAfter), so it is measured anew before
+ * every wait. -1 if it has passed already.
+ */
+static int
+deadline_arm(struct conn *c)
+{
+	struct timeval tv;
+	long long ms = deadline_ms(c);
+
+	if (ms < 0)
+		return 0;
+	if (ms <= DEADLINE_SLACK_MS)
+		return deadline_hit(c) ? -1 : 0;
+	if (c->idle > 0 && ms > c->idle * 1000LL)
+		ms = c->idle * 1000LL;
+	tv.tv_sec = (time_t)(ms / 1000);
+	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	return 0;
 }
 
 int
@@ -410,9 +488,12 @@ conn_read(struct conn *c, void *buf, size_t len)
 		return r;
 	}
 
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_RX)) {
 		/* Told to stop is not a TLS failure: close_notify still goes. */
-		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0)
+		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0 &&
+		    !deadline_hit(c))
 			ktls_read_failed(c);
 		if (r > 0)
 			c->bytes_in += (unsigned long long)r;
@@ -434,7 +515,7 @@ conn_read(struct conn *c, void *buf, size_t len)
 		if (!ssl_retry(c, e, saved))
 			break;
 	}
-	if (stop_check(c) < 0)
+	if (stop_check(c) < 0 || deadline_hit(c))
 		return -1;
 	mtls_ssl_error(c->ssl, n, c->err, sizeof(c->err));
 	c->failed = 1;
@@ -518,9 +599,12 @@ ssl_write_all(struct conn *c, const void *buf, size_t len)
 int
 conn_write(struct conn *c, const void *buf, size_t len)
 {
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_TX)) {
+		/* The kernel keeps records whole: close_notify can follow. */
 		if (ktls_write(c->k, buf, len) < 0) {
-			if (stop_check(c) == 0) {
+			if (stop_check(c) == 0 && !deadline_hit(c)) {
 				conn_seterr(c, "%s", ktls_error(c->k));
 				c->failed = 1;
 			}
@@ -542,12 +626,14 @@ conn_sendfile(struct conn *c, int fd, off_t offset, size_t count)
 	size_t done = 0, want;
 	ssize_t n;
 
+	if (deadline_arm(c) < 0)
+		return -1;
 	if (ktls_active(c->k, KTLS_TX)) {
 		if (ktls_sendfile(c->k, fd, offset, count) == (ssize_t)count) {
 			c->bytes_out += count;
 			return 0;
 		}
-		if (stop_check(c) == 0) {
+		if (stop_check(c) == 0 && !deadline_hit(c)) {
 			conn_seterr(c, "%s", ktls_error(c->k));
 			c->failed = 1;
 		}
@@ -648,6 +734,7 @@ conn_close(struct conn *c)
 
 	if (c->ssl == NULL || c->fd < 0)
 		return -1;
+	c->deadline = 0; /* what follows has its own, short, bound */
 	clean = !c->failed && SSL_is_init_finished(c->ssl) &&
 	    send_close_notify(c) == 0;
 	shutdown(c->fd, SHUT_WR);

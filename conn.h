@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -34,6 +35,10 @@ struct conn {
 	int timeout;             /* seconds: the handshake, then each wait */
 	const char *timeout_opt; /* the option that set it, for messages */
 	const atomic_int *interrupt; /* see conn_set_interrupt */
+	/* conn_set_timeout's seconds, conn_set_deadline's time (0: none). */
+	int idle;
+	time_t deadline;
+	const char *deadline_why;
 	unsigned long long
 	    rekey_bytes; /* TLS 1.3 KeyUpdate interval, 0 = default */
 	unsigned long long since_rekey; /* userspace TLS 1.3 bytes since then */
@@ -77,6 +82,13 @@ int conn_interrupted(const struct conn *c);
 
 /* Bound every later network wait (send and receive) by secs. */
 void conn_set_timeout(struct conn *c, int secs);
+
+/*
+ * End the connection at when (wall-clock time, e.g. a certificate's
+ * notAfter): a read or write waiting then wakes, fails with why as its
+ * error, and conn_close still sends close_notify. 0 removes it.
+ */
+void conn_set_deadline(struct conn *c, time_t when, const char *why);
 
 /*
  * The TLS handshake, in the role of the SSL_CTX, finished within the

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sys/socket.h>
@@ -22,6 +23,7 @@
 #include "conn.h"
 #include "hk_client.h"
 #include "hk_config.h"
+#include "hk_expiry.h"
 #include "hk_print.h"
 #include "hk_proto.h"
 #include "hk_session.h"
@@ -299,6 +301,26 @@ exchange(struct conn *c, const struct hk_config *cfg, enum op op)
 	}
 }
 
+/*
+ * A connection that ended after our certificate expired: a server with
+ * --close-at-expiry ends it then, with close_notify and no reason, so
+ * the likely one is said here.
+ */
+static void
+expired_note(const struct conn *c)
+{
+	const X509 *x = c->ssl != NULL ? SSL_get_certificate(c->ssl) : NULL;
+	char line[96];
+	long long left;
+
+	if (x == NULL || hk_expiry_left(x, time(NULL), &left) < 0 || left > 0)
+		return;
+	hk_expiry_line(x, time(NULL), line, sizeof(line));
+	hk_warn("our certificate %s: the server ends connections at their "
+		"certificate's expiry (--close-at-expiry)",
+	    line);
+}
+
 static int
 run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 {
@@ -332,8 +354,10 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	hk_session_end(&c, cfg, &counters);
 	ret = 0;
 out:
-	if (ret != 0)
+	if (ret != 0) {
 		hk_warn("%s:%s: %s", cfg->host, cfg->port, conn_error(&c));
+		expired_note(&c);
+	}
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	conn_close(&c);
 	conn_free(&c);
@@ -361,6 +385,7 @@ int
 main(int argc, char **argv)
 {
 	struct hk_config cfg;
+	struct hk_expiry_watch expiry = { 0, 0 };
 	SSL_CTX *ctx;
 	int ret;
 
@@ -376,6 +401,7 @@ main(int argc, char **argv)
 	}
 	if ((ctx = hk_context(&cfg)) == NULL)
 		return 1;
+	hk_expiry_watch_ctx(&expiry, ctx, "client");
 	ret = run_all(ctx, &cfg);
 	SSL_CTX_free(ctx);
 	return ret;

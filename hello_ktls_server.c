@@ -32,6 +32,7 @@
 #include "conn.h"
 #include "hk_audit.h"
 #include "hk_config.h"
+#include "hk_expiry.h"
 #include "hk_metrics.h"
 #include "hk_pool.h"
 #include "hk_print.h"
@@ -250,8 +251,9 @@ struct server {
 	struct hk_reload *reload;
 	const struct hk_config *cfg;
 	int rootfd;
-	struct hk_audit *audit;   /* --audit, or NULL */
-	struct hk_status *status; /* --status, or NULL */
+	struct hk_audit *audit;        /* --audit, or NULL */
+	struct hk_status *status;      /* --status, or NULL */
+	struct hk_expiry_watch expiry; /* what was said of our certificates */
 };
 
 /* An audit line that could not be written is said on stderr. */
@@ -518,6 +520,19 @@ wait_client(const struct server *srv, int lfd)
 }
 
 /*
+ * Warn about our certificate and the CA's as they near their end (once a
+ * second, on the current generation: a renewed one starts again).
+ */
+static void
+expiry_watch(struct server *srv)
+{
+	struct hk_set *set = hk_reload_acquire(srv->reload);
+
+	hk_expiry_watch_ctx(&srv->expiry, set->ctx, "server");
+	hk_set_release(set);
+}
+
+/*
  * Serve until SIGINT/SIGTERM, a thread per client; then stop accepting,
  * give the clients --grace, and end the rest with close_notify.
  */
@@ -543,6 +558,7 @@ serve_forever(struct server *srv, int lfd)
 	while (!atomic_load(&stopping)) {
 		if (pool != NULL)
 			hk_pool_reap(pool);
+		expiry_watch(srv);
 		if (!wait_client(srv, lfd))
 			continue;
 		len = sizeof(ss);

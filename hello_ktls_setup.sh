@@ -21,16 +21,25 @@ readonly DEVICE_ID_OID=1.3.6.1.4.1.32473.1.1
 # openssl ca -crl_reason's names.
 readonly REASONS=(unspecified keyCompromise CACompromise affiliationChanged
     superseded cessationOfOperation certificateHold)
+# --lifetime certificates start this many seconds in the past, as step-ca's
+# do: a verifier whose clock is a little behind ours still accepts a
+# certificate issued a moment ago. notAfter is DURATION from now.
+readonly BACKDATE_SECS=60
+# The longest --lifetime, as for --days.
+readonly MAX_LIFETIME_SECS=$((99999 * 86400))
 
 usage() {
     cat <<EOF
-Usage: $prog [-o DIR] [--days N] [--rsa] [--force]
+Usage: $prog [-o DIR] [--days N | --lifetime D] [--rsa] [--force]
        $prog [-o DIR] issue NAME [--cn CN] [--ou OU]... [--o ORG] [--san SAN]...
-                [--device-id ID] [--ocsp-url URL] [--days N] [--server] [--rsa] [--force]
-       $prog [-o DIR] sign-csr NAME CSR [--san SAN]... [--days N] [--server] [--force]
+                [--device-id ID] [--ocsp-url URL] [--days N | --lifetime D]
+                [--server] [--rsa] [--force]
+       $prog [-o DIR] renew NAME [--new-key] [--atomic-dir] [--days N | --lifetime D]
+       $prog [-o DIR] sign-csr NAME CSR [--san SAN]... [--days N | --lifetime D]
+                [--server] [--force]
        $prog [-o DIR] revoke NAME|CERT.pem [--reason REASON]
        $prog [-o DIR] crl [--days N]
-       $prog [-o DIR] ocsp-signer [--days N] [--rsa] [--force]
+       $prog [-o DIR] ocsp-signer [--days N | --lifetime D] [--rsa] [--force]
 
 Creates a test CA and the mutual-TLS certificates for hello_ktls:
   ca-cert.pem      ca-key.pem       CN=Test CA      ($CA_DAYS days)
@@ -47,6 +56,10 @@ Options:
                      (default: the current directory)
       --days N       validity of the server and client certificates in days
                      (default: $DEFAULT_LEAF_DAYS)
+      --lifetime D   instead of --days: D is a number and a unit, s, m, h or
+                     d (90s, 15m, 2h, 3d); notAfter is D from now, and
+                     notBefore is $BACKDATE_SECS s in the past, for verifiers
+                     whose clock is a little behind
       --rsa          RSA-2048 keys instead of ECDSA P-256
       --force        regenerate every file, even those that exist
   -h, --help         show this help and exit
@@ -72,14 +85,25 @@ Commands, for the CA already in DIR (its ca-db/ records all they do):
                    documentation: replace it with an OID of your own
     --ocsp-url URL authorityInfoAccess OCSP;URI:URL
     --days N       validity in days (default: $DEFAULT_LEAF_DAYS)
+    --lifetime D   validity D from now (15m, 2h, ...), as above
     --server       serverAuth instead of clientAuth
     --force        issue anew when NAME-cert.pem already exists
+  renew NAME       NAME-cert.pem again, with the subject, SANs and extensions
+                   it was issued with (kept in ca-db/issued/) and the same
+                   key, for --days N or --lifetime D (default: what it was
+                   issued for); the old certificate stays valid until it
+                   expires (revoke it by its path in ca-db/ if it must not)
+    --new-key      a new key as well (same type), NAME-key.pem replaced
+    --atomic-dir   keep the pair in NAME.d/SERIAL/ and make NAME-cert.pem
+                   and NAME-key.pem symlinks through NAME.d/current, which
+                   one rename switches: the pair changes at one instant
   sign-csr NAME CSR
                    NAME-cert.pem for the key that signed the request CSR
                    (a key that stays where it is: a TPM, a token), with
                    the request's subject; clientAuth unless --server;
-                   --san, --days and --force as for issue; the request's
-                   own extensions are ignored
+                   --san, --days, --lifetime and --force as for issue;
+                   the request's own extensions are ignored (renewing a
+                   key that stays in a TPM is signing its request again)
   revoke NAME      revoke NAME-cert.pem (or the certificate file given) in
                    ca-db/ and rewrite crl.pem; --reason REASON is one of
                    ${REASONS[*]:0:4}
@@ -111,6 +135,8 @@ force=0
 args=()
 # Options of the commands; parse_args checks which command may have them.
 opt_cn='' opt_org='' opt_device_id='' opt_ocsp_url='' opt_reason='' opt_server=0
+opt_new_key=0 opt_atomic_dir=0
+lifetime='' lifetime_secs=0
 opt_ou=() opt_san=()
 cmd_opts=()
 
@@ -134,6 +160,10 @@ while (($# > 0)); do
             leaf_days=$2
             days_set=1
             ;;
+        --lifetime)
+            need_value "$1" $#
+            lifetime=$2
+            ;;
         --cn | --ou | --o | --san | --device-id | --ocsp-url | --reason)
             need_value "$1" $#
             [[ -n $2 && $2 != *[[:cntrl:]]* ]] ||
@@ -149,11 +179,13 @@ while (($# > 0)); do
                 --reason) opt_reason=$2 ;;
             esac
             ;;
-        --rsa | --force | --server)
+        --rsa | --force | --server | --new-key | --atomic-dir)
             case $1 in
                 --rsa) key_type=rsa ;;
                 --force) force=1 ;;
                 --server) opt_server=1 cmd_opts+=("$1") ;;
+                --new-key) opt_new_key=1 cmd_opts+=("$1") ;;
+                --atomic-dir) opt_atomic_dir=1 cmd_opts+=("$1") ;;
             esac
             shift
             continue
@@ -178,7 +210,7 @@ cmd=
 if ((${#args[@]} > 0)); then
     cmd=${args[0]}
     case $cmd in
-        issue | revoke) ((${#args[@]} == 2)) || usage_error "$cmd needs exactly one NAME" ;;
+        issue | revoke | renew) ((${#args[@]} == 2)) || usage_error "$cmd needs exactly one NAME" ;;
         sign-csr) ((${#args[@]} == 3)) || usage_error "sign-csr needs a NAME and a CSR file" ;;
         crl | ocsp-signer) ((${#args[@]} == 1)) || usage_error "unexpected argument: ${args[1]}" ;;
         *) usage_error "unknown command: $cmd" ;;
@@ -190,20 +222,65 @@ for o in "${cmd_opts[@]}"; do
         revoke:--reason) ;;
         sign-csr:--san | sign-csr:--server) ;;
         issue:--reason) usage_error "--reason is for revoke only" ;;
+        issue:--new-key | issue:--atomic-dir) usage_error "$o is for renew only" ;;
         issue:*) ;;
+        renew:--new-key | renew:--atomic-dir) ;;
         *) usage_error "$o is not an option of ${cmd:-the default run}" ;;
     esac
 done
 case $cmd in
     revoke) ((days_set == 0 && force == 0)) || usage_error "revoke takes no --days or --force" ;;
     crl) ((force == 0)) || usage_error "crl takes no --force" ;;
+    renew) ((force == 0)) || usage_error "renew takes no --force" ;;
 esac
+if [[ -n $lifetime ]]; then
+    case $cmd in
+        '' | issue | renew | sign-csr | ocsp-signer) ;;
+        *) usage_error "--lifetime is not an option of $cmd" ;;
+    esac
+    ((days_set == 0)) || usage_error "--days and --lifetime are exclusive: give one"
+fi
 
 [[ -n $out_dir ]] || usage_error "the output directory must not be empty"
 # Capped at five digits so that openssl's int parsing cannot overflow and the
 # end date stays a representable year.
 [[ $leaf_days =~ ^[1-9][0-9]{0,4}$ ]] ||
     usage_error "--days needs a whole number from 1 to 99999, not '$leaf_days'"
+
+# parse_lifetime D: its seconds in lifetime_secs, or one line and exit 2.
+parse_lifetime() {
+    local n unit
+    [[ $1 =~ ^([1-9][0-9]{0,8})([smhd])$ ]] ||
+        usage_error "--lifetime needs a number and a unit s, m, h or d (90s, 15m, 2h, 3d), not '$1'"
+    n=${BASH_REMATCH[1]} unit=${BASH_REMATCH[2]}
+    case $unit in
+        s) lifetime_secs=$n ;;
+        m) lifetime_secs=$((n * 60)) ;;
+        h) lifetime_secs=$((n * 3600)) ;;
+        d) lifetime_secs=$((n * 86400)) ;;
+    esac
+    ((lifetime_secs <= MAX_LIFETIME_SECS)) || usage_error "--lifetime '$1' is longer than 99999 days"
+}
+if [[ -n $lifetime ]]; then
+    parse_lifetime "$lifetime"
+fi
+
+# openssl ca's options for the validity asked for: -days, or the dates of
+# --lifetime in UTC (YYYYMMDDHHMMSSZ, which openssl ca takes as is).
+validity_args() {
+    local now
+    if ((lifetime_secs == 0)); then
+        validity=(-days "$leaf_days")
+        return
+    fi
+    now=$(date -u +%s)
+    validity=(-startdate "$(date -u -d "@$((now - BACKDATE_SECS))" +%Y%m%d%H%M%SZ)"
+        -enddate "$(date -u -d "@$((now + lifetime_secs))" +%Y%m%d%H%M%SZ)")
+}
+# What the validity is, in words.
+validity_words() {
+    if ((lifetime_secs > 0)); then printf '%s' "$lifetime"; else printf '%s days' "$leaf_days"; fi
+}
 
 command -v openssl >/dev/null 2>&1 || die "openssl not found"
 
@@ -451,15 +528,37 @@ refuse_existing() {
         die "$out_dir/$1-cert.pem already exists (--force issues a new one)"
 }
 
-# sign NAME SUBJECT: key, request and openssl ca with the extensions in
-# $tmp/ext.cnf section ext, into NAME-cert.pem and NAME-key.pem.
-sign() {
-    local name=$1 subj=$2
+# sign_only NAME SUBJECT: request and openssl ca for $tmp/NAME-key.pem with
+# the extensions in $tmp/ext.cnf section ext, into $tmp/NAME-cert.pem.
+sign_only() {
+    local name=$1 subj=$2 validity
     ossl "create the $name certificate request" req -new -config "$cnf" \
         -key "$tmp/$name-key.pem" -subj "$subj" -sha256 -out "$tmp/$name.csr"
-    ca_run "sign the $name certificate" -notext -rand_serial -days "$leaf_days" \
+    validity_args
+    ca_run "sign the $name certificate" -notext -rand_serial "${validity[@]}" \
         -extfile "$tmp/ext.cnf" -extensions ext -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
-    install_pair "$name"
+}
+
+# remember NAME SUBJECT: what renew needs to issue NAME again, in
+# ca-db/issued/: the subject, the extensions, the key type, the validity.
+remember() {
+    local d=$db/issued
+    mkdir -p -- "$d" || die "cannot create $d"
+    cp -- "$tmp/ext.cnf" "$d/$1.ext"
+    printf '%s\n' "$2" >"$d/$1.subj"
+    printf '%s\n' "$key_type" >"$d/$1.keytype"
+    if ((lifetime_secs > 0)); then
+        printf 'lifetime %s\n' "$lifetime" >"$d/$1.validity"
+    else
+        printf 'days %s\n' "$leaf_days" >"$d/$1.validity"
+    fi
+}
+
+# sign NAME SUBJECT: sign_only, then NAME-cert.pem and NAME-key.pem.
+sign() {
+    sign_only "$1" "$2"
+    remember "$1" "$2"
+    install_pair "$1"
 }
 
 describe() {
@@ -467,8 +566,8 @@ describe() {
     subject=$(openssl x509 -in "$f" -noout -subject -nameopt compat) || die "cannot read $f"
     serial=$(openssl x509 -in "$f" -noout -serial)
     end=$(openssl x509 -in "$f" -noout -enddate)
-    printf '%s: issued %s and %s-key.pem: %s, serial %s, until %s\n' "$prog" "$f" "$1" \
-        "${subject#subject=}" "${serial#serial=}" "${end#notAfter=}"
+    printf '%s: %s %s and %s-key.pem: %s, serial %s, until %s\n' "$prog" "${2:-issued}" \
+        "$f" "$1" "${subject#subject=}" "${serial#serial=}" "${end#notAfter=}"
 }
 
 cmd_issue() {
@@ -515,7 +614,7 @@ cmd_issue() {
 # its requested extensions are not (copy_extensions = none): what the
 # certificate may do is decided here, as for issue.
 cmd_sign_csr() {
-    local name=$1 csr=$2 san sans= subject end
+    local name=$1 csr=$2 san sans= subject end validity
     [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
         die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
     [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
@@ -543,7 +642,8 @@ cmd_sign_csr() {
         printf 'subjectKeyIdentifier = hash\nauthorityKeyIdentifier = keyid, issuer\n'
         if [[ -n $sans ]]; then printf 'subjectAltName = %s\n' "$sans"; fi
     } >"$tmp/ext.cnf"
-    ca_run "sign the request $csr" -notext -rand_serial -days "$leaf_days" \
+    validity_args
+    ca_run "sign the request $csr" -notext -rand_serial "${validity[@]}" \
         -extfile "$tmp/ext.cnf" -extensions ext -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
     chmod 644 -- "$tmp/$name-cert.pem"
     rm -f -- "$out_dir/$name-cert.pem"
@@ -609,6 +709,115 @@ EXT
     printf '  openssl ocsp -index ca-db/index.txt -CA ca-cert.pem -rsigner ocsp-cert.pem -rkey ocsp-key.pem -port N\n'
 }
 
+# ---- renew: the same identity again, written so readers never see half ----
+
+# stage SRC DIR MODE: a copy of SRC in DIR (the destination's filesystem, so
+# that rename is atomic), flushed to disk; its path on stdout.
+stage() {
+    local t
+    t=$(mktemp "$2/.${1##*/}.XXXXXX") || die "cannot write in $2"
+    cat -- "$1" >"$t" && chmod "$3" -- "$t" && sync -- "$t" || {
+        rm -f -- "$t"
+        die "cannot write $t"
+    }
+    printf '%s\n' "$t"
+}
+
+# Plain files: each rename is atomic, so a reader sees the old file or the
+# new one, never a mix. With --new-key the pair changes in two renames:
+# the key first, then the certificate, whose change is what watchers wait
+# for. A reader between the two sees the new key with the old certificate,
+# a mismatch it must refuse and read again (hello_ktls_server's reload
+# does); --atomic-dir closes that window.
+install_renewed_files() {
+    local name=$1 key=$2 t_key='' t_cert
+    t_cert=$(stage "$tmp/$name-cert.pem" "$out_dir" 644)
+    if ((key)); then
+        t_key=$(stage "$tmp/$name-key.pem" "$out_dir" 600)
+        mv -f -- "$t_key" "$out_dir/$name-key.pem" || die "cannot write $out_dir/$name-key.pem"
+    fi
+    mv -f -- "$t_cert" "$out_dir/$name-cert.pem" || die "cannot write $out_dir/$name-cert.pem"
+    sync -- "$out_dir" 2>/dev/null || true
+}
+
+# link_to TARGET LINK: LINK becomes a symlink to TARGET in one rename.
+link_to() {
+    local dir=${2%/*}
+    ln -sfn -- "$1" "$dir/.link.$$" && mv -fT -- "$dir/.link.$$" "$2" ||
+        die "cannot link $2 to $1"
+}
+
+# --atomic-dir: NAME.d/SERIAL/ holds a complete pair, NAME.d/current links
+# to the newest, and NAME-cert.pem, NAME-key.pem link through current (as
+# Kubernetes' ..data does). One rename of current switches both files.
+install_renewed_dir() {
+    local name=$1 d=$out_dir/$1.d serial new old
+    serial=$(openssl x509 -in "$tmp/$name-cert.pem" -noout -serial) || die "cannot read the new certificate"
+    serial=${serial#serial=}
+    mkdir -p -- "$d" || die "cannot create $d"
+    new=$(mktemp -d "$d/.new.XXXXXX") || die "cannot write in $d"
+    chmod 755 -- "$new"
+    cp -- "$tmp/$name-key.pem" "$new/$name-key.pem" && chmod 600 -- "$new/$name-key.pem" &&
+        cp -- "$tmp/$name-cert.pem" "$new/$name-cert.pem" && chmod 644 -- "$new/$name-cert.pem" &&
+        sync -- "$new"/* "$new" || die "cannot write $new"
+    mv -T -- "$new" "$d/$serial" || die "cannot write $d/$serial"
+    old=$(readlink -- "$d/current" 2>/dev/null || true)
+    link_to "$serial" "$d/current"
+    # The first time, the files become links (one rename each).
+    [[ -L $out_dir/$name-cert.pem ]] || link_to "$name.d/current/$name-cert.pem" "$out_dir/$name-cert.pem"
+    [[ -L $out_dir/$name-key.pem ]] || link_to "$name.d/current/$name-key.pem" "$out_dir/$name-key.pem"
+    sync -- "$d" "$out_dir" 2>/dev/null || true
+    # The previous pair stays for a reader that resolved current before
+    # the switch; older ones go.
+    for f in "$d"/*; do
+        [[ ${f##*/} == "$serial" || ${f##*/} == "$old" || ${f##*/} == current ]] || rm -rf -- "$f"
+    done
+}
+
+# The issue parameters ca-db/issued/ keeps, back into the options.
+recall() {
+    local d=$db/issued/$1 how n
+    [[ -f $d.subj && -f $d.ext && -f $d.keytype && -f $d.validity ]] ||
+        die "no issue parameters for $1 in $db/issued/ (issued by an older $prog): use issue $1 --force"
+    key_type=$(<"$d.keytype")
+    if [[ -z $lifetime ]] && ((days_set == 0)); then
+        read -r how n <"$d.validity"
+        if [[ $how == lifetime ]]; then
+            lifetime=$n
+            parse_lifetime "$n"
+        else
+            leaf_days=$n
+        fi
+    fi
+    cp -- "$d.ext" "$tmp/ext.cnf"
+}
+
+cmd_renew() {
+    local name=$1 key=$out_dir/$1-key.pem subj
+    [[ $name =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$ ]] ||
+        die "bad NAME '$name': up to 64 letters, digits, '.', '_' and '-'"
+    [[ $name != ca ]] || die "NAME 'ca' is the CA's own"
+    [[ -f $out_dir/$name-cert.pem && -f $key ]] ||
+        die "no $name-cert.pem and $name-key.pem in $out_dir: issue $name first"
+    recall "$name"
+    subj=$(<"$db/issued/$name.subj")
+    if ((opt_new_key)); then
+        gen_key "$tmp/$name-key.pem" "$name"
+    else
+        cat -- "$key" >"$tmp/$name-key.pem" 2>/dev/null || die "cannot read $key"
+    fi
+    sign_only "$name" "$subj"
+    remember "$name" "$subj"
+    key_matches_cert "$tmp/$name-cert.pem" "$tmp/$name-key.pem" ||
+        die "the renewed $name certificate does not match its key"
+    if ((opt_atomic_dir)) || [[ -L $out_dir/$name.d/current ]]; then
+        install_renewed_dir "$name"
+    else
+        install_renewed_files "$name" "$opt_new_key"
+    fi
+    describe "$name" "renewed ($( ((opt_new_key)) && echo new || echo same) key)"
+}
+
 if [[ -n $cmd ]]; then
     ca_open
     "cmd_${cmd//-/_}" "${args[@]:1}"
@@ -666,13 +875,17 @@ tmp=$(cd -- "$tmp" && pwd)
 ca_cert=$(cd -- "$(dirname -- "$ca_cert")" && pwd)/${ca_cert##*/}
 ca_key=$(cd -- "$(dirname -- "$ca_key")" && pwd)/${ca_key##*/}
 
+# issue_leaf NAME SUBJECT SECTION: the section of the config becomes the
+# certificate's extensions, and what renew reads.
 issue_leaf() {
     local name=$1 subj=$2 ext=$3
     gen_key "$tmp/$name-key.pem" "$name"
-    ossl "create the $name certificate request" req -new -config "$cnf" \
-        -key "$tmp/$name-key.pem" -subj "$subj" -sha256 -out "$tmp/$name.csr"
-    ca_run "sign the $name certificate" -notext -rand_serial -days "$leaf_days" \
-        -extensions "$ext" -in "$tmp/$name.csr" -out "$tmp/$name-cert.pem"
+    {
+        printf '[ ext ]\n'
+        sed -n "/^\[ $ext \]\$/,/^\$/{/^\[/d;/^\$/d;p}" "$cnf"
+    } >"$tmp/ext.cnf"
+    sign_only "$name" "$subj"
+    remember "$name" "$subj"
 }
 
 ((new_server == 0)) || issue_leaf server "$SERVER_SUBJ" server_ext
@@ -706,10 +919,10 @@ printf '%s: created in %s (new keys are %s):\n' "$prog" "$out_dir" "$key_desc"
 for name in "${created[@]}"; do
     case $name in
         ca) printf '  ca-cert.pem, ca-key.pem          %s, %s days\n' "$CA_SUBJ" "$CA_DAYS" ;;
-        server) printf '  server-cert.pem, server-key.pem  %s, %s days, %s\n' \
-            "$SERVER_SUBJ" "$leaf_days" "$SERVER_SAN" ;;
-        client) printf '  client-cert.pem, client-key.pem  %s, %s days\n' \
-            "$CLIENT_SUBJ" "$leaf_days" ;;
+        server) printf '  server-cert.pem, server-key.pem  %s, %s, %s\n' \
+            "$SERVER_SUBJ" "$(validity_words)" "$SERVER_SAN" ;;
+        client) printf '  client-cert.pem, client-key.pem  %s, %s\n' \
+            "$CLIENT_SUBJ" "$(validity_words)" ;;
         revoked-client) printf '  revoked-client-cert.pem, revoked-client-key.pem  %s, revoked\n' \
             "$REVOKED_SUBJ" ;;
     esac

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <arpa/inet.h>
@@ -20,6 +21,7 @@
 #include <openssl/x509v3.h>
 
 #include "hk_audit.h"
+#include "hk_expiry.h"
 #include "mtls.h"
 
 enum sink {
@@ -438,6 +440,21 @@ emit(struct hk_audit *a, struct line *l)
 	return ret;
 }
 
+/*
+ * hk.client.expires_in_s: seconds from now to the client's notAfter (the
+ * time left on the access this line allows: with --close-at-expiry, the
+ * longest the connection can last).
+ */
+static void
+put_expires_in(struct line *l, const X509 *cert)
+{
+	long long left;
+
+	if (cert != NULL && hk_expiry_left(cert, time(NULL), &left) == 0)
+		put_num(l, "hk.client.expires_in_s",
+		    left > 0 ? (unsigned long long)left : 0);
+}
+
 /* One line; rule is rule.name, or NULL for none. */
 static int
 event_line(const struct hk_audit_conn *ac, enum hk_audit_event ev,
@@ -459,6 +476,8 @@ event_line(const struct hk_audit_conn *ac, enum hk_audit_event ev,
 		put_num(&l, "hk.bytes.in", c->bytes_in);
 		put_num(&l, "hk.bytes.out", c->bytes_out);
 	}
+	if (ev == HK_AUDIT_ALLOWED && c != NULL && c->ssl != NULL)
+		put_expires_in(&l, SSL_get0_peer_certificate(c->ssl));
 	if (with & WITH_DURATION)
 		put_duration(&l, &ac->start);
 	ret = emit(ac->audit, &l);

@@ -203,6 +203,9 @@ static const struct opt opts[] = {
 	{ "send-file", 0, FOR_CLIENT, OPT_STRING, F(send_file), "FILE",
 	    .help = "send FILE to an --echo server and check\n"
 		    "that every byte comes back" },
+	{ "close-at-expiry", 0, FOR_SERVER, OPT_FLAG, F(close_at_expiry), NULL,
+	    .help = "end a connection (close_notify) when its client's\n"
+		    "certificate expires" },
 	{ "echo", 0, FOR_SERVER, OPT_FLAG, F(echo), NULL,
 	    .help = "send back everything a client sends" },
 	{ "root", 0, FOR_SERVER, OPT_STRING, F(root), "DIR",

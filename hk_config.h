@@ -59,6 +59,7 @@ struct hk_config {
 	int once, echo, zerocopy;
 	int handshake_timeout; /* whole-handshake deadline, seconds */
 	int idle_timeout;      /* longest silence after it */
+	int close_at_expiry;   /* end a connection at its client's notAfter */
 	int max_connections;
 	int grace;           /* seconds to let clients finish at shutdown */
 	const char *crl;     /* --crl FILE|DIR */

@@ -6,7 +6,9 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
+#include "hk_expiry.h"
 #include "hk_print.h"
 #include "hk_session.h"
 #include "ktls_nic_cache.h"
@@ -124,6 +126,32 @@ revocation_note(struct conn *c)
 		hk_say("Revocation: not checked: %s (%lu so far)", why, total);
 }
 
+/*
+ * The time left on the peer's certificate: in the server's log for each
+ * client, and a warning in the client where the server's is near its
+ * end. With --close-at-expiry the connection ends then (conn.c wakes a
+ * wait at the deadline).
+ */
+static void
+expiry_note(struct conn *c, const struct hk_config *cfg, const char *peer)
+{
+	const X509 *x = SSL_get0_peer_certificate(c->ssl);
+	time_t now = time(NULL), nb, na;
+	char words[48];
+
+	if (x == NULL || hk_expiry_dates(x, &nb, &na) < 0)
+		return;
+	hk_expiry_words((long long)na - now, words, sizeof(words));
+	hk_say("%s certificate expires in %s", peer, words);
+	if (cfg->role == HK_CLIENT && hk_expiry_near(x, now))
+		hk_warn("warning: server certificate expires in %s", words);
+	if (cfg->role == HK_SERVER && cfg->close_at_expiry) {
+		conn_set_deadline(c, na, "client certificate expired");
+		hk_say("Connection ends at the certificate's expiry "
+		       "(--close-at-expiry)");
+	}
+}
+
 /* Optional kernel features: a notice where missing, never fatal. */
 static void
 tune(struct conn *c, const struct hk_config *cfg)
@@ -192,6 +220,7 @@ hk_session_start(struct conn *c, const struct hk_config *cfg, const char *peer,
 		hk_say("%s", mtls_staple_result(c->ssl));
 	if (authz != NULL && authz->policy != NULL && authorize(c, authz) < 0)
 		return -1;
+	expiry_note(c, cfg, peer);
 	c->rekey_bytes = cfg->key_update_bytes;
 	/* Before the switch, so that the connection's own counts show. */
 	if (cfg->stats)

@@ -609,6 +609,42 @@ test_policy_ktls() {
 	    test "$(grep -c 'Allowed: rule testorg' "$SRV_LOG")" -eq 2
 }
 
+# --close-at-expiry with kTLS: a client whose certificate lives 20 s
+# holds a connection open and sends nothing; at its notAfter the server's
+# blocked read wakes, and its close_notify goes through kTLS TX (sendmsg
+# with TLS_SET_RECORD_TYPE): the peer sees a clean TLS end.
+test_close_at_expiry_ktls() {
+	local v=$1 d=$WORK/expiry-$1 peer na
+	mkdir -p "$d/peer"
+	if ! bash "$HK_ROOT/hello_ktls_setup.sh" -o "$d" >"$d/setup.log" 2>&1 ||
+	    ! bash "$HK_ROOT/hello_ktls_setup.sh" -o "$d" issue short --lifetime 20s \
+	    >>"$d/setup.log" 2>&1; then
+		fail "TLS $v --close-at-expiry with kTLS" "setup failed" "$d/setup.log"
+		return
+	fi
+	ln -s ../short-cert.pem "$d/peer/client-cert.pem"
+	ln -s ../short-key.pem "$d/peer/client-key.pem"
+	ln -s ../ca-cert.pem "$d/peer/ca-cert.pem"
+	na=$(openssl x509 -in "$d/short-cert.pem" -noout -enddate)
+	na=$(date -u -d "${na#*=}" +%s)
+	start_server --ktls require --tls-version "$v" --close-at-expiry \
+	    --cert "$d/server-cert.pem" --key "$d/server-key.pem" --ca "$d/ca-cert.pem"
+	new_log peer waiting
+	(cd "$d/peer" && exec timeout 90 python3 "$HK_ROOT/tests/waiting_peer.py" \
+	    "$PORT" 60) >"$peer" 2>&1 &
+	wait_long "$peer" ready 30
+	wait_long "$peer" close_notify 45
+	if both_active "$SRV_LOG" && has "$SRV_LOG" "client certificate expired" &&
+	    [ "$(tail -n 1 "$peer")" = close_notify ] && [ "$EPOCHSECONDS" -ge "$na" ] &&
+	    [ "$EPOCHSECONDS" -le $((na + 5)) ]; then
+		pass "TLS $v --close-at-expiry: close_notify through kTLS TX at the client's notAfter"
+	else
+		fail "TLS $v --close-at-expiry with kTLS" "ended at $EPOCHSECONDS, notAfter $na" \
+		    "$SRV_LOG" "$peer"
+	fi
+	stop_server
+}
+
 [ -n "${HK_ONLY:-}" ] && { eval "$HK_ONLY"; hk_summary; exit; }
 test_diag
 while read -r v opt suite; do
@@ -638,6 +674,7 @@ for v in 1.2 1.3; do
 	test_shutdown_ktls "$v"
 done
 test_hello_request
+test_close_at_expiry_ktls 1.3
 # (1.3 only: the idle test above covers 1.2's close_notify; this one is slow.)
 test_shutdown_ktls_download 1.3
 test_nic_probe

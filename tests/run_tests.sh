@@ -8,7 +8,9 @@
 #      the --audit trail, hello_ktls_setup.sh's commands, --policy, keys
 #      held by a software TPM (tests/tpm_tests.sh; also in the guest),
 #      live reload (certificate rotation, --reauthorize, tickets),
-#      the --status metrics, make install, the man pages, the systemd unit
+#      the --status metrics, make install, the man pages, the systemd unit,
+#      short-lived certificates (warnings, --close-at-expiry, a renewal
+#      loop: about two minutes of waiting for certificates to expire)
 #   3. kernel system tests: natively when this kernel has kTLS, otherwise
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
@@ -71,6 +73,8 @@ suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_off
 suite "unit: a fatal alert sealed in userspace (ktls_send_alert)" tests/test_alert
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: hello_ktls_setup.sh commands" bash tests/setup_tests.sh
+suite "host: certificates near expiry, --close-at-expiry" bash tests/expiry_tests.sh
+suite "host: a renewal loop at two thirds of the lifetime" bash tests/renewal_tests.sh
 suite "host: egress interface and counters" tests/nic_probe
 suite "host: revocation (CRL)" bash tests/revocation_tests.sh
 suite "host: revocation (OCSP)" bash tests/ocsp_tests.sh

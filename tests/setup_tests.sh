@@ -209,6 +209,107 @@ test_ocsp_signer() {
 	    'Response verify OK' ocsp_status client
 }
 
+# epoch X509-DATE-LINE: "notAfter=Dec  2 07:06:53 2026 GMT" as seconds.
+epoch() { date -u -d "${1#*=}" +%s; }
+
+# span NAME: notAfter - notBefore of NAME-cert.pem, in seconds.
+span() {
+	local nb na
+	nb=$(x509 "$1" -startdate) && na=$(x509 "$1" -enddate) || return 1
+	echo $(($(epoch "$na") - $(epoch "$nb")))
+}
+
+pubkey() { x509 "$1" -pubkey; }
+
+test_lifetime() {
+	local now na
+	now=$(date -u +%s)
+	ok "issue --lifetime 15m" issue short --lifetime 15m --ou Devices \
+	    --san URI:spiffe://example.org/dev/1 --device-id DEV-7
+	check "--lifetime 15m: notAfter - notBefore is 15 min and the 60 s backdate" \
+	    test "$(span short)" -eq $((15 * 60 + 60))
+	na=$(epoch "$(x509 short -enddate)")
+	check "--lifetime 15m: notAfter is 15 min from now" \
+	    test $((na - now)) -ge 899 -a $((na - now)) -le 905
+	ok "issue --lifetime 90s" issue s90 --lifetime 90s
+	check "--lifetime 90s: 150 s from notBefore to notAfter" test "$(span s90)" -eq 150
+	ok "issue --lifetime 2h" issue h2 --lifetime 2h
+	check "--lifetime 2h" test "$(span h2)" -eq $((7200 + 60))
+	ok "issue --lifetime 3d" issue d3 --lifetime 3d
+	check "--lifetime 3d" test "$(span d3)" -eq $((3 * 86400 + 60))
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout "$WORK/csr-key.pem" -subj /CN=held -out "$WORK/held.csr" >/dev/null 2>&1
+	ok "sign-csr --lifetime 10m" sign-csr held "$WORK/held.csr" --lifetime 10m
+	check "sign-csr --lifetime 10m" test "$(span held)" -eq $((600 + 60))
+	check "--lifetime: kept for renew in ca-db/issued/" \
+	    grep -qx 'lifetime 15m' "$CA/ca-db/issued/short.validity"
+	refused "--lifetime without a unit" 2 "--lifetime needs a number and a unit" \
+	    issue x --lifetime 15
+	refused "--lifetime 0m" 2 "not '0m'" issue x --lifetime 0m
+	refused "--lifetime with an unknown unit" 2 "not '3w'" issue x --lifetime 3w
+	refused "--lifetime too long" 2 "longer than 99999 days" issue x --lifetime 999999999d
+	refused "--lifetime and --days together" 2 "--days and --lifetime are exclusive" \
+	    issue x --lifetime 1h --days 2
+	refused "--lifetime on crl" 2 "--lifetime is not an option of crl" crl --lifetime 1h
+	refused "--new-key on issue" 2 "--new-key is for renew only" issue x --new-key
+	check "nothing was issued for the refused --lifetime" test ! -e "$CA/x-cert.pem"
+}
+
+test_renew() {
+	local serial key subj sans
+	serial=$(serial_of short) key=$(pubkey short)
+	subj=$(x509 short -subject) sans=$(x509 short -ext subjectAltName)
+	ok "renew NAME" renew short
+	check "renew: a new serial" test "$(serial_of short)" != "$serial"
+	check "renew: the same key" test "$(pubkey short)" = "$key"
+	check "renew: the same subject (OU included)" test "$(x509 short -subject)" = "$subj"
+	check "renew: the same SANs" test "$(x509 short -ext subjectAltName)" = "$sans"
+	check "renew: the device ID again" sh -c "openssl x509 -in '$CA/short-cert.pem' -outform DER |
+	    od -An -tx1 -v | tr -d ' \n' | grep -qi 0C054445562D37"
+	check "renew: the lifetime it was issued with (15m)" test "$(span short)" -eq $((15 * 60 + 60))
+	check "renew: the old certificate stays valid in index.txt (not superseded)" \
+	    grep -q "^V.*	$serial	unknown	" "$CA/ca-db/index.txt"
+	check "renew: the new one is in index.txt" \
+	    grep -q "^V.*	$(serial_of short)	unknown	" "$CA/ca-db/index.txt"
+	check "renew: the pair matches" test "$(openssl pkey -in "$CA/short-key.pem" -pubout)" = "$key"
+	check "renew: the key stays mode 0600" test "$(stat -c %a "$CA/short-key.pem")" = 600
+	ok "renew --lifetime 2h" renew short --lifetime 2h
+	check "renew --lifetime: the new lifetime" test "$(span short)" -eq $((7200 + 60))
+	ok "renew --new-key" renew short --new-key
+	check "renew --new-key: another key" test "$(pubkey short)" != "$key"
+	check "renew --new-key: key and certificate match" \
+	    test "$(openssl pkey -in "$CA/short-key.pem" -pubout)" = "$(pubkey short)"
+	check "renew --new-key: still verifies as a TLS client" quiet openssl verify \
+	    -CAfile "$CA/ca-cert.pem" -purpose sslclient "$CA/short-cert.pem"
+	ok "renew a default-run leaf (server)" renew server --days 5
+	check "renew server: still a TLS server for localhost" quiet openssl verify \
+	    -CAfile "$CA/ca-cert.pem" -purpose sslserver -verify_hostname localhost \
+	    "$CA/server-cert.pem"
+	ok "renew --atomic-dir --new-key" renew d3 --atomic-dir --new-key
+	check "--atomic-dir: the files are links through d3.d/current" \
+	    test "$(readlink "$CA/d3-cert.pem")" = d3.d/current/d3-cert.pem -a \
+	    "$(readlink "$CA/d3-key.pem")" = d3.d/current/d3-key.pem
+	check "--atomic-dir: current names the new serial" \
+	    test "$(readlink "$CA/d3.d/current")" = "$(serial_of d3)"
+	serial=$(serial_of d3)
+	ok "renew again: --atomic-dir is kept" renew d3
+	check "--atomic-dir: the new pair is current, the previous one kept" \
+	    test "$(readlink "$CA/d3.d/current")" = "$(serial_of d3)" -a -d "$CA/d3.d/$serial"
+	check "--atomic-dir: pair matches through the links" \
+	    test "$(openssl pkey -in "$CA/d3-key.pem" -pubout)" = "$(pubkey d3)"
+	ok "renew a third time" renew d3
+	check "--atomic-dir: older pairs are removed" \
+	    test "$(find "$CA/d3.d" -mindepth 1 -maxdepth 1 | wc -l)" -eq 3
+	refused "renew: unknown NAME" 1 "no nobody-cert.pem and nobody-key.pem" renew nobody
+	refused "renew: bad NAME" 1 "bad NAME '../ca'" renew ../ca
+	refused "renew: the CA is not renewed" 1 "NAME 'ca' is the CA's own" renew ca
+	rm -f "$CA/ca-db/issued/h2."*
+	refused "renew without issue parameters" 1 "no issue parameters for h2" renew h2
+	refused "renew --force" 2 "renew takes no --force" renew short --force
+	refused "renew: --san is not its option" 2 "--san is not an option of renew" \
+	    renew short --san DNS:x
+}
+
 test_default_run_keeps() {
 	ok "the default run afterwards" --days 30
 	check "the default run keeps what the commands made" has "$WORK/out" \
@@ -218,6 +319,8 @@ test_default_run_keeps() {
 
 test_issue_options
 test_bad_input
+test_lifetime
+test_renew
 test_revoke
 test_ocsp_signer
 test_default_run_keeps
