@@ -236,36 +236,23 @@ test_tpm_server() {
 	exchanged "TLS $v, TPM-held server key (handle:$SERVER_HANDLE) <-> our client${KTLS:+, kTLS}" "$log" "$v"
 }
 
-# tls12_fails NAME SERVER_SAYS SERVER-ARGS...: a TLS 1.2 handshake with
-# the tpm2 provider loaded fails, the server saying why.
-tls12_fails() {
-	local name=$1 says=$2 log
-	shift 2
+# tls12 NAME RC TEXT ARGS...: a TLS 1.2 exchange with the server's ARGS
+# and the tpm2 provider: both programs exit RC, and the server's log (rc
+# 1) or the client's (rc 0) holds TEXT.
+tls12() {
+	local name=$1 want=$2 says=$3 log where
+	shift 3
 	new_log log client
 	start_server --once --tls-version 1.2 --provider tpm2 "$@" || return
 	run_client "$log" --tls-version 1.2
 	wait_server
-	if [ "$CLI_RC" -eq 1 ] && [ "$SRV_RC" -eq 1 ] && has "$SRV_LOG" "$says"; then
+	where=$SRV_LOG
+	[ "$want" -eq 0 ] && where=$log
+	if [ "$CLI_RC" -eq "$want" ] && [ "$SRV_RC" -eq "$want" ] &&
+	    has "$where" "$says"; then
 		pass "$name"
 	else
-		fail "$name" "client rc=$CLI_RC server rc=$SRV_RC, want both 1 and '$says'" \
-		    "$log" "$SRV_LOG"
-	fi
-}
-
-# tls12_works NAME ARGS...: a TLS 1.2 exchange with the server's ARGS and
-# the tpm2 provider completes.
-tls12_works() {
-	local name=$1 log
-	shift
-	new_log log client
-	start_server --once --tls-version 1.2 --provider tpm2 "$@" || return
-	run_client "$log" --tls-version 1.2
-	wait_server
-	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] && has "$log" "$HELLO_C"; then
-		pass "$name"
-	else
-		fail "$name" "client rc=$CLI_RC server rc=$SRV_RC, want both 0" \
+		fail "$name" "client rc=$CLI_RC server rc=$SRV_RC, want both $want and '$says'" \
 		    "$log" "$SRV_LOG"
 	fi
 }
@@ -279,22 +266,22 @@ test_tls12() {
 	case $(openssl version) in
 	"OpenSSL 3.0."*) ;;
 	*)
-		tls12_works "TLS 1.2, tpm2 query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" \
+		tls12 "TLS 1.2, tpm2 query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" 0 "$HELLO_C" \
 		    --cert tpm-server-cert.pem --key "handle:$SERVER_HANDLE"
-		tls12_works "TLS 1.2, default query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" \
+		tls12 "TLS 1.2, default query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" 0 "$HELLO_C" \
 		    --propquery "" --cert tpm-server-cert.pem --key "handle:$SERVER_HANDLE"
 		return
 		;;
 	esac
 	# The query that lets the TPM sign leaves TLS 1.2 no cipher suite,
 	# even for a key in a file: the query, not the key.
-	tls12_fails "TLS 1.2, tpm2 query, key in a file: no shared cipher (documented)" \
+	tls12 "TLS 1.2, tpm2 query, key in a file: no shared cipher (documented)" 1 \
 	    "no shared cipher"
-	tls12_fails "TLS 1.2, tpm2 query, TPM key: no shared cipher (documented)" \
+	tls12 "TLS 1.2, tpm2 query, TPM key: no shared cipher (documented)" 1 \
 	    "no shared cipher" --cert tpm-server-cert.pem --key "handle:$SERVER_HANDLE"
 	# Without it the default provider's ECDSA gets the TPM key, and
 	# cannot sign with a key it does not hold.
-	tls12_fails "TLS 1.2, default query, TPM key: missing private key (documented)" \
+	tls12 "TLS 1.2, default query, TPM key: missing private key (documented)" 1 \
 	    "missing private key" --propquery "" --cert tpm-server-cert.pem \
 	    --key "handle:$SERVER_HANDLE"
 }
