@@ -50,12 +50,12 @@ setup_failed() {
 }
 
 # The two namespaces and the veth pair between them. In the UML guest
-# the namespaces' names live on a tmpfs of the guest's own: /run is the
-# host's (hostfs), and nothing there is the guest's business.
+# /run (where ip netns keeps the names) is the host's, through hostfs:
+# the guest gets a /run of its own, a tmpfs, so nothing lands on the host.
 net_setup() {
 	if grep -q '^vendor_id.*User Mode Linux' /proc/cpuinfo; then
-		mkdir -p /run/netns && mount -t tmpfs -o mode=755 hk-netns /run/netns ||
-		    setup_failed "cannot mount a tmpfs on /run/netns in the guest"
+		mount -t tmpfs -o mode=755 hk-run /run && mkdir /run/netns ||
+		    setup_failed "cannot mount a tmpfs on /run in the guest"
 	fi
 	ip netns add "$NS_S" >"$WORK/net.log" 2>&1 && NET_UP=1 &&
 	    ip netns add "$NS_C" >>"$WORK/net.log" 2>&1 ||
@@ -365,7 +365,7 @@ test_outage() {
 		outage "$how" off
 	fi
 	# Both sides' ends, timed from the cut (each poll stays inside bash).
-	t_cli= t_srv= t_err=
+	t_cli='' t_srv='' t_err=''
 	for ((i = 0; i < 70 * 20; i++)); do
 		[ -z "$t_err" ] && has "$log" "timed out" && t_err=$((SECONDS - t0))
 		[ -z "$t_cli" ] && ! kill -0 "$tpid" 2>/dev/null && t_cli=$((SECONDS - t0))
