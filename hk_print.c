@@ -225,6 +225,10 @@ hk_context(const struct hk_config *cfg)
 		hk_warn("%s", err);
 		return NULL;
 	}
+	if (ktls_ctx_took_openssl_ktls(ctx))
+		printf(
+		    "kTLS: OpenSSL's own kTLS (Options = KTLS in openssl.cnf) "
+		    "is turned off: this program installs the keys itself\n");
 	hk_context_notes(ctx);
 	return ctx;
 }

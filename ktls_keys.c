@@ -30,6 +30,12 @@
 #define TCP_ULP 31
 #endif
 
+/* What ktls_ctx_prepare() keeps on an SSL_CTX. */
+struct ktls_ctx_data {
+	SSL_CTX_keylog_cb_func prev; /* the application's keylog callback */
+	int took_ktls;               /* SSL_OP_ENABLE_KTLS was cleared */
+};
+
 static int ssl_idx = -1, ctx_idx = -1;
 static CRYPTO_ONCE idx_once = CRYPTO_ONCE_STATIC_INIT;
 
@@ -115,42 +121,75 @@ static void
 keylog_cb(const SSL *ssl, const char *line)
 {
 	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-	SSL_CTX_keylog_cb_func prev, *box;
+	SSL_CTX_keylog_cb_func prev;
+	struct ktls_ctx_data *box;
 	struct ktls *k;
 
 	k = SSL_get_ex_data(ssl, ssl_idx);
 	if (k != NULL)
 		ktls_keylog_capture_line(k, SSL_is_server(ssl), line);
-	/* Boxed: C has no portable function-pointer-to-void cast. */
+	/* In a struct: C has no portable function-pointer-to-void cast. */
 	box = ctx != NULL ? SSL_CTX_get_ex_data(ctx, ctx_idx) : NULL;
-	prev = box != NULL ? *box : NULL;
+	prev = box != NULL ? box->prev : NULL;
 	if (prev != NULL)
 		prev(ssl, line);
+}
+
+/*
+ * OpenSSL's own kTLS (SSL_OP_ENABLE_KTLS, set in code or by "Options =
+ * KTLS" in the system openssl.cnf, which SSL_CTX_new applies) would put
+ * the "tls" ULP on the socket at the end of the handshake, before this
+ * module: the two would then drive one socket, each with its own idea of
+ * the sequence numbers. This module owns kTLS, so it turns OpenSSL's off
+ * on every SSL_CTX it prepares and every SSL it attaches to (SSL_new
+ * copies the option from the SSL_CTX, but code may set it on the SSL).
+ */
+static int
+openssl_ktls_on(uint64_t options)
+{
+	return (options & SSL_OP_ENABLE_KTLS) != 0;
 }
 
 int
 ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen)
 {
-	SSL_CTX_keylog_cb_func *prev;
+	struct ktls_ctx_data *d;
+	int took = openssl_ktls_on(SSL_CTX_get_options(ctx));
 
 	if (!idx_ready()) {
 		snprintf(err, errlen, "cannot allocate OpenSSL ex_data index");
 		return -1;
 	}
-	if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb)
+	if (took)
+		SSL_CTX_clear_options(ctx, SSL_OP_ENABLE_KTLS);
+	if (SSL_CTX_get_keylog_callback(ctx) == keylog_cb) {
+		if (took && (d = SSL_CTX_get_ex_data(ctx, ctx_idx)) != NULL)
+			d->took_ktls = 1;
 		return 0;
-	if ((prev = OPENSSL_zalloc(sizeof(*prev))) == NULL) {
+	}
+	if ((d = OPENSSL_zalloc(sizeof(*d))) == NULL) {
 		snprintf(err, errlen, "out of memory");
 		return -1;
 	}
-	*prev = SSL_CTX_get_keylog_callback(ctx);
-	if (!SSL_CTX_set_ex_data(ctx, ctx_idx, prev)) {
-		OPENSSL_free(prev);
+	d->prev = SSL_CTX_get_keylog_callback(ctx);
+	d->took_ktls = took;
+	if (!SSL_CTX_set_ex_data(ctx, ctx_idx, d)) {
+		OPENSSL_free(d);
 		snprintf(err, errlen, "cannot attach kTLS state to SSL_CTX");
 		return -1;
 	}
 	SSL_CTX_set_keylog_callback(ctx, keylog_cb);
 	return 0;
+}
+
+int
+ktls_ctx_took_openssl_ktls(const SSL_CTX *ctx)
+{
+	const struct ktls_ctx_data *d;
+
+	if (!idx_ready() || (d = SSL_CTX_get_ex_data(ctx, ctx_idx)) == NULL)
+		return 0;
+	return d->took_ktls;
 }
 
 /*
@@ -220,6 +259,8 @@ ktls_new(SSL *ssl)
 	k->fd = -1;
 	k->peer_alert = -1;
 	k->is_server = SSL_is_server(ssl) ? 1 : 0;
+	if (openssl_ktls_on(SSL_get_options(ssl)))
+		SSL_clear_options(ssl, SSL_OP_ENABLE_KTLS);
 	if (!SSL_set_ex_data(ssl, ssl_idx, k)) {
 		OPENSSL_free(k);
 		return NULL;
@@ -413,6 +454,21 @@ ktls_tx_key_iv(struct ktls *k, uint16_t version, const struct ktls_cipher *c,
 	return ret;
 }
 
+/* Whether OpenSSL put kTLS on the socket itself, in either direction. */
+static int
+openssl_drives_ktls(SSL *ssl)
+{
+#ifdef BIO_CTRL_GET_KTLS_SEND
+	BIO *w = SSL_get_wbio(ssl), *r = SSL_get_rbio(ssl);
+
+	return (w != NULL && BIO_get_ktls_send(w)) ||
+	    (r != NULL && BIO_get_ktls_recv(r));
+#else
+	(void)ssl;
+	return 0;
+#endif
+}
+
 /* Everything that can be checked before the socket is touched. */
 static int
 preconditions(struct ktls *k)
@@ -442,6 +498,12 @@ preconditions(struct ktls *k)
 		set_reason(k, KTLS_RX, "%s",
 		    "TLS 1.3 traffic secrets were not "
 		    "captured (ktls_ctx_prepare() not called before the handshake?)");
+		return -1;
+	}
+	if (openssl_drives_ktls(k->ssl)) {
+		set_reason(k, KTLS_RX, "%s",
+		    "OpenSSL's own kTLS already drives this socket "
+		    "(SSL_OP_ENABLE_KTLS set after ktls_new()?)");
 		return -1;
 	}
 	/* Bytes OpenSSL already pulled off the socket would be lost. */
@@ -602,42 +664,50 @@ out:
 /*
  * Linux 6.14+ looks at the first byte of every handshake record it
  * decrypts and, if it is 24 (KeyUpdate), stops decrypting (EKEYEXPIRED)
- * until a new TLS_RX key is installed. A KeyUpdate cut across records, or
- * a ticket fragment that happens to start with that byte, trips it while
- * the message is still incomplete and the next record is still under the
- * current key. Installing the current key again at the kernel's own
- * sequence number (the last 8 bytes of every crypto_info it reports)
- * lets reading go on.
+ * until a new TLS_RX key is installed. A KeyUpdate cut across records, a
+ * ticket fragment that happens to start with that byte, or in TLS 1.2 a
+ * renegotiation ClientHello fragment starting with it (the kernel looks
+ * in TLS 1.2 too), trips it while the message is still incomplete and the
+ * next record is still under the current key. Installing the kernel's own
+ * receive state again -- the crypto_info it reports, key, salt and
+ * sequence number as they are -- lets reading go on in TLS 1.3. In TLS
+ * 1.2 the kernel (seen on 7.2) refuses a second TLS_RX with EBUSY, so the
+ * connection is stuck there: said plainly, and the caller ends it.
  */
 int
 ktls_rx_resume(struct ktls *k)
 {
 	union ktls_crypto_info ci;
 	socklen_t len;
-	uint64_t seq = 0;
-	int err, i, ret = -1;
+	int ret = -1;
 
-	if (!can_rekey(k, KTLS_RX))
+	if (k->cipher == NULL) {
+		ktls_seterr(k, "kTLS read: no cipher to resume with");
 		return -1;
+	}
 	/* The kernel wants exactly the cipher's struct size. */
 	len = (socklen_t)k->cipher->info_len;
 	if (ktls_syscalls()->getsockopt(k->fd, SOL_TLS, TLS_RX, &ci, &len) <
 		0 ||
 	    len != k->cipher->info_len) {
-		ktls_seterr(k,
-		    "kTLS read: cannot read the receive sequence "
-		    "number: %s",
+		ktls_seterr(k, "kTLS read: cannot read the receive state: %s",
 		    strerror(errno));
 		goto out;
 	}
-	for (i = 8; i > 0; i--)
-		seq = seq << 8 | ci.bytes[len - (socklen_t)i];
-	if (install_secret(k, KTLS_RX, k->secret[KTLS_RX].b,
-		k->secret[KTLS_RX].len, seq, &err) < 0) {
-		ktls_seterr(k,
-		    "kTLS read: the kernel took a fragment for a "
-		    "KeyUpdate and refused the same key again: %s",
-		    strerror(err));
+	if (ktls_syscalls()->setsockopt(k->fd, SOL_TLS, TLS_RX, &ci, len) < 0) {
+		if (k->version != TLS1_3_VERSION)
+			ktls_seterr(k,
+			    "kTLS read: the kernel stopped decrypting after a "
+			    "TLS 1.2 handshake record starting with byte 24 "
+			    "(it reads that as a TLS 1.3 KeyUpdate) and takes "
+			    "no receive key again in TLS 1.2 (%s): the "
+			    "connection cannot go on",
+			    strerror(errno));
+		else
+			ktls_seterr(k,
+			    "kTLS read: the kernel took a fragment for a "
+			    "KeyUpdate and refused the same key again: %s",
+			    strerror(errno));
 		goto out;
 	}
 	ret = 0;

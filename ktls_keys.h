@@ -46,6 +46,13 @@ struct ktls;
 int ktls_ctx_prepare(SSL_CTX *ctx, char *err, size_t errlen);
 
 /*
+ * This module owns kTLS: ktls_ctx_prepare() and ktls_new() turn OpenSSL's
+ * own kTLS (SSL_OP_ENABLE_KTLS) off. Whether ktls_ctx_prepare() found it
+ * on in ctx (e.g. "Options = KTLS" in openssl.cnf), for the caller to say.
+ */
+int ktls_ctx_took_openssl_ktls(const SSL_CTX *ctx);
+
+/*
  * Attach per-connection state to ssl; call before the handshake so the
  * record counters see every record. Returns NULL on allocation failure.
  * The state is freed with ktls_free(), not by SSL_free().

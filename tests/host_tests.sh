@@ -388,6 +388,7 @@ test_shutdown() {
 	    test "$(tail -n 1 "$peer")" = close_notify
 }
 
+[ -n "${HK_ONLY:-}" ] && { eval "$HK_ONLY"; hk_summary; exit; }
 test_fallback
 test_no_kernel_cipher
 test_resumption 1.2 auto
@@ -400,6 +401,10 @@ test_bench
 test_framing
 test_keylog
 test_off
+for v in 1.2 1.3; do
+	test_openssl_ktls_conf "$v" off
+	test_openssl_ktls_conf "$v" auto
+done
 test_bad_clients 1.2
 test_bad_clients 1.3
 test_server_name

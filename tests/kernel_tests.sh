@@ -630,6 +630,8 @@ RELOAD_LIVE=/dev/shm/hk-reload.$$ test_reload_rotate require
 rm -rf "/dev/shm/hk-reload.$$"
 test_reload_reauthorize_crl require --reauthorize
 for v in 1.2 1.3; do
+	test_openssl_ktls_conf "$v" require
+	test_openssl_ktls_conf "$v" auto
 	test_s_server "$v"
 	test_s_client "$v"
 	test_truncation "$v"

@@ -391,6 +391,68 @@ test_resumption() {
 	fi
 }
 
+# openssl_ktls_conf FILE: an openssl.cnf that is the distribution's own
+# plus "Options = KTLS" in its system default section, as kTLS guides tell
+# administrators to add; point OPENSSL_CONF at it. Re-opening a section
+# adds to it, so the distribution's settings there (CipherString) stay.
+openssl_ktls_conf() {
+	local dir
+	dir=$(openssl version -d | sed -n 's/^OPENSSLDIR: "\(.*\)"$/\1/p')
+	printf '%s\n' ".include $dir/openssl.cnf" '[openssl_init]' 'ssl_conf = ssl_sect' \
+	    '[ssl_sect]' 'system_default = system_default_sect' '[system_default_sect]' \
+	    'Options = KTLS' >"$1"
+}
+
+# test_openssl_ktls_conf V MODE: with OPENSSL_CONF asking for OpenSSL's own
+# kTLS (see openssl_ktls_conf), both programs at --ktls MODE and TLS V still
+# exchange the messages, say that OpenSSL's kTLS is off, and, where the
+# kernel has kTLS and MODE is not off, run both directions on this module's
+# kTLS. Without the rule, OpenSSL put the "tls" ULP on the socket first:
+# lost messages, a --once server that never exits, "already has a
+# different ULP". host_tests.sh and kernel_tests.sh both run it; they set
+# HELLO_C and HELLO_S.
+test_openssl_ktls_conf() {
+	local v=$1 mode=$2 name="OPENSSL_CONF with Options = KTLS, TLS $1, --ktls $2"
+	local i notice="kTLS: OpenSSL's own kTLS (Options = KTLS in openssl.cnf) is turned off"
+	local why=
+	openssl_ktls_conf "$WORK/ktls-openssl.cnf"
+	export OPENSSL_CONF=$WORK/ktls-openssl.cnf
+	start_server --once --ktls "$mode" --tls-version "$v"
+	run_client "$WORK/c.log" --ktls "$mode" --tls-version "$v"
+	unset OPENSSL_CONF
+	# Bounded: the --once server must end after its one client.
+	for ((i = 0; i < 200; i++)); do
+		kill -0 "$SRV_PID" 2>/dev/null || break
+		nap 0.05
+	done
+	if kill -0 "$SRV_PID" 2>/dev/null; then
+		why="the --once server still runs 10 s after its client"
+		stop_server
+	else
+		wait_server
+		[ "$SRV_RC" -eq 0 ] && [ "$CLI_RC" -eq 0 ] ||
+		    why="exit codes client=$CLI_RC server=$SRV_RC"
+	fi
+	if [ -z "$why" ]; then
+		if ! has "$WORK/c.log" "$HELLO_C" || ! has "$SRV_LOG" "$HELLO_S"; then
+			why="messages lost"
+		elif ! has "$WORK/c.log" "$notice" || ! has "$SRV_LOG" "$notice"; then
+			why="no line saying OpenSSL's kTLS is off"
+		elif [ "$mode" != off ] && [ -e /proc/net/tls_stat ] &&
+		    ! { has "$WORK/c.log" "kTLS TX: active (software)" &&
+		        has "$WORK/c.log" "kTLS RX: active (software)" &&
+		        has "$SRV_LOG" "kTLS TX: active (software)" &&
+		        has "$SRV_LOG" "kTLS RX: active (software)"; }; then
+			why="this module's kTLS is not active in both directions"
+		fi
+	fi
+	if [ -n "$why" ]; then
+		fail "$name" "$why" "$WORK/c.log" "$SRV_LOG"
+	else
+		pass "$name: exchange intact, OpenSSL's own kTLS said to be off"
+	fi
+}
+
 hk_summary() {
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]

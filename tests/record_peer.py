@@ -488,9 +488,10 @@ class Conn:
 
     # -- handshake pieces --
 
-    def client_hello(self, ri=None):
+    def client_hello(self, ri=None, random=None):
         """ClientHello offering just our suite. ri (TLS 1.2): the
-        renegotiation_info contents, None for no such extension."""
+        renegotiation_info contents, None for no such extension; random:
+        the client random, else 32 random bytes."""
         sig_algs = b"".join(u16(a) for a in SIG_ALGS)
         exts = [extension(10, vec16(u16(X25519) + u16(SECP256R1))),  # supported_groups
                 extension(13, vec16(sig_algs))]                      # signature_algorithms
@@ -506,7 +507,7 @@ class Conn:
                      extension(51, vec16(shares)),      # key_share
                      extension(45, vec8(b"\1"))]        # psk_key_exchange_modes: psk_dhe_ke
             session_id = os.urandom(32)  # middlebox compatibility mode, RFC 8446 D.4
-        self.client_random = os.urandom(32)
+        self.client_random = random or os.urandom(32)
         body = (u16(0x0303) + self.client_random + vec8(session_id) + vec16(u16(self.suite_code))
                 + vec8(b"\0") + vec16(b"".join(exts)))
         return hs_msg(CLIENT_HELLO, body)
@@ -742,7 +743,13 @@ class Conn:
 
     def renegotiation_hello(self, with_ri):
         # RFC 5746 3.5: a renegotiating ClientHello carries our last verify_data.
-        return self.client_hello(ri=self.client_verify_data if with_ri else None)
+        # Its random starts with byte 24 (at offset 6 of the message), so
+        # with frag=1, 2, 3 or 6 a record starts with the KeyUpdate type:
+        # Linux 6.14+ stops decrypting there, in TLS 1.2 too, until the
+        # receive key is installed again.
+        random = b"\x18" + os.urandom(31)
+        return self.client_hello(ri=self.client_verify_data if with_ri else None,
+                                 random=random)
 
     def act_reneg(self, arg):
         n = self.send_flight([self.renegotiation_hello(False)])

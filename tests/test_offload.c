@@ -607,6 +607,56 @@ test_real_calls(const char *dir, const char *when)
 	fixture_close(&p);
 }
 
+/*
+ * This module owns kTLS: SSL_OP_ENABLE_KTLS (which "Options = KTLS" in
+ * openssl.cnf sets through SSL_CTX_new) is off after ktls_ctx_prepare(),
+ * on the SSL_CTX and on the SSLs made from it, and ktls_new() turns it
+ * off on an SSL that code set it on; the caller learns it was asked for.
+ */
+static void
+test_openssl_ktls_off(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_method()),
+		*plain = SSL_CTX_new(TLS_method());
+	SSL *a = NULL, *b = NULL;
+	struct ktls *k = NULL;
+	char err[256] = "";
+
+	if (ctx == NULL || plain == NULL) {
+		check(0, "cannot create an SSL_CTX");
+		goto out;
+	}
+	SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+	check(ktls_ctx_prepare(ctx, err, sizeof(err)) == 0,
+	    "ktls_ctx_prepare failed: %s", err);
+	check((SSL_CTX_get_options(ctx) & SSL_OP_ENABLE_KTLS) == 0,
+	    "SSL_OP_ENABLE_KTLS still set on the SSL_CTX");
+	check(ktls_ctx_took_openssl_ktls(ctx) == 1,
+	    "ktls_ctx_took_openssl_ktls() does not say it was asked for");
+	check(ktls_ctx_prepare(ctx, err, sizeof(err)) == 0 &&
+		ktls_ctx_took_openssl_ktls(ctx) == 1,
+	    "a second ktls_ctx_prepare() forgot it");
+	check(ktls_ctx_prepare(plain, err, sizeof(err)) == 0 &&
+		ktls_ctx_took_openssl_ktls(plain) == 0,
+	    "ktls_ctx_took_openssl_ktls() says so of an SSL_CTX without it");
+	if ((a = SSL_new(ctx)) == NULL || (b = SSL_new(ctx)) == NULL) {
+		check(0, "cannot create an SSL");
+		goto out;
+	}
+	check((SSL_get_options(a) & SSL_OP_ENABLE_KTLS) == 0,
+	    "an SSL made from the prepared SSL_CTX has SSL_OP_ENABLE_KTLS");
+	SSL_set_options(b, SSL_OP_ENABLE_KTLS);
+	k = ktls_new(b);
+	check(k != NULL && (SSL_get_options(b) & SSL_OP_ENABLE_KTLS) == 0,
+	    "ktls_new() left SSL_OP_ENABLE_KTLS set on its SSL");
+out:
+	ktls_free(k);
+	SSL_free(a);
+	SSL_free(b);
+	SSL_CTX_free(ctx);
+	SSL_CTX_free(plain);
+}
+
 int
 main(void)
 {
@@ -619,6 +669,7 @@ main(void)
 		    "handshakes");
 		return check_summary();
 	}
+	test_openssl_ktls_off();
 	test_real_calls(dir, "before any test swapped them");
 	ktls_syscalls_set_for_testing(&fake_kernel_calls);
 	for (i = 0; i < sizeof(offloads) / sizeof(offloads[0]); i++)

@@ -253,10 +253,39 @@ tls12_fails() {
 	fi
 }
 
-# TLS 1.2 with the tpm2 provider, OpenSSL 3.0 and tpm2-openssl 1.1 (README:
-# Keys that never leave the device). If one of these starts to work, the
+# tls12_works NAME ARGS...: a TLS 1.2 exchange with the server's ARGS and
+# the tpm2 provider completes.
+tls12_works() {
+	local name=$1 log
+	shift
+	new_log log client
+	start_server --once --tls-version 1.2 --provider tpm2 "$@" || return
+	run_client "$log" --tls-version 1.2
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] && has "$log" "$HELLO_C"; then
+		pass "$name"
+	else
+		fail "$name" "client rc=$CLI_RC server rc=$SRV_RC, want both 0" \
+		    "$log" "$SRV_LOG"
+	fi
+}
+
+# TLS 1.2 with the tpm2 provider (README: Keys that never leave the
+# device). With OpenSSL 3.0 and tpm2-openssl 1.1 (bookworm) it fails, as
+# written below; with OpenSSL 3.5 and tpm2-openssl 1.3 (trixie,
+# tests/trixie.sh) a TPM-held server key works. If either changes, the
 # README is out of date: this test fails then, on purpose.
 test_tls12() {
+	case $(openssl version) in
+	"OpenSSL 3.0."*) ;;
+	*)
+		tls12_works "TLS 1.2, tpm2 query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" \
+		    --cert tpm-server-cert.pem --key "handle:$SERVER_HANDLE"
+		tls12_works "TLS 1.2, default query, TPM key: works ($(openssl version | cut -d' ' -f1-2))" \
+		    --propquery "" --cert tpm-server-cert.pem --key "handle:$SERVER_HANDLE"
+		return
+		;;
+	esac
 	# The query that lets the TPM sign leaves TLS 1.2 no cipher suite,
 	# even for a key in a file: the query, not the key.
 	tls12_fails "TLS 1.2, tpm2 query, key in a file: no shared cipher (documented)" \
@@ -361,10 +390,10 @@ test_sign_csr() {
 	rc=0; "${setup[@]}" sign-csr x "$WORK/tpm-client.csr" --cn y >"$WORK/s.log" 2>&1 || rc=$?
 	check "sign-csr: --cn is refused (the request's subject is kept)" \
 	    eval '[ "$rc" -eq 2 ] && has "$WORK/s.log" "--cn is not an option of sign-csr"'
-	openssl x509 -in tpm-server-cert.pem -noout -subject -ext extendedKeyUsage,subjectAltName \
-	    >"$WORK/x.txt" 2>&1
+	openssl x509 -in tpm-server-cert.pem -noout -subject -nameopt RFC2253 \
+	    -ext extendedKeyUsage,subjectAltName >"$WORK/x.txt" 2>&1
 	check "sign-csr --server --san: the request's subject, serverAuth, the SANs" \
-	    eval 'has "$WORK/x.txt" "CN = localhost" && has "$WORK/x.txt" "TLS Web Server Authentication" &&
+	    eval 'has "$WORK/x.txt" "CN=localhost" && has "$WORK/x.txt" "TLS Web Server Authentication" &&
 	    has "$WORK/x.txt" "IP Address:127.0.0.1" && grep -q "^V.*CN=localhost" "$CA/ca-db/index.txt"'
 }
 
