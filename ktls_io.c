@@ -8,9 +8,13 @@
  * through recvmsg, and the record type decides what the bytes mean.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
 #include <string.h>
 
 #include <sys/socket.h>
+#include <sys/time.h>
 
 #include <linux/tls.h>
 
@@ -513,8 +517,73 @@ tx_budget(struct ktls *k)
 	return 0;
 }
 
-ssize_t
-ktls_write(struct ktls *k, const void *buf, size_t len)
+/*
+ * Sending never blocks in the kernel: a blocking kTLS write() or
+ * sendfile() can wait out the socket's SO_SNDTIMEO several times in one
+ * call (for memory, then again inside TCP for each record it pushes), so
+ * on a dead path a sender held on for 3 to 6 times its timeout. The
+ * calls run with O_NONBLOCK (only for them: reads stay blocking, bounded
+ * by SO_RCVTIMEO) and the wait for room is here, one poll() of at most
+ * SO_SNDTIMEO without progress. Returns the old file flags, or -1 when
+ * they could not be read (the calls then stay blocking).
+ */
+static int
+tx_nonblocking(const struct ktls *k)
+{
+	int flags = fcntl(k->fd, F_GETFL);
+
+	if (flags >= 0 && !(flags & O_NONBLOCK) &&
+	    fcntl(k->fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return -1;
+	return flags;
+}
+
+static void
+tx_restore(const struct ktls *k, int flags)
+{
+	int saved = errno;
+
+	if (flags >= 0 && !(flags & O_NONBLOCK))
+		(void)fcntl(k->fd, F_SETFL, flags);
+	errno = saved;
+}
+
+/*
+ * After EAGAIN: wait for room for up to SO_SNDTIMEO (0: for ever).
+ * 0 to try again; -1 with errno EAGAIN (timed out) or EINTR.
+ */
+static int
+tx_wait(struct ktls *k)
+{
+	struct pollfd p = { .fd = k->fd, .events = POLLOUT };
+	struct timeval tv = { 0 };
+	socklen_t len = sizeof(tv);
+	int ms = -1, r;
+
+	if (ktls_syscalls()->getsockopt(k->fd, SOL_SOCKET, SO_SNDTIMEO, &tv,
+		&len) == 0 &&
+	    (tv.tv_sec > 0 || tv.tv_usec > 0))
+		ms = tv.tv_sec >= INT_MAX / 1000 - 1 ?
+		    INT_MAX :
+		    (int)(tv.tv_sec * 1000 + (tv.tv_usec + 999) / 1000);
+	if ((r = poll(&p, 1, ms)) > 0)
+		return 0;
+	if (r == 0)
+		errno = EAGAIN;
+	return -1;
+}
+
+/* After a failed send: call again (room came, or a signal we go on after). */
+static int
+tx_again(struct ktls *k)
+{
+	if (errno == EAGAIN && tx_wait(k) == 0)
+		return 1;
+	return retry_eintr(k);
+}
+
+static ssize_t
+write_loop(struct ktls *k, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	size_t done = 0, chunk;
@@ -527,7 +596,7 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
 		n = ktls_syscalls()->write(k->fd, p + done, chunk);
-		if (n < 0 && retry_eintr(k))
+		if (n < 0 && tx_again(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
@@ -550,8 +619,8 @@ ktls_write(struct ktls *k, const void *buf, size_t len)
  * layer: no copy to userspace and no userspace crypto. Chunked so that
  * the KeyUpdate budget is honoured between calls.
  */
-ssize_t
-ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
+static ssize_t
+sendfile_loop(struct ktls *k, int in_fd, off_t offset, size_t count)
 {
 	size_t done = 0, chunk;
 	ssize_t n;
@@ -565,7 +634,7 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 		if (k->rekey_bytes > 0 && chunk > k->rekey_bytes - k->tx_bytes)
 			chunk = (size_t)(k->rekey_bytes - k->tx_bytes);
 		n = ktls_syscalls()->sendfile(k->fd, in_fd, &offset, chunk);
-		if (n < 0 && retry_eintr(k))
+		if (n < 0 && tx_again(k))
 			continue;
 		if (n < 0 && tx_is_rx_error(k, errno))
 			return -1;
@@ -583,6 +652,26 @@ ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
 		    ((uint64_t)n + MAX_RECORD - 1) / MAX_RECORD + 1;
 	}
 	return (ssize_t)count;
+}
+
+ssize_t
+ktls_write(struct ktls *k, const void *buf, size_t len)
+{
+	int flags = tx_nonblocking(k);
+	ssize_t r = write_loop(k, buf, len);
+
+	tx_restore(k, flags);
+	return r;
+}
+
+ssize_t
+ktls_sendfile(struct ktls *k, int in_fd, off_t offset, size_t count)
+{
+	int flags = tx_nonblocking(k);
+	ssize_t r = sendfile_loop(k, in_fd, offset, count);
+
+	tx_restore(k, flags);
+	return r;
 }
 
 /* An alert record goes out through sendmsg with TLS_SET_RECORD_TYPE. */

@@ -15,6 +15,11 @@
 #      in two User-Mode Linux guests: Debian bookworm's 6.1 kernel (no kTLS
 #      rekey: the refusal tests) and Debian sid's 7.x (TLS 1.3 KeyUpdate).
 #      A guest that cannot be fetched or does not boot is a failure.
+#   3b. network tests (tests/net_tests.sh): two network namespaces joined by
+#      a veth pair, IPv4/IPv6, MTU 1500/9000, netem, a path that dies; in
+#      both guests (veth and sch_netem loaded as modules: both kernels have
+#      CONFIG_NET_NS, CONFIG_VETH=m, CONFIG_NET_SCH_NETEM=m), KeyUpdates
+#      during the transfers only on sid's (6.1 cannot rekey kTLS).
 #   4. all of that again on Debian trixie (OpenSSL 3.5, gcc 14, clang 19):
 #      tests/trixie.sh (root; a debootstrap tree in .cache/trixie, a chroot,
 #      the sid UML guest with that tree as its root). About 4 minutes
@@ -94,6 +99,7 @@ elif [ -e /proc/net/tls_stat ]; then
 	suite "kernel (native): tampered records" bash tests/tamper_tests.sh
 	suite "kernel (native): careful peer" bash tests/record_tests.sh kernel
 	suite "kernel (native): TPM-held keys with kTLS" bash tests/tpm_tests.sh kernel
+	suite "network (native): namespaces, veth, netem" bash tests/net_tests.sh
 else
 	echo "# this kernel has no kTLS: the kernel tests run in UML guests"
 	suite "kernel (UML guest, bookworm 6.1)" bash tests/uml.sh -- bash "$ROOT/tests/kernel_tests.sh"
@@ -101,6 +107,9 @@ else
 	    bash "$ROOT/tests/record_tests.sh" kernel
 	suite "kernel (UML guest, bookworm 6.1): TPM-held keys with kTLS" bash tests/uml.sh -- \
 	    bash "$ROOT/tests/tpm_tests.sh" kernel
+	suite "network (UML guest, bookworm 6.1): namespaces, veth, netem" \
+	    bash tests/uml.sh --module veth --module sch_netem -- \
+	    bash "$ROOT/tests/net_tests.sh"
 	if sid=$(bash tests/fetch_uml_sid.sh); then
 		suite "kernel (UML guest, sid: rekey)" env $sid bash tests/uml.sh -- \
 		    bash "$ROOT/tests/kernel_tests.sh"
@@ -108,6 +117,9 @@ else
 		    bash tests/uml.sh -- bash "$ROOT/tests/tamper_tests.sh"
 		suite "kernel (UML guest, sid): careful peer" env $sid \
 		    bash tests/uml.sh -- bash "$ROOT/tests/record_tests.sh" kernel
+		suite "network (UML guest, sid): namespaces, veth, netem, KeyUpdates" \
+		    env $sid bash tests/uml.sh --module veth --module sch_netem -- \
+		    bash "$ROOT/tests/net_tests.sh"
 	else
 		echo "FAIL - the newer UML kernel (Debian sid) could not be prepared"
 		TOTAL_FAILED=$((TOTAL_FAILED + 1))

@@ -2,7 +2,7 @@
 # tests/uml.sh - run a command inside a User-Mode Linux (UML) guest whose
 # kernel has kernel TLS (kTLS), and exit with the command's exit status.
 #
-#   tests/uml.sh [--timeout SECS] [--mem SIZE] -- COMMAND [ARGS...]
+#   tests/uml.sh [--timeout SECS] [--mem SIZE] [--module NAME]... -- COMMAND [ARGS...]
 #
 # Why: the machines this project is built on run a kernel without CONFIG_TLS,
 # so TCP_ULP "tls" fails there.  Debian's `user-mode-linux` kernel has
@@ -45,6 +45,8 @@ status, or 125 if the guest failed (boot failure, no kTLS, timeout).
 
   --timeout SECS  kill the guest after SECS seconds (default 900)
   --mem SIZE      guest memory, e.g. 768M (default 768M)
+  --module NAME   also load this module (and its dependencies), e.g. veth,
+                  sch_netem; repeatable; no such module is an error
 
 Environment: HK_UML_BIN, HK_UML_MODULES, HK_UML_CACHE (see the script header).
 EOF
@@ -62,12 +64,15 @@ die() {
 # ---------------------------------------------------------------------------
 timeout_secs=900
 mem=768M
+extra_modules=()
 while (($#)); do
     case $1 in
         --timeout)   (($# >= 2)) || die "--timeout needs a value"; timeout_secs=$2; shift 2 ;;
         --timeout=*) timeout_secs=${1#*=}; shift ;;
         --mem)       (($# >= 2)) || die "--mem needs a value"; mem=$2; shift 2 ;;
         --mem=*)     mem=${1#*=}; shift ;;
+        --module)    (($# >= 2)) || die "--module needs a value"; extra_modules+=("$2"); shift 2 ;;
+        --module=*)  extra_modules+=("${1#*=}"); shift ;;
         -h|--help)   usage; exit 0 ;;
         --)          shift; break ;;
         -*)          die "unknown option: $1 (see --help)" ;;
@@ -281,6 +286,13 @@ plain_module() {
     echo "$out"
 }
 
+# --module NAME: what a suite needs beyond kTLS (veth, sch_netem for the
+# network tests).  Asked for by name, so a missing one is the guest's fault.
+for name in "${extra_modules[@]}"; do
+    modname "$name"
+    [[ -n ${mod_path[$REPLY]:-} ]] || die "--module $name: no such module in $modules_dir"
+    resolve "$REPLY"
+done
 for name in "${wanted_modules[@]}"; do
     modname "$name"
     if [[ -n ${mod_path[$REPLY]:-} ]]; then
