@@ -399,13 +399,13 @@ s_time_cpu() {
 	    '{ if ($2 > 0) printf "%.3f\n", t * 1000 / hz / $2 }' >>"$WORK/b_$name.cpu"
 }
 
-# nginx_start DIR PORT: nginx from the distribution, in DIR only (its
-# pid, logs and temp files; nothing of the system's configuration), for
-# mTLS with the bench certificates, TLS 1.2 and 1.3, two workers, no
-# session cache and no tickets (every handshake a full one), answering
-# GET / with a small body. Sets NGX_PID (the master).
+# nginx_start DIR PORT TICKETS: nginx from the distribution, in DIR only
+# (its pid, logs and temp files; nothing of the system's configuration),
+# for mTLS with the bench certificates, TLS 1.2 and 1.3, two workers, no
+# session cache, session tickets TICKETS (on/off), answering GET / with
+# a small body. Sets NGX_PID (the master).
 nginx_start() {
-	local dir=$1 port=$2 d i
+	local dir=$1 port=$2 tickets=$3 d i
 	mkdir -p "$dir/logs"
 	for d in body proxy fastcgi uwsgi scgi; do mkdir -p "$dir/tmp/$d"; done
 	cat >"$dir/nginx.conf" <<-EOF
@@ -428,7 +428,7 @@ nginx_start() {
 	        ssl_verify_client on;
 	        ssl_protocols TLSv1.2 TLSv1.3;
 	        ssl_session_cache off;
-	        ssl_session_tickets off;
+	        ssl_session_tickets $tickets;
 	        location / { return 200 "Hello from nginx\n"; }
 	    }
 	}
@@ -445,34 +445,48 @@ nginx_start() {
 	return 1
 }
 
-# nginx_pids: the master and its workers.
-nginx_pids() { echo "$NGX_PID $(cat "/proc/$NGX_PID/task/$NGX_PID/children" 2>/dev/null)"; }
+# nginx_pids [MASTER]: the master and its workers.
+nginx_pids() {
+	local m=${1:-$NGX_PID}
+	echo "$m $(cat "/proc/$m/task/$m/children" 2>/dev/null)"
+}
 
+# nginx_stop [MASTER]: stop that nginx (default NGX_PID).
 nginx_stop() {
-	local i
-	[ -n "${NGX_PID:-}" ] || return 0
-	kill -QUIT "$NGX_PID" 2>/dev/null
+	local i m=${1:-${NGX_PID:-}}
+	[ -n "$m" ] || return 0
+	kill -QUIT "$m" 2>/dev/null
 	for ((i = 0; i < 200; i++)); do
-		[ -e "/proc/$NGX_PID" ] || break
+		[ -e "/proc/$m" ] || break
 		nap 0.05
 	done
-	kill -KILL "$NGX_PID" 2>/dev/null
-	NGX_PID=
+	kill -KILL "$m" 2>/dev/null
+	[ "$m" = "${NGX_PID:-}" ] && NGX_PID=
+	[ "$m" = "${NGX_T_PID:-}" ] && NGX_T_PID=
+	return 0
 }
 
 # (f): full mTLS handshakes, ours vs nginx, TLS 1.3 and 1.2, with each
-# server's CPU per handshake. Both servers run at once; runs alternate.
+# server's CPU per handshake. The servers run at once; runs alternate.
 # -www / on both sides: each connection sends a request and reads a small
-# answer, so neither server is judged on a client that vanishes.
+# answer, so neither server is judged on a client that vanishes. Ours
+# sends session tickets after every full handshake (TLS 1.3: two), which
+# the reference nginx does not: a second nginx with tickets on shows what
+# they cost there (TLS 1.3 only).
 part_f() {
-	local v ngx_port
+	local v ngx_port ngx_t_port
 	if ! command -v nginx >/dev/null; then
 		put f_err "nginx is not installed (apt-get install nginx)"
 		return
 	fi
+	ngx_t_port=$(free_port)
+	if nginx_start "$WORK/nginx-t" "$ngx_t_port" on; then
+		NGX_T_PID=$NGX_PID
+	fi
 	ngx_port=$(free_port)
-	if ! nginx_start "$WORK/nginx" "$ngx_port"; then
+	if ! nginx_start "$WORK/nginx" "$ngx_port" off; then
 		put f_err "nginx did not start: $(tail -n 1 "$WORK/nginx/logs/error.log" 2>/dev/null)"
+		nginx_stop "${NGX_T_PID:-}"
 		return
 	fi
 	if ! start_server --ktls off --max-connections 4096; then
@@ -487,13 +501,16 @@ part_f() {
 			s_time_cpu "f_ngx_$v" "$ngx_port" "$(nginx_pids)" -new -www / "-tls$v"
 			s_time_cpu "f_ours_$v" "$PORT" "$SRV_PROC" -new -www / "-tls$v"
 		done
+		[ -n "${NGX_T_PID:-}" ] &&
+		    s_time_cpu f_ngxt_1_3 "$ngx_t_port" "$(nginx_pids "$NGX_T_PID")" -new -www / -tls1_3
 	done
 	put f_ngx_requests "$(wc -l <"$WORK/nginx/logs/access.log")"
 	put f_ngx_ok "$(grep -c '" 200 ' "$WORK/nginx/logs/access.log")"
 	put f_ours_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
 	stop_server
 	nginx_stop
-	for v in f_ngx_1_3 f_ours_1_3 f_ngx_1_2 f_ours_1_2; do
+	nginx_stop "${NGX_T_PID:-}"
+	for v in f_ngx_1_3 f_ngxt_1_3 f_ours_1_3 f_ngx_1_2 f_ours_1_2; do
 		[ -s "$WORK/b_$v.runs" ] && put "$v" "$(median "$WORK/b_$v.runs")"
 		[ -s "$WORK/b_$v.cpu" ] && put "${v}_cpu" "$(median "$WORK/b_$v.cpu")"
 	done
@@ -763,6 +780,7 @@ print_f() {
 		f_row "nginx, 2 workers" "${v/_/.}" "f_ngx_$v" "f_ngx_$v"
 		f_row "hello_ktls_server" "${v/_/.}" "f_ours_$v" "f_ngx_$v"
 	done
+	f_row "nginx, tickets on" 1.3 f_ngxt_1_3 f_ngx_1_3
 	echo
 	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //') from the distribution, configured by this script in a temp"
 	echo "dir: ssl_verify_client on, the same certificates and CA, TLSv1.2 TLSv1.3,"
@@ -772,8 +790,11 @@ print_f() {
 	echo "($HS_SECONDS s each, median run). server CPU ms: user+system time of the"
 	echo "server's processes (nginx: master and workers; ours: the process with all"
 	echo "its threads) from /proc/PID/stat over the run, per connection. Targets:"
-	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. nginx logged"
-	echo "$(get f_ngx_ok) of $(get f_ngx_requests) requests with status 200; ours completed $(get f_ours_served) handshakes."
+	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. Ours sends"
+	echo "session tickets after each full handshake (two in TLS 1.3, one in 1.2); the"
+	echo "row \"nginx, tickets on\" is the same nginx with ssl_session_tickets on."
+	echo "nginx (tickets off) logged $(get f_ngx_ok) of $(get f_ngx_requests) requests with status 200; ours"
+	echo "completed $(get f_ours_served) handshakes."
 	echo
 }
 
@@ -891,7 +912,7 @@ fi
 
 TOP=$(mktemp -d "${TMPDIR:-/tmp}/hk-bench.XXXXXX")
 SS_PID=
-trap 'stop_server; nginx_stop; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "${WORK:-}"' EXIT
+trap 'stop_server; nginx_stop; nginx_stop "${NGX_T_PID:-}"; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "${WORK:-}"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 RESULTS=$TOP/results
@@ -903,7 +924,7 @@ if ! bash "$HK_ROOT/hello_ktls_setup.sh" -o "$HK_CERTS" >"$TOP/setup.log" 2>&1; 
 fi
 hk_init
 # hk_init's trap would forget the temp dirs and s_server.
-trap 'stop_server; nginx_stop; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "$WORK"' EXIT
+trap 'stop_server; nginx_stop; nginx_stop "${NGX_T_PID:-}"; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "$WORK"' EXIT
 has_bench || say "our client has no --bench yet: our transfer rows stay empty"
 
 LOAD0_3=$(cut -d' ' -f1-3 /proc/loadavg)
@@ -942,3 +963,4 @@ want e && print_e
 want f && print_f
 want m && print_m
 want c && print_c
+exit 0
