@@ -470,7 +470,7 @@ nginx_stop() {
 # server's CPU per handshake. The servers run at once; runs alternate.
 # -www / on both sides: each connection sends a request and reads a small
 # answer, so neither server is judged on a client that vanishes. Ours
-# sends session tickets after every full handshake (TLS 1.3: two), which
+# sends a session ticket after every full handshake, which
 # the reference nginx does not: a second nginx with tickets on shows what
 # they cost there (TLS 1.3 only).
 part_f() {
@@ -791,7 +791,7 @@ print_f() {
 	echo "server's processes (nginx: master and workers; ours: the process with all"
 	echo "its threads) from /proc/PID/stat over the run, per connection. Targets:"
 	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. Ours sends"
-	echo "session tickets after each full handshake (two in TLS 1.3, one in 1.2); the"
+	echo "a session ticket after each full handshake (one, in TLS 1.3 and 1.2); the"
 	echo "row \"nginx, tickets on\" is the same nginx with ssl_session_tickets on."
 	echo "nginx (tickets off) logged $(get f_ngx_ok) of $(get f_ngx_requests) requests with status 200; ours"
 	echo "completed $(get f_ours_served) handshakes."
