@@ -157,15 +157,16 @@ start_thread(struct hk_pool *p, struct worker *w)
 void
 hk_pool_trim_stack(void)
 {
-	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo, top;
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	char *lo, *top;
 
 	if (my_stack == NULL)
 		return;
-	lo = (uintptr_t)my_stack + page; /* above the guard page */
-	top =
-	    ((uintptr_t)__builtin_frame_address(0) - TRIM_MARGIN) & ~(page - 1);
+	lo = (char *)my_stack + page; /* above the guard page */
+	top = (char *)__builtin_frame_address(0) - TRIM_MARGIN;
+	top -= (uintptr_t)top & (page - 1);
 	if (top > lo)
-		madvise((void *)lo, top - lo, MADV_DONTNEED);
+		madvise(lo, (size_t)(top - lo), MADV_DONTNEED);
 }
 
 int
