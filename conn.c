@@ -399,6 +399,14 @@ conn_offload(struct conn *c, enum conn_ktls_mode mode)
 	confirm_with_kernel(c);
 	userspace_tune(c);
 	ktls_set_rekey_bytes(c->k, c->rekey_bytes);
+	/*
+	 * The kernel owns both directions: OpenSSL's record buffers (about
+	 * 34 kB) would sit unused for the connection's life. It allocates
+	 * them again if it is ever called to read or write; a KeyUpdate
+	 * needs only the secrets, which ktls_keys keeps.
+	 */
+	if (ktls_active(c->k, KTLS_TX) && ktls_active(c->k, KTLS_RX))
+		SSL_free_buffers(c->ssl);
 	if (ret == 0 || mode != CONN_KTLS_REQUIRE)
 		return 0;
 	if (peer_refused(c))

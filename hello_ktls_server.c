@@ -393,6 +393,8 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 		listed = &live;
 	}
 	conn_set_timeout(&c, cfg->idle_timeout);
+	/* The handshake's deep frames are done: an idle client keeps less. */
+	hk_pool_trim_stack();
 	if ((buf = malloc(BUF_SIZE)) == NULL) {
 		conn_seterr(&c, "out of memory");
 		goto out;

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,12 @@
 #define SPARE_STACKS 32
 /* What `top -H` and /proc/PID/task/ show of a client's thread. */
 #define THREAD_NAME "hk-client"
+/*
+ * hk_pool_trim_stack keeps this much stack below its caller's frame: the
+ * frames of its own calls (madvise) must not be in what it discards;
+ * they take a few hundred bytes.
+ */
+#define TRIM_MARGIN 4096
 /* After the grace period: how long the threads get to end, in 50 ms ticks. */
 #define STOP_TICKS 100
 
@@ -72,11 +79,15 @@ hk_pool_new(int max, hk_pool_fn *fn, void *arg)
 	return p;
 }
 
+/* This thread's stack when it is one of a pool's (hk_pool_trim_stack). */
+static _Thread_local void *my_stack;
+
 static void *
 worker_main(void *arg)
 {
 	struct worker *w = arg;
 
+	my_stack = w->stack;
 	w->pool->fn(w->pool->arg, w->fd, w->peer, &w->stop);
 	atomic_store(&w->done, 1);
 	return NULL;
@@ -134,6 +145,28 @@ start_thread(struct hk_pool *p, struct worker *w)
 	}
 	pthread_setname_np(w->tid, THREAD_NAME);
 	return 0;
+}
+
+/*
+ * The stack a TLS handshake touched (some 20 kB: OpenSSL's frames go
+ * deep) stays resident while the client idles in shallow calls: give
+ * back what lies below the caller's frame, less a margin. Below the
+ * stack pointer nothing is live, so the pages are simply zero-filled
+ * again when a deep call comes.
+ */
+void
+hk_pool_trim_stack(void)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	char *lo, *top;
+
+	if (my_stack == NULL)
+		return;
+	lo = (char *)my_stack + page; /* above the guard page */
+	top = (char *)__builtin_frame_address(0) - TRIM_MARGIN;
+	top -= (uintptr_t)top & (page - 1);
+	if (top > lo)
+		madvise(lo, (size_t)(top - lo), MADV_DONTNEED);
 }
 
 int

