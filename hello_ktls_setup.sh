@@ -465,12 +465,21 @@ install_pair() {
 
 # ---- commands: more from the CA already in DIR -------------------------------
 
+# ca_lock DB: hold DB/.lock until this run ends. openssl ca rewrites
+# index.txt and serial in place, so two runs at once (two renewal loops,
+# say) would read each other's half-written files.
+ca_lock() {
+    exec 9>>"$1/.lock" || die "cannot open $1/.lock"
+    flock -w 60 9 || die "the CA database $1 stayed busy for 60 s (another $prog holds $1/.lock)"
+}
+
 # ca_open: the CA and database of DIR, for the commands.
 ca_open() {
     [[ -f $out_dir/ca-cert.pem && -f $out_dir/ca-key.pem && -f $out_dir/ca-db/index.txt &&
         -f $out_dir/ca-db/openssl.cnf ]] ||
         die "no CA in $out_dir (ca-cert.pem, ca-key.pem, ca-db/): run $prog -o $out_dir first"
     db=$(cd -- "$out_dir/ca-db" && pwd)
+    ca_lock "$db"
     ca_cert=$(cd -- "$out_dir" && pwd)/ca-cert.pem
     ca_key=${ca_cert%/*}/ca-key.pem
     tmp=$(cd -- "$tmp" && pwd)
@@ -868,6 +877,7 @@ if [[ ! -d $db ]]; then
     : >"$db/index.txt"
     echo 01 >"$db/crlnumber"
 fi
+ca_lock "$db"
 cp -- "$cnf" "$db/openssl.cnf"
 # Absolute: ca_run works from inside the database.
 db=$(cd -- "$db" && pwd)

@@ -317,11 +317,31 @@ test_default_run_keeps() {
 	check "issued certificates survive it" test -s "$CA/ocsp-cert.pem"
 }
 
+# Commands at once on one CA (two renewal loops, say): each waits for the
+# database's lock, so all succeed and index.txt stays whole.
+test_concurrent() {
+	local i pids=() bad=0
+	ok "issue par1" issue par1 --lifetime 1h
+	ok "issue par2" issue par2 --lifetime 1h
+	for i in 1 2 3 4 5 6; do
+		bash "$SETUP" -o "$CA" renew "par$((i % 2 + 1))" >"$WORK/par$i.log" 2>&1 &
+		pids+=($!)
+	done
+	for i in "${!pids[@]}"; do
+		wait "${pids[$i]}" || { bad=$((bad + 1)); cat "$WORK/par$((i + 1)).log" >>"$WORK/par.err"; }
+	done
+	check "6 renews at once on one CA: all succeed" test "$bad" -eq 0
+	[ "$bad" -eq 0 ] || sed 's/^/    | /' "$WORK/par.err" | head -n 6
+	check "and index.txt is whole: 8 entries for par1 and par2" \
+	    test "$(grep -c '/CN=par[12]$' "$CA/ca-db/index.txt")" -eq 8
+}
+
 test_issue_options
 test_bad_input
 test_lifetime
 test_renew
 test_revoke
 test_ocsp_signer
+test_concurrent
 test_default_run_keeps
 hk_summary
