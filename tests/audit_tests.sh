@@ -275,18 +275,5 @@ SAN_ISSUER=$(x509_field -issuer -nameopt RFC2253)
 SAN_NOT_AFTER=$(x509_field -enddate)
 export SAN_SERIAL SAN_SHA256 SAN_SUBJECT SAN_ISSUER SAN_NOT_AFTER
 
-# A checker that crashes, or checks less than it should, is a failure too.
-rc=0
-python3 "$HK_ROOT/tests/audit_check.py" >"$WORK/check.log" 2>&1 || rc=$?
-results=0
-while IFS= read -r line; do
-	case $line in
-	"ok - "*) pass "${line#ok - }" ;;
-	"FAIL - "*) line=${line#FAIL - } && fail "${line%%: *}" "${line#*: }" ;;
-	*) echo "    | $line" && continue ;;
-	esac
-	results=$((results + 1))
-done <"$WORK/check.log"
-[ "$rc" -eq 0 ] && [ "$results" -eq "$CHECKS" ] ||
-    fail "tests/audit_check.py" "exit $rc, $results results, want $CHECKS"
+relay_checks "$CHECKS" python3 "$HK_ROOT/tests/audit_check.py"
 hk_summary

@@ -274,6 +274,26 @@ start_error() {
 	fi
 }
 
+# relay_checks WANT COMMAND...: run a checker that prints "ok - NAME" and
+# "FAIL - NAME: WHY" lines; each becomes a pass or a fail here, its other
+# lines are shown. A checker that crashes, or checks other than WANT
+# things, is a failure too.
+relay_checks() {
+	local want=$1 rc=0 line results=0
+	shift
+	"$@" >"$WORK/check.log" 2>&1 || rc=$?
+	while IFS= read -r line; do
+		case $line in
+		"ok - "*) pass "${line#ok - }" ;;
+		"FAIL - "*) line=${line#FAIL - } && fail "${line%%: *}" "${line#*: }" ;;
+		*) echo "    | $line" && continue ;;
+		esac
+		results=$((results + 1))
+	done <"$WORK/check.log"
+	[ "$rc" -eq 0 ] && [ "$results" -eq "$want" ] ||
+	    fail "${*##*/}" "exit $rc, $results results, want $want"
+}
+
 # client_refused NAME SERVER_SAYS CLIENT_SAYS ARGS...: our client exits 1
 # saying CLIENT_SAYS, and the server logs SERVER_SAYS (its client thread
 # may log a moment after the client ends). The client's output: $WORK/bad.log.

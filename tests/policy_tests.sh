@@ -295,22 +295,11 @@ test_bad_policies() {
 
 # The trail of test_denied, by tests/audit_check.py.
 check_audit() {
-	local rc=0 line results=0
 	WEB_SUBJECT=$(openssl x509 -in "$ID/policy-web-cert.pem" -noout -subject -nameopt RFC2253)
 	CONTRACTOR_SUBJECT=$(openssl x509 -in "$ID/policy-contractor-cert.pem" -noout -subject -nameopt RFC2253)
 	WEB_SUBJECT=${WEB_SUBJECT#subject=} CONTRACTOR_SUBJECT=${CONTRACTOR_SUBJECT#subject=}
 	export AUDIT_POLICY POLICY_SRV_LOG WEB_SUBJECT CONTRACTOR_SUBJECT
-	python3 "$HK_ROOT/tests/audit_check.py" policy >"$WORK/check.log" 2>&1 || rc=$?
-	while IFS= read -r line; do
-		case $line in
-		"ok - "*) pass "${line#ok - }" ;;
-		"FAIL - "*) line=${line#FAIL - } && fail "${line%%: *}" "${line#*: }" ;;
-		*) echo "    | $line" && continue ;;
-		esac
-		results=$((results + 1))
-	done <"$WORK/check.log"
-	[ "$rc" -eq 0 ] && [ "$results" -eq 6 ] ||
-	    fail "tests/audit_check.py policy" "exit $rc, $results results, want 6"
+	relay_checks 6 python3 "$HK_ROOT/tests/audit_check.py" policy
 }
 
 for f in web contractor device; do
