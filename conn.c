@@ -136,6 +136,8 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 	c->timeout = timeout;
 	c->timeout_opt = timeout_opt;
 	set_timeout(fd, timeout);
+	/* A server thread serves client after client: start with no errors. */
+	ERR_clear_error();
 	if ((c->ssl = SSL_new(ctx)) == NULL ||
 	    (c->k = ktls_new(c->ssl)) == NULL || !SSL_set_fd(c->ssl, fd)) {
 		conn_seterr(c, "cannot set up TLS: %s",

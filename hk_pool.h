@@ -1,7 +1,8 @@
 /*
- * hk_pool.h - the server's client threads: one per connection, at most
- * a fixed number at once, each serving its connection with blocking
- * calls; and the way to end them all at shutdown. Never prints.
+ * hk_pool.h - the server's client threads: each serves one connection at
+ * a time with blocking calls and then waits for the next, at most a
+ * fixed number of connections at once; and the way to end them all at
+ * shutdown. Never prints.
  *
  * All calls but the client function itself are the accept loop's: the
  * pool is not shared between threads otherwise.
@@ -25,8 +26,11 @@
  * that, once set, asks it to end every blocked call and close (see
  * conn_set_interrupt). The flag is this thread's alone: hk_pool_stop sets
  * it, and so may anyone who must end this one client, then sending the
- * thread HK_POOL_SIGNAL (again until it is gone: a signal that lands
- * between two calls is lost, though the next call sees the flag).
+ * thread HK_POOL_SIGNAL (again until the client is gone: a signal that
+ * lands between two calls is lost, though the next call sees the flag).
+ * The thread then serves other clients: nobody may set the flag or
+ * signal the thread for this client once the function has returned, and
+ * the flag is cleared before its next client.
  */
 typedef void hk_pool_fn(void *arg, int fd, const char *peer, atomic_int *stop);
 
@@ -36,7 +40,7 @@ struct hk_pool;
 struct hk_pool *hk_pool_new(int max, hk_pool_fn *fn, void *arg);
 
 /*
- * Hand fd to a new thread. Returns 0, or -1 with a message when it
+ * Hand fd to a waiting thread, or a new one. Returns 0, or -1 with a message when it
  * cannot (over the limit, or no thread), the caller still owning fd.
  */
 int hk_pool_spawn(struct hk_pool *p, int fd, const char *peer, char *err,
@@ -50,8 +54,9 @@ int hk_pool_spawn(struct hk_pool *p, int fd, const char *peer, char *err,
 void hk_pool_trim_stack(void);
 
 /*
- * Join the threads that have finished; once no client has been there
- * for a second, give the memory of the last burst back. Returns how
+ * Join the threads that have ended; once no client has been there for
+ * a second, end the waiting threads and give the memory of the last
+ * burst back. Returns how
  * many clients are still being served. Call it at least once a second.
  */
 int hk_pool_reap(struct hk_pool *p);

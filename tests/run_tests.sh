@@ -76,6 +76,7 @@ suite "unit: session resumption re-checks the client" tests/test_resume
 suite "unit: --policy rules, matchers and grants" tests/test_policy
 suite "unit: every ktls_offload() failure, against a fake kernel" tests/test_offload
 suite "unit: a fatal alert sealed in userspace (ktls_send_alert)" tests/test_alert
+suite "unit: the server's client threads, reused" tests/test_pool
 suite "host: fallback, bad input" bash tests/host_tests.sh
 suite "host: hello_ktls_setup.sh commands" bash tests/setup_tests.sh
 suite "host: certificates near expiry, --close-at-expiry" bash tests/expiry_tests.sh

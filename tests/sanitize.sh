@@ -4,11 +4,12 @@
 #      run of `hello_ktls_server --once` and `hello_ktls_client`, both
 #      under valgrind memcheck: no errors and no definite leaks;
 #   2. the same copy rebuilt with clang -fsanitize=address,undefined;
-#      the unit tests, tests/nic_probe, tests/host_tests.sh,
+#      the unit tests (tests/test_pool too), tests/nic_probe, tests/host_tests.sh,
 #      tests/audit_tests.sh and tests/metrics_tests.sh run on those
 #      binaries. Any sanitizer report, from any process, is a failure;
 #   3. rebuilt with clang -fsanitize=thread: tests/nic_probe (threads
 #      sharing the NIC feature cache the server's threads share),
+#      tests/test_pool (the client threads handed client after client),
 #      tests/host_tests.sh, tests/audit_tests.sh (the trail's lock and
 #      SIGHUP reopen), tests/metrics_tests.sh (the status thread reading
 #      the counters and the context) and the load test (HK_TSAN_LOAD_N,
@@ -55,7 +56,7 @@ build() {
 	if make -C "$TREE" -f Makefile.ktls clean >/dev/null &&
 	    make -C "$TREE" -f Makefile.ktls "$@" all tests/test_ktls_keys \
 	    tests/test_record_seq tests/test_offload tests/test_resume tests/nic_probe \
-	    >"$TMP/build.log" 2>&1; then
+	    tests/test_pool >"$TMP/build.log" 2>&1; then
 		pass "$name build"
 	else
 		fail "$name build" "make failed" "$TMP/build.log"
@@ -135,6 +136,7 @@ sanitized_tests() {
 	run_suite "unit tests (tests/test_offload)" "$TMP/offload.log" "$TREE/tests/test_offload"
 	run_suite "unit tests (tests/test_resume)" "$TMP/resume.log" "$TREE/tests/test_resume"
 	run_suite "tests/nic_probe" "$TMP/nic.log" "$TREE/tests/nic_probe"
+	run_suite "unit tests (tests/test_pool)" "$TMP/pool.log" "$TREE/tests/test_pool"
 	# The copied tests/ find the sanitized binaries through their own lib.sh.
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/host.log" \
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
@@ -166,6 +168,8 @@ tsan_tests() {
 	UNDER=TSan
 	export TSAN_OPTIONS="halt_on_error=1:log_path=$REPORTS/tsan"
 	run_suite "tests/nic_probe" "$TMP/tsan-nic.log" "$TREE/tests/nic_probe"
+	run_suite "the client threads (tests/test_pool)" "$TMP/tsan-pool.log" \
+	    "$TREE/tests/test_pool"
 	run_suite "host system tests (tests/host_tests.sh)" "$TMP/tsan-host.log" \
 	    env HK_SLOW_LIMIT_MS=5000 bash "$TREE/tests/host_tests.sh"
 	run_suite "--audit trail (tests/audit_tests.sh)" "$TMP/tsan-audit.log" \
