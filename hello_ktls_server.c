@@ -392,6 +392,11 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 		    SSL_get0_peer_certificate(c.ssl), stop);
 		listed = &live;
 	}
+	/*
+	 * Nothing more is read from the SSL (--reauthorize holds its own
+	 * reference to the certificate): an idle client keeps less.
+	 */
+	hk_session_free_ssl(&c);
 	conn_set_timeout(&c, cfg->idle_timeout);
 	/* The handshake's deep frames are done: an idle client keeps less. */
 	hk_pool_trim_stack();
