@@ -144,6 +144,7 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 		    mtls_err_reason(why, sizeof(why), "out of memory"));
 		return -1;
 	}
+	c->is_server = SSL_is_server(c->ssl) ? 1 : 0;
 	return 0;
 }
 
@@ -420,6 +421,17 @@ conn_offload(struct conn *c, enum conn_ktls_mode mode)
 }
 
 int
+conn_free_ssl(struct conn *c)
+{
+	if (c->ssl == NULL || ktls_detach(c->k) < 0)
+		return 0;
+	SSL_free(c->ssl);
+	c->ssl = NULL;
+	c->ssl_freed = 1;
+	return 1;
+}
+
+int
 conn_unread(struct conn *c, const void *buf, size_t len)
 {
 	size_t left = c->rlen - c->roff;
@@ -475,7 +487,7 @@ ktls_read_failed(struct conn *c)
 {
 	const char *words = NULL;
 
-	if (!SSL_is_server(c->ssl))
+	if (!c->is_server)
 		words = mtls_refusal_words(ktls_peer_alert(c->k));
 	if (words != NULL)
 		conn_seterr(c, "access denied by the server: %s", words);
@@ -742,10 +754,11 @@ conn_close(struct conn *c)
 	char buf[16384]; /* a whole record, so a KeyUpdate is seen whole */
 	int clean;
 
-	if (c->ssl == NULL || c->fd < 0)
+	if ((c->ssl == NULL && !c->ssl_freed) || c->fd < 0)
 		return -1;
 	c->deadline = 0; /* what follows has its own, short, bound */
-	clean = !c->failed && SSL_is_init_finished(c->ssl) &&
+	/* Only a finished handshake has its SSL freed. */
+	clean = !c->failed && (c->ssl_freed || SSL_is_init_finished(c->ssl)) &&
 	    send_close_notify(c) == 0;
 	shutdown(c->fd, SHUT_WR);
 	set_timeout(c->fd, CLOSE_LINGER_SECS);

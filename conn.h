@@ -29,8 +29,10 @@ enum conn_ktls_mode {
 
 struct conn {
 	int fd;
-	SSL *ssl;
+	SSL *ssl; /* NULL after conn_free_ssl */
 	struct ktls *k;
+	unsigned char is_server;
+	unsigned char ssl_freed; /* by conn_free_ssl, after the handshake */
 	int failed;              /* a fatal error: no close_notify on close */
 	int timeout;             /* seconds: the handshake, then each wait */
 	const char *timeout_opt; /* the option that set it, for messages */
@@ -101,6 +103,18 @@ int conn_handshake(struct conn *c);
  * and a direction stayed in userspace.
  */
 int conn_offload(struct conn *c, enum conn_ktls_mode mode);
+
+/*
+ * Once the kernel holds both directions, free the SSL: its session,
+ * handshake state, the peer's certificates and OpenSSL's copies of the
+ * keys. From then on the kernel and the kTLS module carry the connection
+ * (reads, writes, KeyUpdate both ways, alerts, close_notify), and c->ssl
+ * is NULL: call it once nothing more is read from the SSL (the peer's
+ * certificate, revocation notes, staples; take a reference to what must
+ * outlive it). Returns 1 if freed, 0 if a direction is in userspace,
+ * where OpenSSL still does the records, and the SSL stays.
+ */
+int conn_free_ssl(struct conn *c);
 
 /* KeyUpdates sent and received after the switch to kTLS. */
 void conn_key_updates(const struct conn *c, unsigned long long *sent,

@@ -307,9 +307,9 @@ exchange(struct conn *c, const struct hk_config *cfg, enum op op)
  * the likely one is said here.
  */
 static void
-expired_note(const struct conn *c)
+expired_note(const SSL_CTX *ctx)
 {
-	const X509 *x = c->ssl != NULL ? SSL_get_certificate(c->ssl) : NULL;
+	const X509 *x = SSL_CTX_get0_certificate(ctx);
 	char line[96];
 	long long left;
 
@@ -349,6 +349,7 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 	}
 	if (hk_session_start(&c, cfg, "Server", NULL, &counters) < 0)
 		goto out;
+	hk_session_free_ssl(&c);
 	if (exchange(&c, cfg, op) < 0)
 		goto out;
 	hk_session_end(&c, cfg, &counters);
@@ -356,7 +357,7 @@ run(SSL_CTX *ctx, const struct hk_config *cfg, enum op op)
 out:
 	if (ret != 0) {
 		hk_warn("%s:%s: %s", cfg->host, cfg->port, conn_error(&c));
-		expired_note(&c);
+		expired_note(ctx);
 	}
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
 	conn_close(&c);

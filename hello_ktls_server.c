@@ -399,6 +399,13 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 		conn_seterr(&c, "out of memory");
 		goto out;
 	}
+	/*
+	 * Nothing more is read from the SSL (--reauthorize holds its own
+	 * reference to the certificate): an idle client keeps less. After
+	 * the buffer, which would otherwise take the freed, resident, heap
+	 * while idle instead of pages it never touches.
+	 */
+	hk_session_free_ssl(&c);
 	if (exchange(&c, cfg, srv->rootfd, az.decided ? &az.decision : NULL,
 		buf) < 0)
 		goto out;

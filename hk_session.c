@@ -241,3 +241,11 @@ hk_session_end(struct conn *c, const struct hk_config *cfg,
 		counters_end(c, counters);
 	key_updates(c);
 }
+
+void
+hk_session_free_ssl(struct conn *c)
+{
+	if (conn_free_ssl(c))
+		hk_say("OpenSSL connection freed: the kernel holds both "
+		       "directions");
+}

@@ -38,6 +38,13 @@ struct hk_authz {
 int hk_session_start(struct conn *c, const struct hk_config *cfg,
     const char *peer, struct hk_authz *authz, struct hk_counters *counters);
 
+/*
+ * Once nothing more is read from the SSL (the audit's revocation notes,
+ * --reauthorize's certificate): free it if the kernel holds both
+ * directions (conn_free_ssl), and say so.
+ */
+void hk_session_free_ssl(struct conn *c);
+
 /* After the exchange: --stats changes and KeyUpdate counts. */
 void hk_session_end(struct conn *c, const struct hk_config *cfg,
     struct hk_counters *counters);

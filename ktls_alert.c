@@ -170,12 +170,22 @@ write_record(struct ktls *k, const unsigned char *p, size_t len)
 static int
 userspace_alert(struct ktls *k, int desc)
 {
-	const SSL_CIPHER *sc = SSL_get_current_cipher(k->ssl);
-	const struct ktls_cipher *c = ktls_cipher_find(sc);
+	const SSL_CIPHER *sc;
+	const struct ktls_cipher *c;
 	unsigned char rec[REC_MAX];
-	int v = SSL_version(k->ssl), ret = -1;
+	int v, ret = -1;
 	size_t len;
 
+	/* ktls_detach() lets go of it only with kTLS TX on: not here. */
+	if (k->ssl == NULL) {
+		ktls_seterr(k,
+		    "cannot send an alert: the connection has no "
+		    "SSL and no kTLS TX");
+		return -1;
+	}
+	sc = SSL_get_current_cipher(k->ssl);
+	c = ktls_cipher_find(sc);
+	v = SSL_version(k->ssl);
 	if (!SSL_is_init_finished(k->ssl)) {
 		ktls_seterr(k,
 		    "cannot send an alert: the handshake is not "
@@ -229,8 +239,12 @@ ktls_send_alert(struct ktls *k, int desc)
 	 * OpenSSL's own write sequence number is now behind: anything it
 	 * sent would reuse our nonce. Mark the connection as closed by us so
 	 * that SSL_write and SSL_shutdown send nothing more, and forget the
-	 * session, as OpenSSL does after a fatal alert of its own.
+	 * session, as OpenSSL does after a fatal alert of its own. After
+	 * ktls_detach() there is no SSL left to send anything, and the
+	 * server has no session cache to take it out of (tickets only).
 	 */
+	if (k->ssl == NULL)
+		return 0;
 	SSL_set_shutdown(k->ssl, SSL_get_shutdown(k->ssl) | SSL_SENT_SHUTDOWN);
 	SSL_CTX_remove_session(SSL_get_SSL_CTX(k->ssl),
 	    SSL_get0_session(k->ssl));

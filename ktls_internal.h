@@ -32,6 +32,12 @@ struct ktls {
 	uint16_t version; /* TLS1_2_VERSION or TLS1_3_VERSION once offloaded */
 	unsigned char is_server;
 	const struct ktls_cipher *cipher;
+	/*
+	 * The suite's hash, for every TLS 1.3 derivation after the switch:
+	 * OpenSSL's own (static) digest, kept here so that KeyUpdate works
+	 * once ktls_detach() let go of ssl (NULL from then on).
+	 */
+	const EVP_MD *md;
 
 	/*
 	 * TLS 1.3 application traffic secrets, by direction (TX = ours),

@@ -269,15 +269,35 @@ ktls_new(SSL *ssl)
 	return k;
 }
 
+/* Unhook from k->ssl: its callbacks must never reach k again. */
+static void
+unhook(struct ktls *k)
+{
+	if (k->ssl != NULL && SSL_get_ex_data(k->ssl, ssl_idx) == k) {
+		SSL_set_ex_data(k->ssl, ssl_idx, NULL);
+		SSL_set_msg_callback(k->ssl, NULL);
+	}
+	k->ssl = NULL;
+}
+
+int
+ktls_detach(struct ktls *k)
+{
+	if (!ktls_active(k, KTLS_TX) || !ktls_active(k, KTLS_RX)) {
+		ktls_seterr(k,
+		    "the SSL is still needed: a direction is in userspace");
+		return -1;
+	}
+	unhook(k);
+	return 0;
+}
+
 void
 ktls_free(struct ktls *k)
 {
 	if (k == NULL)
 		return;
-	if (k->ssl != NULL && SSL_get_ex_data(k->ssl, ssl_idx) == k) {
-		SSL_set_ex_data(k->ssl, ssl_idx, NULL);
-		SSL_set_msg_callback(k->ssl, NULL);
-	}
+	unhook(k);
 	OPENSSL_clear_free(k, sizeof(*k));
 }
 
@@ -341,10 +361,15 @@ set_reason(struct ktls *k, enum ktls_dir dir, const char *fmt, const char *arg)
 	snprintf(k->reason[dir], sizeof(k->reason[dir]), fmt, arg);
 }
 
-/* The hash of the negotiated suite, which every TLS 1.3 derivation uses. */
+/*
+ * The hash of the negotiated suite, which every TLS 1.3 derivation uses:
+ * kept at the switch (the SSL may be gone since), asked of the SSL before.
+ */
 static const EVP_MD *
 suite_hash(const struct ktls *k)
 {
+	if (k->md != NULL || k->ssl == NULL)
+		return k->md;
 	return SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
 }
 
@@ -488,7 +513,8 @@ preconditions(struct ktls *k)
 	k->version = (uint16_t)v;
 	k->is_server = SSL_is_server(k->ssl) ? 1 : 0;
 	k->cipher = ktls_cipher_find(SSL_get_current_cipher(k->ssl));
-	if (k->cipher == NULL) {
+	k->md = SSL_CIPHER_get_handshake_digest(SSL_get_current_cipher(k->ssl));
+	if (k->cipher == NULL || k->md == NULL) {
 		set_reason(k, KTLS_RX, "kernel TLS has no cipher for %s",
 		    SSL_CIPHER_get_name(SSL_get_current_cipher(k->ssl)));
 		return -1;
@@ -603,11 +629,11 @@ out:
 	return ret;
 }
 
-/* First, so that k->ssl is asked for the hash only with a secret to use. */
+/* First, so that the hash is looked for only with a secret to use. */
 static int
 can_rekey(struct ktls *k, enum ktls_dir dir)
 {
-	/* tests/fuzz/fuzz_records.c runs without an SSL. */
+	/* tests/fuzz/fuzz_records.c runs without an SSL, and without a switch. */
 	if (k->version != TLS1_3_VERSION || k->secret[dir].len == 0 ||
 	    k->cipher == NULL) {
 		ktls_seterr(k, "KeyUpdate outside TLS 1.3");

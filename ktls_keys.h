@@ -6,6 +6,8 @@
  *   k = ktls_new(ssl)               per connection, before its handshake
  *   ... SSL_connect / SSL_accept ...
  *   ktls_offload(k, fd)             extract secrets, install TLS_RX, TLS_TX
+ *   ktls_detach(k)                  optional: then SSL_free(ssl) (both
+ *                                   directions in the kernel only)
  *   ktls_read / ktls_write          record-aware I/O on the kTLS socket
  *   ktls_close_notify(k)            send close_notify through kTLS TX
  *   ktls_free(k)                    wipe every secret
@@ -71,6 +73,16 @@ struct ktls *ktls_new(SSL *ssl);
  */
 int ktls_offload(struct ktls *k, int fd);
 
+/*
+ * Once both directions are in the kernel: let go of the SSL, which the
+ * caller may then free. Everything after the switch -- KeyUpdate both
+ * ways, alerts, close_notify -- needs only what this module kept: the
+ * version, the suite and its hash, the TLS 1.3 traffic secrets and the
+ * record counts. Returns 0, or -1 (and keeps the SSL) while a direction
+ * is still in userspace, where OpenSSL does its records.
+ */
+int ktls_detach(struct ktls *k);
+
 /* Record that kTLS is not used, e.g. "disabled with --ktls off". */
 void ktls_disable(struct ktls *k, const char *why);
 
@@ -125,7 +137,8 @@ int ktls_rx_expect_no_pad(struct ktls *k);
  * memory BIO. For the peer to read it, no other record may follow ours
  * from OpenSSL: the SSL is marked as shut down by us (SSL_write and
  * SSL_shutdown then send nothing) and its session is removed from the
- * cache. In TLS 1.3 without kTLS TX, call it before ktls_disable() or a
+ * cache (after ktls_detach() there is no SSL to mark, nor to write
+ * through: the alert goes through kTLS TX). In TLS 1.3 without kTLS TX, call it before ktls_disable() or a
  * failed ktls_offload(), which wipe the send secret. Returns 0, or -1
  * with ktls_error() saying why (e.g. the suite is not AEAD). Key
  * material used is wiped.

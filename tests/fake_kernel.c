@@ -39,8 +39,11 @@ fake_setsockopt(int fd, int level, int optname, const void *optval,
 		snprintf(c->ulp, sizeof(c->ulp), "%.*s", (int)optlen,
 		    (const char *)optval);
 	if (level == SOL_TLS && (optname == TLS_TX || optname == TLS_RX) &&
-	    optlen >= sizeof(info))
+	    optlen >= sizeof(info)) {
 		memcpy(&info, optval, sizeof(info));
+		memcpy(c->info, optval,
+		    optlen < sizeof(c->info) ? optlen : sizeof(c->info));
+	}
 	c->version = info.version;
 	c->cipher = info.cipher_type;
 	if (n != fake.fail_at)

@@ -29,6 +29,7 @@ struct fake_call {
 	socklen_t optlen;
 	char ulp[8];              /* TCP_ULP's value */
 	uint16_t version, cipher; /* a key's struct tls_crypto_info */
+	unsigned char info[64];   /* its first bytes: the key, salt, seq */
 };
 
 /* A record through recvmsg or sendmsg: its type and its first bytes. */

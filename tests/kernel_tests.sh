@@ -509,6 +509,40 @@ test_audit_ktls() {
 	fi
 }
 
+# Once the kernel holds both directions, each side frees OpenSSL's
+# connection and says so; what follows runs without it: the reply,
+# close_notify both ways, and the audit's closed line. In userspace
+# (--ktls off) the SSL does the records and stays. After the free,
+# KeyUpdates both ways: test_rekey_ours, test_rekey_s_client (sid
+# kernel); alerts: test_rekey_refused (6.1), tamper_tests.sh; the peer's
+# close_notify: test_s_client; --reauthorize: test_reload_reauthorize_crl.
+test_ssl_freed() {
+	local v=$1 mode=$2 a=$WORK/freed.audit name l
+	local freed="OpenSSL connection freed: the kernel holds both directions"
+	name="TLS $v --ktls $mode: OpenSSL's connection $([ "$mode" = off ] && echo kept || echo freed)"
+	rm -f "$a"
+	start_server --once --ktls "$mode" --tls-version "$v" --audit "$a"
+	run_client "$WORK/c.log" --ktls "$mode" --tls-version "$v"
+	wait_server
+	l=$(grep '"connection-closed"' "$a" 2>/dev/null)
+	if [ "$CLI_RC" -ne 0 ] || [ "$SRV_RC" -ne 0 ]; then
+		fail "$name" "exit codes client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	elif [ "$mode" = off ] && { has "$SRV_LOG" "$freed" || has "$WORK/c.log" "$freed"; }; then
+		fail "$name" "freed in userspace" "$WORK/c.log" "$SRV_LOG"
+	elif [ "$mode" != off ] && { ! has "$SRV_LOG" "$freed" || ! has "$WORK/c.log" "$freed" ||
+	    ! both_active "$SRV_LOG"; }; then
+		fail "$name" "no '$freed' line on both sides" "$WORK/c.log" "$SRV_LOG"
+	elif ! has "$WORK/c.log" "$HELLO_C" || ! has "$SRV_LOG" "$HELLO_S" ||
+	    ! has "$SRV_LOG" "Connection closed"; then
+		fail "$name" "no reply or no clean close after it" "$WORK/c.log" "$SRV_LOG"
+	elif [[ $l != *'"event.outcome":"success","event.reason":"close_notify"'* ||
+	    $l != *'"hk.bytes.in":51,"hk.bytes.out":55,'* ]]; then
+		fail "$name" "the audit's closed line is not a clean close of the hello" "$a"
+	else
+		pass "$name: hello, close_notify both ways, audited as a clean close"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -654,6 +688,9 @@ while read -r v opt suite; do
 done <<<"$VARIANTS"
 test_no_kernel_cipher
 test_audit_ktls
+test_ssl_freed 1.3 require
+test_ssl_freed 1.2 require
+test_ssl_freed 1.3 off
 test_resumption 1.2 require
 test_resumption 1.3 require
 test_revoked 1.2

@@ -16,6 +16,7 @@
  * failed check, then "N passed, N failed".
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -588,6 +589,148 @@ run_io(const struct io_case *t, const char *dir)
 	fixture_close(&p);
 }
 
+/* ---- after ktls_detach(): the SSL freed, the connection goes on ---- */
+
+static const struct detach_case {
+	const char *name;
+	enum conn_id conn;
+	const char *md; /* the suite's hash, named here, not asked of it */
+	size_t key_off, key_len; /* the key in the suite's crypto_info */
+} detaches[] = {
+	{ "TLS 1.3 AES-128-GCM client, SSL freed", C13, "SHA256",
+	    offsetof(struct tls12_crypto_info_aes_gcm_128, key), 16 },
+	{ "TLS 1.3 AES-256-GCM server, SSL freed", C13_AES256, "SHA384",
+	    offsetof(struct tls12_crypto_info_aes_gcm_256, key), 32 },
+	/* No KeyUpdate in TLS 1.2: the alerts only. */
+	{ "TLS 1.2 AES-128-GCM server, SSL freed", C12, NULL, 0, 0 },
+};
+
+/* What goes out: our KeyUpdate, the one the peer asked for, two alerts. */
+static const struct fake_record detached_sent[] = {
+	KEY_UPDATE(0),
+	KEY_UPDATE(0),
+	{ 21, { 2, SSL_AD_ACCESS_DENIED }, 2 },
+	{ 21, { 1, 0 }, 2 },
+};
+
+/*
+ * The key after a KeyUpdate of secret (RFC 8446 7.2): the next secret is
+ * HKDF-Expand-Label(secret, "traffic upd"), its key Expand-Label "key".
+ */
+static int
+next_key(const char *md_name, const struct ktls_secret *s, unsigned char *key,
+    size_t key_len)
+{
+	const EVP_MD *md = EVP_get_digestbyname(md_name);
+	unsigned char next[EVP_MAX_MD_SIZE];
+	int ret = -1;
+
+	if (ktls_tls13_expand_label(md, s->b, s->len, "traffic upd", next,
+		s->len) == 0 &&
+	    ktls_tls13_expand_label(md, next, s->len, "key", key, key_len) == 0)
+		ret = 0;
+	OPENSSL_cleanse(next, sizeof(next));
+	return ret;
+}
+
+/* Our KeyUpdate, then the peer's asking for ours, then its data. */
+static void
+detached_rekeys(const struct detach_case *t, struct ktls *k,
+    const struct ktls_secret sec[2])
+{
+	const struct conn *cn = &conns[t->conn];
+	unsigned char want[2][32];
+	char buf[64];
+	ssize_t n;
+
+	fake.can_rekey = 1;
+	check(ktls_key_update(k, 0) == 0, "%s: our KeyUpdate: %s", t->name,
+	    ktls_error(k));
+	fake.rx[fake.nrx++] = (struct fake_record)KEY_UPDATE(1);
+	fake.rx[fake.nrx++] = (struct fake_record){ 23, "ok", 2 };
+	n = ktls_read(k, buf, sizeof(buf));
+	check(n == 2, "%s: read after the peer's KeyUpdate returned %zd: %s",
+	    t->name, n, ktls_error(k));
+	check_calls(t->name, cn,
+	    (const int[]){ TLS_RX, TLS_TX, TLS_TX, TLS_RX, TLS_TX }, 6);
+	if (next_key(t->md, &sec[KTLS_TX], want[KTLS_TX], t->key_len) < 0 ||
+	    next_key(t->md, &sec[KTLS_RX], want[KTLS_RX], t->key_len) < 0) {
+		check(0, "%s: cannot derive the expected keys", t->name);
+		return;
+	}
+	check(fake.ncalls >= 5 &&
+		memcmp(fake.calls[3].info + t->key_off, want[KTLS_TX],
+		    t->key_len) == 0 &&
+		memcmp(fake.calls[4].info + t->key_off, want[KTLS_RX],
+		    t->key_len) == 0,
+	    "%s: the new keys are not the %s KeyUpdate of the secrets", t->name,
+	    t->md);
+	OPENSSL_cleanse(want, sizeof(want));
+}
+
+/*
+ * The SSL freed once both directions are in the kernel (conn_free_ssl
+ * does this): KeyUpdates both ways with the right keys, an alert and
+ * close_notify all go on from what the module kept. With a direction
+ * in userspace, ktls_detach() refuses and the SSL stays.
+ */
+static void
+run_detached(const struct detach_case *t, const char *dir)
+{
+	const struct conn *cn = &conns[t->conn];
+	struct ktls_secret sec[2];
+	struct fixture p;
+	struct ktls *k;
+	int i, first;
+
+	fake_reset(-1, 0);
+	if (fixture_open(&p, cn, dir, t->name, 1) < 0)
+		return;
+	k = p.x->k;
+	memcpy(sec, k->secret, sizeof(sec));
+	check(ktls_detach(k) == 0 && k->ssl == NULL,
+	    "%s: ktls_detach refused: %s", t->name, ktls_error(k));
+	SSL_free(p.x->ssl);
+	p.x->ssl = NULL;
+	if (t->md != NULL)
+		detached_rekeys(t, k, sec);
+	check(ktls_send_alert(k, SSL_AD_ACCESS_DENIED) == 0, "%s: alert: %s",
+	    t->name, ktls_error(k));
+	check(ktls_close_notify(k) == 0, "%s: close_notify: %s", t->name,
+	    ktls_error(k));
+	first = t->md != NULL ? 0 : 2;
+	check(fake.ntx == 4 - first, "%s: %d records sent, want %d", t->name,
+	    fake.ntx, 4 - first);
+	for (i = 0; i < fake.ntx && first + i < 4; i++)
+		check(fake.tx[i].type == detached_sent[first + i].type &&
+			fake.tx[i].len == detached_sent[first + i].len &&
+			memcmp(fake.tx[i].b, detached_sent[first + i].b,
+			    fake.tx[i].len) == 0,
+		    "%s: record %d sent: type %u, %zu bytes, first %02x %02x",
+		    t->name, i, fake.tx[i].type, fake.tx[i].len,
+		    fake.tx[i].b[0], fake.tx[i].b[1]);
+	OPENSSL_cleanse(sec, sizeof(sec));
+	fixture_close(&p);
+}
+
+/* TX refused: RX alone in the kernel, so the SSL must stay. */
+static void
+test_detach_refused(const char *dir)
+{
+	const char *name = "ktls_detach with TX in userspace";
+	struct fixture p;
+
+	fake_reset(2, EINVAL);
+	if (fixture_open(&p, &conns[C13], dir, name, 0) < 0)
+		return;
+	check(ktls_offload(p.x->k, FAKE_FD) == -1 &&
+		ktls_active(p.x->k, KTLS_RX) && !ktls_active(p.x->k, KTLS_TX),
+	    "%s: the offload did not leave RX alone in the kernel", name);
+	check(ktls_detach(p.x->k) == -1 && p.x->k->ssl == p.x->ssl,
+	    "%s: ktls_detach let go of the SSL", name);
+	fixture_close(&p);
+}
+
 /* ---- the real calls, when no test has swapped them ---- */
 
 static void
@@ -680,6 +823,9 @@ main(void)
 		run_rekey(&rekeys[i], dir);
 	for (i = 0; i < sizeof(ios) / sizeof(ios[0]); i++)
 		run_io(&ios[i], dir);
+	for (i = 0; i < sizeof(detaches) / sizeof(detaches[0]); i++)
+		run_detached(&detaches[i], dir);
+	test_detach_refused(dir);
 	ktls_syscalls_set_for_testing(NULL);
 	test_real_calls(dir, "after the test put them back");
 	return check_summary();
