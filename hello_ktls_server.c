@@ -369,6 +369,7 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 	struct hk_authz az = { .policy = set->policy };
 	struct hk_reload_conn live, *listed = NULL;
 	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
+	char head[HK_SUMMARY_HEAD_MAX] = "";
 	int ret = -1, started, verified = 0, closed, slot = -1;
 
 	hk_print_peer(peer);
@@ -385,6 +386,8 @@ serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((verified = SSL_is_init_finished(c.ssl)))
 		audit_verified(&ac, &c, &az, &slot);
+	if (cfg->quiet)
+		hk_print_summary_head(&c, head, sizeof(head));
 	if (started < 0)
 		goto out;
 	if (cfg->reauthorize) {
@@ -428,6 +431,8 @@ out:
 	if (ret == 0)
 		snprintf(why, sizeof(why), "%s",
 		    closed == 0 ? "close_notify" : conn_error(&c));
+	if (cfg->quiet)
+		hk_print_summary(&c, head, why);
 	/* A denied client's last line was access-denied. */
 	if (!az.decided || az.decision.allow)
 		audit_end(&ac, &c, verified, why, slot);
@@ -542,8 +547,9 @@ expiry_watch(struct server *srv)
 }
 
 /*
- * Serve until SIGINT/SIGTERM, a thread per client; then stop accepting,
- * give the clients --grace, and end the rest with close_notify.
+ * Serve until SIGINT/SIGTERM, each client on one of the pool's threads;
+ * then stop accepting, give the clients --grace, and end the rest with
+ * close_notify.
  */
 static int
 serve_forever(struct server *srv, int lfd)
@@ -780,6 +786,7 @@ main(int argc, char **argv)
 	if (cfg.check_policy != NULL)
 		return check_policy(&cfg);
 	process_setup();
+	hk_print_quiet(cfg.quiet);
 	srv.cfg = &cfg;
 	ret = 1;
 	if (identity_open(&srv, &cfg) < 0 || server_open(&srv, &cfg, &lfd) < 0)
@@ -794,6 +801,10 @@ main(int argc, char **argv)
 		printf("Serving files below %s\n", cfg.root);
 	if (cfg.audit != NULL)
 		printf("Audit log: %s\n", cfg.audit);
+	if (cfg.quiet)
+		printf("Quiet: one line per client, when it leaves\n");
+	if (cfg.no_tickets)
+		printf("Session tickets: off (no resumption)\n");
 	if (srv.status != NULL)
 		printf("Metrics: %s\n", hk_status_where(srv.status));
 	ret = serve_forever(&srv, lfd);

@@ -49,6 +49,11 @@ static const struct choice revocations[] = {
 	{ "soft", 1 },
 	{ NULL, 0 },
 };
+static const struct choice on_off_inverted[] = {
+	{ "on", 0 },
+	{ "off", 1 },
+	{ NULL, 0 },
+};
 static const struct choice bench_paths[] = {
 	{ "sendfile", 1 },
 	{ "readwrite", 0 },
@@ -227,6 +232,15 @@ static const struct opt opts[] = {
 	    .hi = 86400, .help = "give up on a silent server (10)" },
 	{ "once", 0, FOR_SERVER, OPT_FLAG, F(once), NULL,
 	    .help = "serve one client, then exit" },
+	{ "session-tickets", 0, FOR_SERVER, OPT_CHOICE, F(no_tickets), "on|off",
+	    .choices = on_off_inverted,
+	    .help = "on (default): one ticket per full handshake,\n"
+		    "clients resume with it; off: no tickets, no\n"
+		    "resumption, every connection a full handshake" },
+	{ "quiet", 'q', FOR_SERVER, OPT_FLAG, F(quiet), NULL,
+	    .help = "one line per client, when it leaves (who,\n"
+		    "protocol, kTLS, bytes, how it ended), not its\n"
+		    "progress; warnings and errors as always" },
 	{ "handshake-timeout", 0, FOR_SERVER, OPT_SECONDS, F(handshake_timeout),
 	    "S", .lo = 1, .hi = 86400,
 	    .help = "drop a client whose handshake takes\n"

@@ -61,6 +61,8 @@ struct hk_config {
 	int idle_timeout;      /* longest silence after it */
 	int close_at_expiry;   /* end a connection at its client's notAfter */
 	int max_connections;
+	int no_tickets;      /* --session-tickets off */
+	int quiet;           /* --quiet: one line per client */
 	int grace;           /* seconds to let clients finish at shutdown */
 	const char *crl;     /* --crl FILE|DIR */
 	int crl_check_chain; /* --crl-check chain (else leaf) */

@@ -23,6 +23,22 @@ static const char *progname = "hello_ktls";
  */
 static _Thread_local char line_peer[96];
 
+/* --quiet: a client's progress lines are not printed (hk_print_summary). */
+static int quiet;
+
+void
+hk_print_quiet(int on)
+{
+	quiet = on;
+}
+
+/* A line about a server's client that --quiet leaves out. */
+static int
+muted(void)
+{
+	return quiet && line_peer[0] != '\0';
+}
+
 void
 hk_print_peer(const char *peer)
 {
@@ -50,6 +66,8 @@ hk_say(const char *fmt, ...)
 {
 	va_list ap;
 
+	if (muted())
+		return;
 	line_start();
 	va_start(ap, fmt);
 	vprintf(fmt, ap);
@@ -172,6 +190,7 @@ hk_context_build(const struct hk_config *cfg, char *err, size_t errlen)
 		.ocsp_nonce = cfg->ocsp_nonce,
 		.ocsp_staple = cfg->ocsp_staple,
 		.require_staple = cfg->require_staple,
+		.no_tickets = cfg->no_tickets,
 	};
 	/* A ticket issued under another policy file is not resumed. */
 	const char *auth_files[] = { cfg->policy, NULL };
@@ -263,6 +282,8 @@ hk_print_session(struct conn *c, const char *peer_title)
 {
 	char subject[256], issuer[256];
 
+	if (muted())
+		return;
 	hk_say("Protocol: %s", SSL_get_version(c->ssl));
 	hk_say("Cipher: %s",
 	    SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl)));
@@ -283,6 +304,8 @@ hk_print_ktls(const struct conn *c)
 {
 	char line[256];
 
+	if (muted())
+		return;
 	ktls_status_line(c->k, KTLS_TX, line, sizeof(line));
 	hk_say("%s", line);
 	ktls_status_line(c->k, KTLS_RX, line, sizeof(line));
@@ -291,12 +314,51 @@ hk_print_ktls(const struct conn *c)
 		hk_say("note: %s", c->unconfirmed);
 }
 
+/* "on" or "off": where a direction's records are sealed now. */
+static const char *
+ktls_word(const struct conn *c, enum ktls_dir dir)
+{
+	return c->k != NULL && ktls_active(c->k, dir) ? "on" : "off";
+}
+
+void
+hk_print_summary_head(struct conn *c, char *head, size_t len)
+{
+	char subject[256], issuer[256];
+	SSL *s = c->ssl;
+
+	head[0] = '\0';
+	if (s == NULL || !SSL_is_init_finished(s))
+		return;
+	if (mtls_peer_names(s, subject, issuer, sizeof(subject)) < 0)
+		snprintf(subject, sizeof(subject), "-");
+	snprintf(head, len, "%s; %s %s %s", subject, SSL_get_version(s),
+	    SSL_CIPHER_get_name(SSL_get_current_cipher(s)),
+	    SSL_session_reused(s) ? "resumed" : "full");
+}
+
+void
+hk_print_summary(const struct conn *c, const char *head, const char *why)
+{
+	line_start();
+	if (head[0] == '\0')
+		printf("Client done: no TLS session; %s", why);
+	else
+		printf("Client done: %s; kTLS TX %s RX %s; in %llu B, out %llu "
+		       "B; %s",
+		    head, ktls_word(c, KTLS_TX), ktls_word(c, KTLS_RX),
+		    c->bytes_in, c->bytes_out, why);
+	line_end();
+}
+
 void
 hk_print_text(const char *prefix, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	size_t i;
 
+	if (muted())
+		return;
 	/* A line the peer typed (s_client) ends in a newline: not shown. */
 	while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r'))
 		len--;

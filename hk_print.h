@@ -45,7 +45,16 @@ void hk_context_notes(SSL_CTX *ctx);
  */
 void hk_print_peer(const char *peer);
 
-/* One line on stdout (without its newline), whole, after the peer if set. */
+/*
+ * --quiet: from now on, the lines about a server's clients (those with a
+ * peer set) are left out, but for hk_print_summary's one per client.
+ */
+void hk_print_quiet(int on);
+
+/*
+ * One line on stdout (without its newline), whole, after the peer if set;
+ * none for a client under --quiet.
+ */
 void hk_say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* Protocol, cipher and the peer's certificate ("Client" or "Server"). */
@@ -53,6 +62,17 @@ void hk_print_session(struct conn *c, const char *peer_title);
 
 /* The two kTLS status lines. */
 void hk_print_ktls(const struct conn *c);
+
+/*
+ * A client's one line under --quiet, as it leaves: its certificate's
+ * subject, protocol, cipher, full or resumed (head: made by
+ * hk_print_summary_head right after the handshake, while the SSL is
+ * there; "" when there was none), where each direction's records were
+ * sealed, application bytes each way, and why it ended.
+ */
+#define HK_SUMMARY_HEAD_MAX 384
+void hk_print_summary_head(struct conn *c, char *head, size_t len);
+void hk_print_summary(const struct conn *c, const char *head, const char *why);
 
 /* prefix + received bytes, control characters shown as '.'. */
 void hk_print_text(const char *prefix, const void *buf, size_t len);

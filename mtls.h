@@ -49,6 +49,11 @@ struct mtls_options {
 	 * of them changed is not resumed (mtls_set_generation).
 	 */
 	const char *const *auth_files;
+	/*
+	 * Server: issue no session tickets (TLS 1.3 nor RFC 5077), so no
+	 * client resumes: every connection is a full handshake.
+	 */
+	int no_tickets;
 };
 
 /*

@@ -343,7 +343,8 @@ count_marks() {
 part_e() {
 	local -a e_new e_reuse
 	say "(e) openssl s_time -www / -new vs -reuse -time $HS_SECONDS, $RUNS runs"
-	start_server --ktls off || { put b_e_new_err "server did not start"; return; }
+	# --quiet: the server's one line per client says full or resumed.
+	start_server --ktls off --quiet || { put b_e_new_err "server did not start"; return; }
 	server_proc
 	for _ in $(seq "$RUNS"); do
 		s_time_cpu e_new "$PORT" "$SRV_PROC" -new -www /
@@ -355,8 +356,8 @@ part_e() {
 	put e_reuse_resumed "$(count_marks r "${e_reuse[@]}")"
 	put e_reuse_full "$(count_marks '*' "${e_reuse[@]}")"
 	put e_new_resumed "$(count_marks r "${e_new[@]}")"
-	put e_server_resumed "$(grep -c 'Session: resumed' "$SRV_LOG")"
-	put e_server_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
+	put e_server_resumed "$(grep -c 'Client done: .* resumed; ' "$SRV_LOG")"
+	put e_server_served "$(grep -cE 'Client done: .* (full|resumed); ' "$SRV_LOG")"
 	[ -s "$WORK/b_e_new.runs" ] && put e_new "$(median "$WORK/b_e_new.runs")"
 	[ -s "$WORK/b_e_reuse.runs" ] && put e_reuse "$(median "$WORK/b_e_reuse.runs")"
 	[ -s "$WORK/b_e_new.cpu" ] && put e_new_cpu "$(median "$WORK/b_e_new.cpu")"
@@ -489,9 +490,22 @@ part_f() {
 		nginx_stop "${NGX_T_PID:-}"
 		return
 	fi
-	if ! start_server --ktls off --max-connections 4096; then
+	# Ours as each nginx is configured: one line per connection (nginx's
+	# access log), and session tickets off, or on (one per handshake).
+	if ! start_server --ktls off --max-connections 4096 --quiet; then
 		put f_err "our server did not start"
 		nginx_stop
+		nginx_stop "${NGX_T_PID:-}"
+		return
+	fi
+	server_proc
+	local t_pid=$SRV_PID t_proc=$SRV_PROC t_port=$PORT t_log=$SRV_LOG
+	if ! start_server --ktls off --max-connections 4096 --quiet \
+	    --session-tickets off; then
+		put f_err "our server did not start"
+		SRV_PID=$t_pid stop_server
+		nginx_stop
+		nginx_stop "${NGX_T_PID:-}"
 		return
 	fi
 	server_proc
@@ -501,16 +515,20 @@ part_f() {
 			s_time_cpu "f_ngx_$v" "$ngx_port" "$(nginx_pids)" -new -www / "-tls$v"
 			s_time_cpu "f_ours_$v" "$PORT" "$SRV_PROC" -new -www / "-tls$v"
 		done
-		[ -n "${NGX_T_PID:-}" ] &&
-		    s_time_cpu f_ngxt_1_3 "$ngx_t_port" "$(nginx_pids "$NGX_T_PID")" -new -www / -tls1_3
+		[ -n "${NGX_T_PID:-}" ] || continue
+		s_time_cpu f_ngxt_1_3 "$ngx_t_port" "$(nginx_pids "$NGX_T_PID")" -new -www / -tls1_3
+		s_time_cpu f_ourst_1_3 "$t_port" "$t_proc" -new -www / -tls1_3
 	done
 	put f_ngx_requests "$(wc -l <"$WORK/nginx/logs/access.log")"
 	put f_ngx_ok "$(grep -c '" 200 ' "$WORK/nginx/logs/access.log")"
-	put f_ours_served "$(grep -c 'TLS handshake completed successfully' "$SRV_LOG")"
+	# --quiet's line per client: "full" once its handshake completed.
+	put f_ours_served "$(grep -c 'Client done: .* full; ' "$SRV_LOG")"
+	put f_ourst_served "$(grep -c 'Client done: .* full; ' "$t_log")"
 	stop_server
+	SRV_PID=$t_pid SRV_LOG=$t_log stop_server
 	nginx_stop
 	nginx_stop "${NGX_T_PID:-}"
-	for v in f_ngx_1_3 f_ngxt_1_3 f_ours_1_3 f_ngx_1_2 f_ours_1_2; do
+	for v in f_ngx_1_3 f_ngxt_1_3 f_ours_1_3 f_ourst_1_3 f_ngx_1_2 f_ours_1_2; do
 		[ -s "$WORK/b_$v.runs" ] && put "$v" "$(median "$WORK/b_$v.runs")"
 		[ -s "$WORK/b_$v.cpu" ] && put "${v}_cpu" "$(median "$WORK/b_$v.cpu")"
 	done
@@ -748,7 +766,7 @@ print_e() {
 	echo "Against hello_ktls_server --ktls off; each connection sends a request line and"
 	echo "reads the reply (and with it the tickets). resumed: connections s_time marked"
 	echo "as reused, over all runs; with -reuse it marked $(get e_reuse_full) as full handshakes."
-	echo "The server logged 'Session: resumed' for $(get e_server_resumed) of the"
+	echo "The server logged a resumed session for $(get e_server_resumed) of the"
 	echo "$(get e_server_served) handshakes it completed (all runs of both modes)."
 	[ "$(get b_e_new_err)" != - ] && echo "-new: $(get b_e_new_err)"
 	[ "$(get b_e_reuse_err)" != - ] && echo "-reuse: $(get b_e_reuse_err)"
@@ -780,21 +798,23 @@ print_f() {
 		f_row "nginx, 2 workers" "${v/_/.}" "f_ngx_$v" "f_ngx_$v"
 		f_row "hello_ktls_server" "${v/_/.}" "f_ours_$v" "f_ngx_$v"
 	done
-	f_row "nginx, tickets on" 1.3 f_ngxt_1_3 f_ngx_1_3
+	f_row "nginx, tickets on" 1.3 f_ngxt_1_3 f_ngxt_1_3
+	f_row "ours, tickets on" 1.3 f_ourst_1_3 f_ngxt_1_3
 	echo
 	echo "$(nginx -v 2>&1 | sed 's/^nginx version: //') from the distribution, configured by this script in a temp"
 	echo "dir: ssl_verify_client on, the same certificates and CA, TLSv1.2 TLSv1.3,"
 	echo "worker_processes 2, ssl_session_cache off, ssl_session_tickets off, an"
 	echo "access log, \`return 200\` with a 17-byte body. Ours: --ktls off (the host"
-	echo "has no kTLS), defaults otherwise. Both run at once, s_time runs alternate"
+	echo "has no kTLS), --quiet (one line per connection, as nginx's access log)"
+	echo "and --session-tickets off, as nginx. All run at once, s_time runs alternate"
 	echo "($HS_SECONDS s each, median run). server CPU ms: user+system time of the"
 	echo "server's processes (nginx: master and workers; ours: the process with all"
 	echo "its threads) from /proc/PID/stat over the run, per connection. Targets:"
-	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. Ours sends"
-	echo "a session ticket after each full handshake (one, in TLS 1.3 and 1.2); the"
-	echo "row \"nginx, tickets on\" is the same nginx with ssl_session_tickets on."
+	echo "handshakes/s >= 1.0x nginx, CPU per handshake <= 1.0x nginx. The last two"
+	echo "rows: the same nginx with ssl_session_tickets on, and ours with its"
+	echo "default (one ticket after each full handshake), compared with that nginx."
 	echo "nginx (tickets off) logged $(get f_ngx_ok) of $(get f_ngx_requests) requests with status 200; ours"
-	echo "completed $(get f_ours_served) handshakes."
+	echo "completed $(get f_ours_served) handshakes (tickets off) and $(get f_ourst_served) (tickets on)."
 	echo
 }
 

@@ -29,6 +29,34 @@ bad_client() {
 
 host_has_ktls() { [ -e /proc/net/tls_stat ]; }
 
+# --quiet: one line per client, when it leaves, and none of its progress;
+# a refused client's line says why; warnings still come.
+test_quiet() {
+	local v=$1 line subject='/C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Test Client'
+	start_server --quiet --ktls off --tls-version "$v"
+	run_client "$WORK/q1.log"
+	run_client "$WORK/q2.log" --cert other-client-cert.pem --key other-client-key.pem
+	wait_count "$SRV_LOG" "Client done: " 2
+	stop_server
+	check "TLS $v --quiet: the client was served" has "$WORK/q1.log" "$HELLO_C"
+	line="Client done: $subject; TLSv$v "
+	if grep -F "$line" "$SRV_LOG" | grep -qE "^\[127\.0\.0\.1:[0-9]+\] .* full; kTLS TX off RX off; in 51 B, out 55 B; close_notify$"; then
+		pass "TLS $v --quiet: the served client's line (who, protocol, kTLS, bytes, close_notify)"
+	else
+		fail "TLS $v --quiet: the served client's line" "no line with $line... full; kTLS TX off RX off; in 51 B, out 55 B; close_notify" "$SRV_LOG"
+	fi
+	check "TLS $v --quiet: the refused client's line says why" \
+	    has "$SRV_LOG" "Client done: no TLS session; client certificate rejected: unable to get local issuer certificate"
+	if [ "$(grep -c '^\[' "$SRV_LOG")" -eq 2 ] &&
+	    ! has "$SRV_LOG" "Performing TLS handshake" &&
+	    has "$SRV_LOG" "Quiet: one line per client, when it leaves"; then
+		pass "TLS $v --quiet: nothing else about the clients on stdout"
+	else
+		fail "TLS $v --quiet: nothing else about the clients" \
+		    "$(grep -c '^\[' "$SRV_LOG") client lines, want 2" "$SRV_LOG"
+	fi
+}
+
 test_fallback() {
 	if host_has_ktls; then
 		echo "# this kernel has kTLS: the fallback tests need one without it"
@@ -393,6 +421,10 @@ test_fallback
 test_no_kernel_cipher
 test_resumption 1.2 auto
 test_resumption 1.3 auto
+test_no_tickets 1.2
+test_no_tickets 1.3
+test_quiet 1.2
+test_quiet 1.3
 test_limits
 test_shutdown
 test_shutdown_transfers

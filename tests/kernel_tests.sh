@@ -543,6 +543,25 @@ test_ssl_freed() {
 	fi
 }
 
+# --quiet's one line for a client served on kTLS both ways: what it says
+# comes from after the handshake (the SSL is gone by the end) and from
+# the kernel's side (kTLS TX and RX on, the bytes, close_notify).
+test_quiet_ktls() {
+	local v=$1 want
+	want="Client done: /C=US/ST=CA/L=SantaClara/O=TestOrg/CN=Test Client; TLSv$v "
+	start_server --once --quiet --ktls require --tls-version "$v"
+	run_client "$WORK/c.log" --ktls require --tls-version "$v"
+	wait_server
+	if [ "$CLI_RC" -eq 0 ] && [ "$SRV_RC" -eq 0 ] &&
+	    grep -F "$want" "$SRV_LOG" |
+	    grep -qE ' full; kTLS TX on RX on; in 51 B, out 55 B; close_notify$' &&
+	    [ "$(grep -c '^\[' "$SRV_LOG")" -eq 1 ]; then
+		pass "TLS $v --quiet on kTLS: one line, kTLS TX and RX on, bytes, close_notify"
+	else
+		fail "TLS $v --quiet on kTLS" "rc client=$CLI_RC server=$SRV_RC" "$WORK/c.log" "$SRV_LOG"
+	fi
+}
+
 test_diag() {
 	local out
 	out=$("$HK_ROOT/tests/diag_probe" 2>&1)
@@ -691,6 +710,8 @@ test_audit_ktls
 test_ssl_freed 1.3 require
 test_ssl_freed 1.2 require
 test_ssl_freed 1.3 off
+test_quiet_ktls 1.2
+test_quiet_ktls 1.3
 test_resumption 1.2 require
 test_resumption 1.3 require
 test_revoked 1.2

@@ -380,25 +380,35 @@ test_no_kernel_cipher() {
 # first connection's ticket on a second one (-sess_out, -sess_in), our
 # server with --ktls MODE (and SERVER-ARGS); with require, the resumed
 # connection must run on kTLS too.
-test_resumption() {
-	local v=$1 mode=$2 name n
-	local sess=$WORK/sess.pem log1 log2
+# two_sessions V LOG1 LOG2: two s_client connections to $PORT, the second
+# offering the session (TLS 1.3: ticket) the first one got, if it got one
+# (s_client saves a TLS 1.3 session only from a ticket); each stays until
+# the reply is in (and with it TLS 1.3's tickets).
+two_sessions() {
+	local v=$1 sess=$WORK/sess.pem n log
 	local reply='Hello from kTLS server! Your certificate was validated.'
-	shift 2
-	name="TLS $v session resumption (--ktls $mode${1:+ $*})"
-	new_log log1 s_client
-	new_log log2 s_client
 	rm -f "$sess"
-	start_server --ktls "$mode" --tls-version "$v" "$@"
 	for n in 1 2; do
-		local -a io=(-sess_out "$sess") log=$log1
-		[ "$n" -eq 2 ] && io=(-sess_in "$sess") log=$log2
-		# Open until the reply is in (and with it TLS 1.3's tickets).
+		local -a io=(-sess_out "$sess")
+		log=$2
+		[ "$n" -eq 2 ] && io=() log=$3
+		[ "$n" -eq 2 ] && [ -s "$sess" ] && io=(-sess_in "$sess")
 		(printf 'Hello %s\n' "$n"; wait_for_line "$log" "$reply") |
 		    timeout 30 openssl s_client -connect "127.0.0.1:$PORT" \
 		    -cert client-cert.pem -key client-key.pem -CAfile ca-cert.pem \
 		    "-tls${v/./_}" "${io[@]}" >"$log" 2>&1
 	done
+}
+
+test_resumption() {
+	local v=$1 mode=$2 name log1 log2
+	local reply='Hello from kTLS server! Your certificate was validated.'
+	shift 2
+	name="TLS $v session resumption (--ktls $mode${1:+ $*})"
+	new_log log1 s_client
+	new_log log2 s_client
+	start_server --ktls "$mode" --tls-version "$v" "$@"
+	two_sessions "$v" "$log1" "$log2"
 	wait_count "$SRV_LOG" "Connection closed" 2
 	stop_server
 	if has "$log1" "New, TLSv$v" && has "$log2" "Reused, TLSv$v" &&
@@ -408,6 +418,27 @@ test_resumption() {
 		pass "$name: the second connection resumed, served"
 	else
 		fail "$name" "see the logs" "$log1" "$log2" "$SRV_LOG"
+	fi
+}
+
+# --session-tickets off: no ticket, so the second connection is a full
+# handshake again (TLS 1.2: no RFC 5077 ticket and no session cache).
+test_no_tickets() {
+	local v=$1 log1 log2
+	local reply='Hello from kTLS server! Your certificate was validated.'
+	new_log log1 s_client
+	new_log log2 s_client
+	start_server --tls-version "$v" --session-tickets off
+	two_sessions "$v" "$log1" "$log2"
+	wait_count "$SRV_LOG" "Connection closed" 2
+	stop_server
+	if has "$SRV_LOG" "Session tickets: off (no resumption)" &&
+	    ! has "$log1" "Session Ticket arrived" &&
+	    has "$log1" "New, TLSv$v" && has "$log2" "New, TLSv$v" &&
+	    has "$log2" "$reply" && ! has "$SRV_LOG" "Session: resumed"; then
+		pass "TLS $v --session-tickets off: no resumption, both served"
+	else
+		fail "TLS $v --session-tickets off" "see the logs" "$log1" "$log2" "$SRV_LOG"
 	fi
 }
 
