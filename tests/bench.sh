@@ -20,7 +20,11 @@
 #       and 1.2: handshakes per second and server CPU per handshake;
 #   (m) server memory per idle mTLS connection: N held by
 #       tests/idle_peer.py, on the host (userspace) and in the kTLS guest,
-#       and a new client's time meanwhile.
+#       and a new client's time meanwhile;
+#   (s) where the kernel has kTLS (else in the UML guest): one large file
+#       served with kTLS TX + sendfile(), ours (--get) vs nginx
+#       (ssl_conf_command Options KTLS, sendfile on), the same client
+#       (tests/fetch_peer.py): server CPU per GB and Gbit/s.
 # Not a test: nothing passes or fails; it exits non-zero only when it could
 # not measure at all. Loopback only; every step has a time limit.
 #
@@ -33,12 +37,13 @@
 #   HK_BENCH_HS_SECONDS s_time duration (default 5)
 #   HK_BENCH_IDLE_N     idle connections held in (m) on the host (10000)
 #   HK_BENCH_IDLE_UML_N idle connections held in (m) in the guest (1000)
-#   HK_BENCH_PARTS      which parts, e.g. "f m" (default: a b d e f m c)
+#   HK_BENCH_SENDFILE_BYTES  the file (s) serves (default 256M)
+#   HK_BENCH_PARTS      which parts, e.g. "f m" (default: a b d e f m c s)
 #   HK_BENCH_POLICY     the --policy file for (d) (default: one rule that
 #                       allows the bench client by its CN)
 #   HK_UML_BIN, HK_UML_MODULES  another guest kernel, as for tests/uml.sh
-# Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER IDLE_N PARTS
-# runs (c) and the kTLS row of (m) (in the guest) and appends its numbers to RESULTS.
+# Internal: tests/bench.sh --ktls-part RESULTS BYTES RUNS CIPHER IDLE_N PARTS SF_BYTES
+# runs (c), (s) and the kTLS row of (m) (in the guest) and appends its numbers to RESULTS.
 set -u
 . "$(dirname "$0")/lib.sh"
 PAIR=$HK_ROOT/tests/ktls_pair_bench
@@ -182,6 +187,7 @@ ktls_part() {
 		say "(m) $IDLE_N idle connections, --ktls require"
 		idle_part m_ktls "$IDLE_N" require
 	fi
+	want s && part_s
 	want c || return 0
 	if has_bench; then
 		say "(c) ours, --ktls off, $BYTES bytes each way"
@@ -368,18 +374,25 @@ part_e() {
 # Server CPU, nginx, idle connections.
 # ---------------------------------------------------------------------------
 
-# cpu_ticks PID...: user+system clock ticks of these processes so far
+# cpu_split PID...: "user system" clock ticks of these processes so far
 # (fields 14 and 15 of /proc/PID/stat; a process's own counts include
 # its threads, the ended ones too). The comm field may hold spaces: cut
 # after its closing parenthesis.
-cpu_ticks() {
-	local pid line sum=0 f
+cpu_split() {
+	local pid line usr=0 sys=0 f
 	for pid in "$@"; do
 		line=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
 		read -r -a f <<<"${line##*) }"
-		sum=$((sum + f[11] + f[12]))
+		usr=$((usr + f[11])) sys=$((sys + f[12]))
 	done
-	echo "$sum"
+	echo "$usr $sys"
+}
+
+# cpu_ticks PID...: user+system clock ticks of these processes so far.
+cpu_ticks() {
+	local usr sys
+	read -r usr sys <<<"$(cpu_split "$@")"
+	echo $((usr + sys))
 }
 
 # s_time_cpu NAME PORT PIDS S_TIME ARGS...: s_time_rate, and the servers'
@@ -400,13 +413,15 @@ s_time_cpu() {
 	    '{ if ($2 > 0) printf "%.3f\n", t * 1000 / hz / $2 }' >>"$WORK/b_$name.cpu"
 }
 
-# nginx_start DIR PORT TICKETS: nginx from the distribution, in DIR only
-# (its pid, logs and temp files; nothing of the system's configuration),
-# for mTLS with the bench certificates, TLS 1.2 and 1.3, two workers, no
-# session cache, session tickets TICKETS (on/off), answering GET / with
-# a small body. Sets NGX_PID (the master).
+# nginx_start DIR PORT TICKETS [SERVER_LINES]: nginx from the
+# distribution, in DIR only (its pid, logs and temp files; nothing of the
+# system's configuration), for mTLS with the bench certificates, TLS 1.2
+# and 1.3, two workers, no session cache, session tickets TICKETS
+# (on/off), answering GET / with a small body, or with what SERVER_LINES
+# (directives for its server block) say instead. Sets NGX_PID (the master).
 nginx_start() {
 	local dir=$1 port=$2 tickets=$3 d i
+	local lines=${4:-'location / { return 200 "Hello from nginx\n"; }'}
 	mkdir -p "$dir/logs"
 	for d in body proxy fastcgi uwsgi scgi; do mkdir -p "$dir/tmp/$d"; done
 	cat >"$dir/nginx.conf" <<-EOF
@@ -430,7 +445,7 @@ nginx_start() {
 	        ssl_protocols TLSv1.2 TLSv1.3;
 	        ssl_session_cache off;
 	        ssl_session_tickets $tickets;
-	        location / { return 200 "Hello from nginx\n"; }
+	        $lines
 	    }
 	}
 	EOF
@@ -599,6 +614,98 @@ idle_part() {
 	exec 8>&-
 	wait $! 2>/dev/null
 	stop_server
+}
+
+# col_median FILE N: the median (upper of two) of column N of FILE.
+col_median() {
+	awk -v c="$2" '{ print $c }' "$1" | sort -n |
+	    awk '{ l[NR] = $0 } END { if (NR) print l[int(NR / 2) + 1] }'
+}
+
+# s_fetch NAME PROTO PORT PIDS: one fetch of (s)'s file with
+# tests/fetch_peer.py from the server whose processes are PIDS (a
+# space-separated list). Appends "cpu_s_per_gb gbps user_ticks sys_ticks
+# tx_sockets" to $WORK/s_NAME.runs, tx_sockets being how many kTLS TX
+# sockets the kernel set up meanwhile (TlsTxSw; the client sets up none);
+# a fetch that did not bring exactly the file's size puts s_NAME_err.
+s_fetch() {
+	local name=$1 proto=$2 port=$3 pids=$4 out u0 s0 u1 s1 tx0 tx1 body secs
+	new_log out "fetch-$name"
+	tx0=$(stat_get TlsTxSw)
+	# shellcheck disable=SC2086
+	read -r u0 s0 <<<"$(cpu_split $pids)"
+	timeout 300 python3 "$HK_ROOT/tests/fetch_peer.py" "$port" "$proto" \
+	    sendfile.bin >"$out" 2>&1
+	# shellcheck disable=SC2086
+	read -r u1 s1 <<<"$(cpu_split $pids)"
+	tx1=$(stat_get TlsTxSw)
+	body=$(sed -n 's/^FETCH body=\([0-9]*\) .*/\1/p' "$out")
+	secs=$(sed -n 's/^FETCH .* seconds=\([0-9.]*\) .*/\1/p' "$out")
+	if [ "${body:-}" != "$SF_BYTES" ] || [ -z "$secs" ]; then
+		put "s_${name}_err" "got ${body:-no} bytes of $SF_BYTES: $(grep -v '^FETCH' "$out" | tail -n 1 | cut -c1-60)"
+		return 1
+	fi
+	put "s_${name}_tls" "$(sed -n 's/^FETCH .* cipher=\([^ ]*\) version=\([^ ]*\)$/\2 \1/p' "$out")"
+	awk -v b="$SF_BYTES" -v t="$secs" -v u=$((u1 - u0)) -v s=$((s1 - s0)) \
+	    -v hz="$(getconf CLK_TCK)" -v tx=$((tx1 - tx0)) \
+	    'BEGIN { printf "%.3f %.3f %d %d %d\n", (u + s) / hz / (b / 1e9), b * 8 / t / 1e9, u, s, tx }' \
+	    >>"$WORK/s_$name.runs"
+}
+
+# (s): one large file served with kTLS TX + sendfile(), ours (--get) vs
+# nginx (ssl_conf_command Options KTLS, sendfile on), TLS 1.3 with
+# SUITE only on both, fetched by the same client; runs alternate, after
+# one unmeasured fetch from each (the file into the page cache).
+part_s() {
+	local dir=$WORK/sf ngx_port n
+	if ! command -v nginx >/dev/null; then
+		put s_err "nginx is not installed (apt-get install nginx-light)"
+		return
+	fi
+	# nginx's workers run as nobody when it is started as root (the
+	# guest's user): they must reach the file.
+	mkdir -p "$dir"
+	chmod go+x "$WORK"
+	chmod 755 "$dir"
+	say "(s) a $SF_BYTES-byte file, ours vs nginx with kTLS sendfile, $RUNS runs"
+	if ! head -c "$SF_BYTES" /dev/urandom >"$dir/sendfile.bin"; then
+		put s_err "could not write the $SF_BYTES-byte file"
+		return
+	fi
+	chmod 644 "$dir/sendfile.bin"
+	if ! start_server --ktls require --tls-version 1.3 --ciphersuites "$SUITE" \
+	    --root "$dir"; then
+		put s_err "our server did not start: $(tail -n 1 "$SRV_LOG")"
+		return
+	fi
+	server_proc
+	ngx_port=$(free_port)
+	if ! nginx_start "$WORK/nginx-s" "$ngx_port" off "ssl_conf_command Options KTLS;
+	        ssl_conf_command Ciphersuites $SUITE;
+	        sendfile on;
+	        location / { root $dir; }"; then
+		put s_err "nginx did not start: $(tail -n 1 "$WORK/nginx-s/logs/error.log" 2>/dev/null)"
+		stop_server
+		return
+	fi
+	s_fetch ours_warm hk "$PORT" "$SRV_PROC"
+	s_fetch ngx_warm http "$ngx_port" "$(nginx_pids)"
+	for _ in $(seq "$RUNS"); do
+		s_fetch ngx http "$ngx_port" "$(nginx_pids)"
+		s_fetch ours hk "$PORT" "$SRV_PROC"
+	done
+	put s_ours_sent "$(grep -m 1 'Sent sendfile.bin' "$SRV_LOG" | sed 's/.*\(Sent sendfile.bin\)/\1/')"
+	put s_ngx_ok "$(grep -c '" 200 ' "$WORK/nginx-s/logs/access.log")"
+	stop_server
+	nginx_stop
+	for n in ours ngx; do
+		[ -s "$WORK/s_$n.runs" ] || continue
+		# median CPU s/GB, median Gbit/s, user and system ticks and
+		# kTLS TX sockets over all runs, runs.
+		put "s_$n" "$(col_median "$WORK/s_$n.runs" 1) $(col_median "$WORK/s_$n.runs" 2) $(awk '
+		    { u += $3; s += $4; tx += $5 } END { print u, s, tx, NR }' "$WORK/s_$n.runs")"
+		put "s_${n}_each" "$(awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $1 }' "$WORK/s_$n.runs")"
+	done
 }
 
 # ---------------------------------------------------------------------------
@@ -903,12 +1010,86 @@ print_c() {
 	echo
 }
 
+# s_row LABEL KEY RATIO_GBPS RATIO_CPU: one server's row of (s).
+s_row() {
+	local v cpu g tx n ktls
+	v=$(get "$2")
+	if [ "$v" = - ]; then
+		printf '| %-42s | %7s | %9s | %-22s | %-12s | %-12s |\n' "$1" - - \
+		    "n/a: $(get "$2_err" | cut -c1-60)" - -
+		return
+	fi
+	read -r cpu g _ _ tx n <<<"$v"
+	ktls="yes, $tx TX sockets/$n"
+	[ "$tx" -ge "$n" ] || ktls="NO: TlsTxSw +$tx in $n"
+	printf '| %-42s | %7s | %9s | %-22s | %-12s | %-12s |\n' "$1" "$(num "$g")" \
+	    "$(num "$cpu")" "$ktls" "$3" "$4"
+}
+
+print_s() {
+	local where ours ngx tx n label
+	where="natively"
+	[ "$KTLS_WHERE" = uml ] && where="in the UML guest"
+	echo "## (s) one file sent with kTLS TX + sendfile(), ours vs nginx, $where (kernel $(get ktls_kernel)), $(mib "$SF_BYTES")"
+	echo
+	if [ "$(get ktls_err)" != - ] || [ "$(get s_err)" != - ]; then
+		echo "skipped: $(get ktls_err | sed 's/^-$//')$(get s_err | sed 's/^-$//')"
+		echo
+		return
+	fi
+	ours=$(get s_ours) ngx=$(get s_ngx)
+	read -r _ _ _ _ tx n <<<"$ngx"
+	label="nginx, KTLS + sendfile on, 2 workers"
+	[ "$ngx" != - ] && [ "${tx:-0}" -lt "${n:-1}" ] && label="nginx, 2 workers: kTLS NOT used"
+	printf '| %-42s | %7s | %9s | %-22s | %-12s | %-12s |\n' server Gbit/s "CPU s/GB" \
+	    "kTLS TX (TlsTxSw)" "Gbit/s ratio" "CPU ratio"
+	printf '|%s|%s|%s|%s|%s|%s|\n' "$(dashes 44)" '--------:' '----------:' \
+	    "$(dashes 24)" "$(dashes 14)" "$(dashes 14)"
+	s_row "$label" s_ngx "1.00 (ref)" "1.00 (ref)"
+	s_row "hello_ktls_server --ktls require, --get" s_ours \
+	    "$(ratio "$(echo "$ours" | cut -d' ' -f2)" "$(echo "$ngx" | cut -d' ' -f2)") x nginx" \
+	    "$(ratio "$(first "$ours")" "$(first "$ngx")") x nginx"
+	echo
+	if [ "$ngx" != - ] && [ "${tx:-0}" -lt "${n:-1}" ]; then
+		echo "NOT A kTLS COMPARISON: /proc/net/tls_stat TlsTxSw moved by only $tx during"
+		echo "$n nginx fetches, so nginx (OpenSSL $(openssl version | cut -d' ' -f2)) did not send through kTLS:"
+		echo "its row is nginx encrypting in userspace (SSL_write), not kTLS sendfile."
+		echo
+	fi
+	echo "Both servers run at once, TLS 1.3 $SUITE only (the client offers OpenSSL's"
+	echo "default list), client certificate required, the same certificates and CA."
+	echo "Client: tests/fetch_peer.py (Python ssl, the same reads for both; only the"
+	echo "response header differs and is not counted); a fetch counts only if exactly"
+	echo "$SF_BYTES bytes came after the header. One unmeasured fetch from each first"
+	echo "(page cache), then $RUNS runs alternating, medians. nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), \`ssl_conf_command"
+	echo "Options KTLS\`, \`sendfile on\`, sendfile_max_chunk at its default (2m),"
+	echo "worker_processes 2 (one serves the single connection), access log on;"
+	echo "$(get s_ngx_ok) requests logged 200. Ours logged: $(get s_ours_sent)."
+	echo "CPU s/GB: user+system CPU seconds of all the server's processes and threads"
+	echo "(/proc/PID/stat, $(getconf CLK_TCK) ticks/s) per 10^9 bytes of the file. kTLS TX: kTLS TX"
+	echo "sockets the kernel set up (TlsTxSw) during the measured fetches, one per fetch"
+	echo "when the server sent through kTLS. CPU s/GB of each run, in order: nginx"
+	echo "$(get s_ngx_each); ours $(get s_ours_each)."
+	if [ "$KTLS_WHERE" = uml ]; then
+		echo "In the guest the kernel's AES-GCM is generic C (no AES-NI): both servers pay"
+		echo "it alike, so the ratios are the result, not the absolute numbers. UML's CPU"
+		echo "accounting counts the guest kernel's work as user time, so no user/system"
+		echo "split is shown. The guest has one CPU, shared with the client's userspace"
+		echo "decryption, which bounds Gbit/s."
+	fi
+	for n in ours_warm ngx_warm ours ngx; do
+		[ "$(get "s_${n}_err")" != - ] && echo "$n: $(get "s_${n}_err")"
+	done
+	echo "Negotiated: ours $(get s_ours_tls), nginx $(get s_ngx_tls)."
+	echo
+}
+
 # ---------------------------------------------------------------------------
 # Main.
 # ---------------------------------------------------------------------------
 if [ "${1:-}" = --ktls-part ]; then
 	# In the guest (or natively): certificates and results are the host's.
-	RESULTS=$2 BYTES=$3 RUNS=$4 CIPHER=$5 IDLE_N=$6 PARTS=$7
+	RESULTS=$2 BYTES=$3 RUNS=$4 CIPHER=$5 IDLE_N=$6 PARTS=$7 SF_BYTES=$8
 	SUITE=$(suite_for "$CIPHER") || exit 2
 	HK_CERTS=$(dirname "$RESULTS")/certs
 	hk_init
@@ -923,7 +1104,8 @@ SUITE=$(suite_for "$CIPHER") || exit 2
 HOST_BYTES=$(to_bytes "${HK_BENCH_BYTES:-256M}") || exit 2
 HOST_IDLE_N=${HK_BENCH_IDLE_N:-10000}
 UML_IDLE_N=${HK_BENCH_IDLE_UML_N:-1000}
-PARTS=${HK_BENCH_PARTS:-a b d e f m c}
+SF_BYTES=$(to_bytes "${HK_BENCH_SENDFILE_BYTES:-256M}") || exit 2
+PARTS=${HK_BENCH_PARTS:-a b d e f m c s}
 case $RUNS$HS_SECONDS in *[!0-9]*) echo "bench: HK_BENCH_RUNS and HK_BENCH_HS_SECONDS are counts" >&2; exit 2 ;; esac
 if [ ! -x "$SERVER" ] || [ ! -x "$CLIENT" ]; then
 	echo "bench: build first: make -f Makefile.ktls all tests/ktls_pair_bench" >&2
@@ -959,7 +1141,7 @@ if want m; then
 	say "(m) $HOST_IDLE_N idle connections on the host, --ktls off"
 	idle_part m_host "$HOST_IDLE_N" off
 fi
-if ! want c && ! want m; then
+if ! want c && ! want m && ! want s; then
 	:
 elif [ -e /proc/net/tls_stat ]; then
 	IDLE_N=$HOST_IDLE_N
@@ -970,7 +1152,8 @@ else
 	KTLS_BYTES=$(to_bytes "${HK_BENCH_UML_BYTES:-${HK_BENCH_BYTES:-64M}}") || exit 2
 	say "(c) no kTLS here: booting the UML guest (tests/uml.sh)"
 	bash "$HK_ROOT/tests/uml.sh" --timeout 900 -- bash "$HK_ROOT/tests/bench.sh" \
-	    --ktls-part "$RESULTS" "$KTLS_BYTES" "$RUNS" "$CIPHER" "$UML_IDLE_N" "$PARTS"
+	    --ktls-part "$RESULTS" "$KTLS_BYTES" "$RUNS" "$CIPHER" "$UML_IDLE_N" "$PARTS" \
+	    "$SF_BYTES"
 	rc=$?
 	[ "$rc" -eq 0 ] || put ktls_err "the UML guest failed (tests/uml.sh exit $rc)"
 fi
@@ -983,4 +1166,5 @@ want e && print_e
 want f && print_f
 want m && print_m
 want c && print_c
+want s && print_s
 exit 0
