@@ -46,6 +46,7 @@ struct pm_kind {
 	int (*match)(const struct pm *m, X509 *x, char *hit, size_t len);
 	/* single: whether two values name the same thing */
 	int (*same)(const struct pv *a, const struct pv *b);
+	int gen; /* san.*: the GENERAL_NAME type (GEN_DNS, ...) it reads */
 };
 
 #define ATTR_NONE 0 /* san.dns */

@@ -167,15 +167,15 @@ glob_below(const struct pv *v, const char *s, size_t sn)
 	return i + 1 < sn && glob(v->text, pn, s, i, '/', 0);
 }
 
-/* The SANs of one type, each against the values. */
+/* The SANs of the matcher's type (kind->gen), each against the values. */
 static int
-match_san(const struct pm *m, X509 *x, int type, char *hit, size_t len)
+match_san(const struct pm *m, X509 *x, char *hit, size_t len)
 {
 	GENERAL_NAMES *gens =
 	    X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL);
 	const ASN1_STRING *s;
 	size_t i;
-	int j, found = 0;
+	int j, found = 0, type = m->kind->gen;
 
 	for (j = 0; gens != NULL && j < sk_GENERAL_NAME_num(gens) && !found;
 	     j++) {
@@ -232,30 +232,6 @@ same_ip(const struct pv *p, const struct pv *s)
 		return 0;
 	return rest == 0 ||
 	    ((a[full] ^ b[full]) & (unsigned char)(0xff << (8 - rest))) == 0;
-}
-
-static int
-match_dns(const struct pm *m, X509 *x, char *hit, size_t len)
-{
-	return match_san(m, x, GEN_DNS, hit, len);
-}
-
-static int
-match_uri(const struct pm *m, X509 *x, char *hit, size_t len)
-{
-	return match_san(m, x, GEN_URI, hit, len);
-}
-
-static int
-match_email(const struct pm *m, X509 *x, char *hit, size_t len)
-{
-	return match_san(m, x, GEN_EMAIL, hit, len);
-}
-
-static int
-match_ip(const struct pm *m, X509 *x, char *hit, size_t len)
-{
-	return match_san(m, x, GEN_IPADD, hit, len);
 }
 
 static int
@@ -392,20 +368,28 @@ same_spki(const struct pv *a, const struct pv *b)
 	return memcmp(a->bin, b->bin, 32) == 0;
 }
 
+/* kind->gen of the matchers that read no SAN. */
+#define NO_SAN (-1)
+
 static const struct pm_kind kinds[] = {
-	{ "subject", ATTR_NAME, 0, 0, NULL, match_subject, same_text },
-	{ "issuer", ATTR_NAME, 0, 0, NULL, match_issuer_attr, same_text },
-	{ "issuer", ATTR_NONE, 1, 1, NULL, match_issuer, same_text },
-	{ "san.dns", ATTR_NONE, 0, 0, pv_parse_dns, match_dns, same_dns },
-	{ "san.uri", ATTR_NONE, 0, 0, pv_parse_uri, match_uri, same_uri },
-	{ "san.email", ATTR_NONE, 0, 0, NULL, match_email, same_email },
-	{ "san.ip", ATTR_NONE, 0, 0, pv_parse_ip, match_ip, same_ip },
-	{ "serial", ATTR_NONE, 1, 0, pv_parse_serial, match_serial,
-	    same_serial },
-	{ "spki.sha256", ATTR_NONE, 1, 0, pv_parse_spki, match_spki,
-	    same_spki },
-	{ "eku", ATTR_NONE, 0, 0, pv_parse_eku, match_eku, same_text },
-	{ "ext", ATTR_OID, 0, 0, NULL, match_ext, same_text },
+	{ "subject", ATTR_NAME, 0, 0, NULL, match_subject, same_text, NO_SAN },
+	{ "issuer", ATTR_NAME, 0, 0, NULL, match_issuer_attr, same_text,
+	    NO_SAN },
+	{ "issuer", ATTR_NONE, 1, 1, NULL, match_issuer, same_text, NO_SAN },
+	{ "san.dns", ATTR_NONE, 0, 0, pv_parse_dns, match_san, same_dns,
+	    GEN_DNS },
+	{ "san.uri", ATTR_NONE, 0, 0, pv_parse_uri, match_san, same_uri,
+	    GEN_URI },
+	{ "san.email", ATTR_NONE, 0, 0, NULL, match_san, same_email,
+	    GEN_EMAIL },
+	{ "san.ip", ATTR_NONE, 0, 0, pv_parse_ip, match_san, same_ip,
+	    GEN_IPADD },
+	{ "serial", ATTR_NONE, 1, 0, pv_parse_serial, match_serial, same_serial,
+	    NO_SAN },
+	{ "spki.sha256", ATTR_NONE, 1, 0, pv_parse_spki, match_spki, same_spki,
+	    NO_SAN },
+	{ "eku", ATTR_NONE, 0, 0, pv_parse_eku, match_eku, same_text, NO_SAN },
+	{ "ext", ATTR_OID, 0, 0, NULL, match_ext, same_text, NO_SAN },
 };
 
 const struct pm_kind *
