@@ -149,7 +149,7 @@ const char *mtls_verify_refused(SSL *ssl);
 
 /*
  * Note a revocation check of this connection's client (mtls_ocsp.c, for
- * the verify callback and mtls_ocsp_check): kept for
+ * the verify callback): kept for
  * mtls_revocation_checked, a soft pass counted, a refusal (err, an
  * X509_V_ERR_*) named with rev->why. 0, or -1 out of memory.
  */
@@ -191,13 +191,6 @@ int mtls_ocsp_setup(SSL_CTX *ctx, const struct mtls_options *o, char *err,
  */
 int mtls_ocsp_leaf(SSL_CTX *ctx, X509 *leaf, X509 *issuer,
     STACK_OF(X509) * chain, struct mtls_revocation *rev);
-
-/*
- * The same decision for a session whose verify callback did not run (a
- * resumed one): leaf's issuer must be in the context's store (--ca). The
- * check is noted on ssl (mtls_revocation_note). X509_V_OK or the error.
- */
-int mtls_ocsp_check(SSL *ssl, X509 *leaf);
 
 /* Whether ctx checks clients by OCSP. */
 int mtls_ocsp_enabled(SSL_CTX *ctx);

@@ -1,7 +1,8 @@
 /*
  * mtls_ocsp.c - who gets in: client certificate status by OCSP, asked by
  * the server inside the handshake (from the verify callback, once
- * OpenSSL found the chain good) or after a resumption (mtls_ocsp_check).
+ * OpenSSL found the chain good; a resumption verifies the client's leaf
+ * again through the same callback, mtls.c's ticket_check).
  *
  * Answers are cached by OCSP cert id: good and revoked until their
  * nextUpdate (an hour without one), unknown and failures for FAIL_TTL
@@ -443,30 +444,6 @@ mtls_ocsp_leaf(SSL_CTX *ctx, X509 *leaf, X509 *issuer, STACK_OF(X509) * chain,
 	OCSP_CERTID_free(q.id);
 	ERR_clear_error();
 	return decide(o, &a, rev);
-}
-
-int
-mtls_ocsp_check(SSL *ssl, X509 *leaf)
-{
-	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
-	struct mtls_revocation rev;
-	X509_STORE_CTX *sx;
-	X509 *issuer = NULL;
-	int err;
-
-	if (!mtls_ocsp_enabled(ctx))
-		return X509_V_OK;
-	if ((sx = X509_STORE_CTX_new()) != NULL &&
-	    X509_STORE_CTX_init(sx, SSL_CTX_get_cert_store(ctx), leaf, NULL) &&
-	    X509_STORE_CTX_get1_issuer(&issuer, sx, leaf) <= 0)
-		issuer = NULL;
-	X509_STORE_CTX_free(sx);
-	err = mtls_ocsp_leaf(ctx, leaf, issuer, NULL, &rev);
-	X509_free(issuer);
-	ERR_clear_error();
-	if (mtls_revocation_note(ssl, leaf, &rev, err) < 0 && err == X509_V_OK)
-		return X509_V_ERR_OUT_OF_MEM;
-	return err;
 }
 
 int

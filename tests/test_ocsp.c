@@ -4,10 +4,10 @@
  *
  *   test_ocsp URL UNKNOWN-CERT
  *
- * - mtls_ocsp_check, the decision for a session whose verify callback
- *   did not run (a resumed one): good, revoked, unknown (a certificate
- *   the responder does not know), an issuer not in --ca, a responder not
- *   running, soft; and the cache;
+ * - the decision for a leaf, as the verify callback takes it (ocsp_check
+ *   below): good, revoked, unknown (a certificate the responder does not
+ *   know), an issuer not in --ca, a responder not running, soft; and the
+ *   cache;
  * - which alert each refusal gives in OpenSSL 3.0 (on real connections
  *   in memory, TLS 1.2 and 1.3): certificate_revoked for a revocation,
  *   certificate_unknown for an unknown status or no usable answer.
@@ -50,7 +50,36 @@ server_ctx(const char *url, int soft)
 	return ctx;
 }
 
-/* mtls_ocsp_check on a fresh SSL of ctx; the check's record in *rev. */
+/*
+ * The OCSP decision for leaf outside a handshake, as the verify callback
+ * takes it (mtls_ocsp_leaf with leaf's issuer from the context's store),
+ * noted on ssl as the callback notes it.
+ */
+static int
+ocsp_check(SSL *ssl, X509 *leaf)
+{
+	SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+	struct mtls_revocation rev;
+	X509_STORE_CTX *sx;
+	X509 *issuer = NULL;
+	int err;
+
+	if (!mtls_ocsp_enabled(ctx))
+		return X509_V_OK;
+	if ((sx = X509_STORE_CTX_new()) != NULL &&
+	    X509_STORE_CTX_init(sx, SSL_CTX_get_cert_store(ctx), leaf, NULL) &&
+	    X509_STORE_CTX_get1_issuer(&issuer, sx, leaf) <= 0)
+		issuer = NULL;
+	X509_STORE_CTX_free(sx);
+	err = mtls_ocsp_leaf(ctx, leaf, issuer, NULL, &rev);
+	X509_free(issuer);
+	ERR_clear_error();
+	if (mtls_revocation_note(ssl, leaf, &rev, err) < 0 && err == X509_V_OK)
+		return X509_V_ERR_OUT_OF_MEM;
+	return err;
+}
+
+/* ocsp_check on a fresh SSL of ctx; the check's record in *rev. */
 static int
 check_on(SSL_CTX *ctx, X509 *leaf, struct mtls_revocation *rev, char *refused,
     size_t len)
@@ -64,7 +93,7 @@ check_on(SSL_CTX *ctx, X509 *leaf, struct mtls_revocation *rev, char *refused,
 	refused[0] = '\0';
 	if (ssl == NULL || leaf == NULL)
 		return -1;
-	err = mtls_ocsp_check(ssl, leaf);
+	err = ocsp_check(ssl, leaf);
 	if ((r = mtls_revocation_checked(ssl, "ocsp")) != NULL)
 		*rev = *r;
 	if ((names = mtls_verify_refused(ssl)) != NULL)
