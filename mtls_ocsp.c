@@ -16,6 +16,8 @@
 #include <fcntl.h>
 #include <netdb.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -145,6 +147,132 @@ fail:
 }
 
 /*
+ * A name lookup that may outlive its caller: getaddrinfo() has no
+ * timeout of its own (resolv.conf's, times its attempts and servers, can
+ * be half a minute), so it runs on a thread of its own and the caller
+ * waits only until its deadline. Whichever of the two is last frees it.
+ */
+struct lookup {
+	pthread_mutex_t lock;
+	pthread_cond_t done_cv;
+	int done, abandoned, rc;
+	struct addrinfo *res;
+	char host[256], port[16];
+};
+
+static void
+lookup_free(struct lookup *l)
+{
+	if (l->res != NULL)
+		freeaddrinfo(l->res);
+	pthread_cond_destroy(&l->done_cv);
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+static void *
+lookup_main(void *arg)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
+	struct lookup *l = arg;
+	int rc = getaddrinfo(l->host, l->port, &hints, &res), last;
+
+	pthread_mutex_lock(&l->lock);
+	l->rc = rc;
+	l->res = rc == 0 ? res : NULL;
+	l->done = 1;
+	last = l->abandoned;
+	pthread_cond_signal(&l->done_cv);
+	pthread_mutex_unlock(&l->lock);
+	if (last)
+		lookup_free(l);
+	return NULL;
+}
+
+static struct lookup *
+lookup_new(const char *host, const char *port)
+{
+	pthread_condattr_t ca;
+	struct lookup *l;
+
+	if (strlen(host) >= sizeof(l->host) ||
+	    strlen(port) >= sizeof(l->port) ||
+	    (l = calloc(1, sizeof(*l))) == NULL)
+		return NULL;
+	memcpy(l->host, host, strlen(host) + 1);
+	memcpy(l->port, port, strlen(port) + 1);
+	pthread_mutex_init(&l->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&l->done_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	return l;
+}
+
+/* Start l's thread, detached and with every signal blocked. */
+static int
+lookup_start(struct lookup *l)
+{
+	pthread_attr_t attr;
+	sigset_t all, old;
+	pthread_t tid;
+	int e;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	e = pthread_create(&tid, &attr, lookup_main, l);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	return e;
+}
+
+/*
+ * host:port's addresses by the deadline, or NULL with why. An address
+ * literal needs no lookup; a name is looked up as above.
+ */
+static struct addrinfo *
+resolve(const char *host, const char *port, const struct timespec *deadline,
+    char *why, size_t len)
+{
+	struct addrinfo hints = { .ai_socktype = SOCK_STREAM,
+		.ai_flags = AI_NUMERICHOST },
+			*res = NULL;
+	struct lookup *l;
+	int rc, e = 0;
+
+	if (getaddrinfo(host, port, &hints, &res) == 0)
+		return res;
+	if ((l = lookup_new(host, port)) == NULL) {
+		snprintf(why, len, "cannot look up %s", host);
+		return NULL;
+	}
+	if ((e = lookup_start(l)) != 0) {
+		snprintf(why, len, "cannot look up %s: %s", host, strerror(e));
+		lookup_free(l);
+		return NULL;
+	}
+	pthread_mutex_lock(&l->lock);
+	while (!l->done && e != ETIMEDOUT)
+		e = pthread_cond_timedwait(&l->done_cv, &l->lock, deadline);
+	if (!l->done) {
+		l->abandoned = 1; /* lookup_main frees it */
+		pthread_mutex_unlock(&l->lock);
+		snprintf(why, len, "timed out looking up %s", host);
+		return NULL;
+	}
+	rc = l->rc;
+	res = l->res;
+	l->res = NULL;
+	pthread_mutex_unlock(&l->lock);
+	lookup_free(l);
+	if (rc != 0)
+		snprintf(why, len, "%s: %s", host, gai_strerror(rc));
+	return res;
+}
+
+/*
  * A non-blocking socket connected to host:port by the deadline, or -1
  * with why. Connected here, not by OpenSSL's HTTP client, which takes a
  * refused connection for a transient error and retries it until its
@@ -154,13 +282,11 @@ static int
 connect_by(const char *host, const char *port, const struct timespec *deadline,
     char *why, size_t len)
 {
-	struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res, *ai;
-	int fd = -1, rc;
+	struct addrinfo *res, *ai;
+	int fd = -1;
 
-	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
-		snprintf(why, len, "%s", gai_strerror(rc));
+	if ((res = resolve(host, port, deadline, why, len)) == NULL)
 		return -1;
-	}
 	for (ai = res; ai != NULL && fd < 0 && ms_left(deadline) > 0;
 	     ai = ai->ai_next)
 		fd = connect_one(ai, deadline);

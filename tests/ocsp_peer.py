@@ -5,6 +5,8 @@
                                           responder on UPSTREAM_PORT
                                           after DELAY seconds
   ocsp_peer.py PORT silent                accept, read, never answer
+  ocsp_peer.py PORT dns-silent            a name server (UDP) that reads
+                                          each query and never answers
 
 Listens on 127.0.0.1:PORT and prints "listening", then "request N" as
 each request comes in (before any delay), so that a test can count the
@@ -69,8 +71,21 @@ def serve(conn, upstream, delay):
                 conn.sendall(chunk)
 
 
+def dns_silent(port):
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", port))
+    say("listening")
+    n = 0
+    while True:
+        sock.recvfrom(4096)
+        n += 1
+        say(f"query {n}")
+
+
 def main():
     port = int(sys.argv[1])
+    if sys.argv[2] == "dns-silent":
+        dns_silent(port)
     upstream = None if sys.argv[2] == "silent" else int(sys.argv[2])
     delay = float(sys.argv[3]) if upstream is not None else 0
     srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -393,6 +393,50 @@ test_crl_audit() {
 	stop_server
 }
 
+# A responder named by a host name whose name server never answers: the
+# lookup is bounded by --ocsp-timeout like the rest of the query, though
+# resolv.conf's own bound here is 4 s x 2 attempts. In a mount and network
+# namespace of its own (see run_dns_part), whose resolv.conf names a
+# name server on its loopback that reads each query and never answers.
+dns_part() {
+	local start ms url=http://ocsp.hk-test.invalid:8080/
+	if ! ip link set lo up; then
+		fail "a network namespace for the DNS test" "cannot bring up lo"
+		return
+	fi
+	printf 'nameserver 127.0.0.1\noptions timeout:4 attempts:2\n' >"$WORK/resolv.conf"
+	if ! mount --bind "$WORK/resolv.conf" /etc/resolv.conf; then
+		fail "a private resolv.conf for the DNS test" "mount --bind failed"
+		return
+	fi
+	start_peer 53 dns-silent
+	start_server --ocsp-url "$url" --ocsp-timeout 2s
+	start=$(date +%s%N)
+	client_refused "a responder whose name server never answers: the client is refused" \
+	    "OCSP responder $url: timed out looking up ocsp.hk-test.invalid)" \
+	    "access denied by the server: certificate unknown"
+	ms=$((($(date +%s%N) - start) / 1000000))
+	check "... the name server was asked" has "$PEER_LOG" "query 1"
+	if [ "$ms" -ge 1900 ] && [ "$ms" -lt 5000 ]; then
+		pass "... within --ocsp-timeout 2s (${ms} ms; resolv.conf alone: 8 s)"
+	else
+		fail "... within --ocsp-timeout 2s" "${ms} ms"
+	fi
+	stop_server
+}
+
+run_dns_part() {
+	local -a ns=(unshare --mount --net)
+	[ "$(id -u)" -eq 0 ] || ns=(unshare --map-root-user --mount --net)
+	relay_checks 3 "${ns[@]}" bash "$HK_ROOT/tests/ocsp_tests.sh" --dns-part
+}
+
+if [ "${1:-}" = --dns-part ]; then
+	dns_part
+	hk_summary
+	exit
+fi
+
 # The AIA responder is the main one: the AIA certificates name its port.
 RESP_PORT=$AIA_PORT
 PROXY_PORT=$(free_port)
@@ -411,9 +455,10 @@ test_aia_and_slow
 test_nonce
 test_signers
 test_crl_audit
+run_dns_part
 if [ -x "$HK_ROOT/tests/test_ocsp" ]; then
-	# The unit test against the same responder: mtls_ocsp_check (resumed
-	# sessions) and the alert each refusal gives.
+	# The unit test against the same responder: the OCSP decision and
+	# the alert each refusal gives.
 	"$HK_ROOT/tests/test_ocsp" "http://127.0.0.1:$RESP_PORT/" "$WORK/unknown-cert.pem" >"$WORK/unit.log" 2>&1
 	rc=$?
 	cat "$WORK/unit.log"
