@@ -824,8 +824,9 @@ print_b() {
 	echo "rate = connections / wall time. s_time sends nothing after the handshake"
 	echo "and closes without close_notify: our server served $(get b_ours_served) handshakes, logged"
 	echo "$(get b_ours_warnings) per-connection warnings (truncated / reset, expected), still"
-	echo "serving afterwards: $(get b_ours_alive). Ours starts a thread per client;"
-	echo "s_server serves connections one after another in one process."
+	echo "serving afterwards: $(get b_ours_alive). Ours hands each client to a pool"
+	echo "thread (kept for the next client); s_server serves connections one after"
+	echo "another in one process."
 	[ "$(get b_ours_err)" != - ] && echo "ours: $(get b_ours_err)"
 	[ "$(get b_s_server_err)" != - ] && echo "s_server: $(get b_s_server_err)"
 	echo
@@ -902,8 +903,8 @@ print_f() {
 	printf '| %-24s | %-7s | %13s | %11s | %13s | %-18s | %-18s |\n' server TLS handshakes/s connections "server CPU ms" "handshakes/s" "CPU/handshake"
 	printf '|%s|%s|%s|%s|%s|%s|%s|\n' "$(dashes 26)" "$(dashes 9)" '--------------:' '------------:' '--------------:' "$(dashes 20)" "$(dashes 20)"
 	for v in 1_3 1_2; do
-		f_row "nginx, 2 workers" "${v/_/.}" "f_ngx_$v" "f_ngx_$v"
-		f_row "hello_ktls_server" "${v/_/.}" "f_ours_$v" "f_ngx_$v"
+		f_row "nginx, tickets off" "${v/_/.}" "f_ngx_$v" "f_ngx_$v"
+		f_row "ours, tickets off" "${v/_/.}" "f_ours_$v" "f_ngx_$v"
 	done
 	f_row "nginx, tickets on" 1.3 f_ngxt_1_3 f_ngxt_1_3
 	f_row "ours, tickets on" 1.3 f_ourst_1_3 f_ngxt_1_3
