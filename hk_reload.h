@@ -118,6 +118,13 @@ void hk_reload_conn_add(struct hk_reload *r, struct hk_reload_conn *c,
     X509 *peer, atomic_int *stop);
 
 /*
+ * Any thread: the thread that now holds c's connection (a parked one's
+ * is the pool's lot; hk_pool.h), the one to signal from now on.
+ */
+void hk_reload_conn_thread(struct hk_reload *r, struct hk_reload_conn *c,
+    pthread_t thread);
+
+/*
  * Any thread: off the list, before the thread ends; then c->why (""
  * unless a reload ended it) can be read without a lock.
  */
