@@ -553,6 +553,9 @@ conn_read(struct conn *c, void *buf, size_t len)
 	if (deadline_arm(c) < 0)
 		return -1;
 	if (ktls_active(c->k, KTLS_RX)) {
+		/* A flag set while no thread held it (hk_pool_park): now. */
+		if (stop_check(c) < 0)
+			return -1;
 		/* Told to stop is not a TLS failure: close_notify still goes. */
 		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0 &&
 		    !deadline_hit(c))

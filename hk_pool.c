@@ -294,10 +294,13 @@ start_thread(struct hk_pool *p, struct worker *w)
 		return errno;
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
-	/* Process signals (SIGINT, SIGTERM) stay with the accept loop. */
+	/*
+	 * Process signals (SIGINT, SIGTERM) stay with the accept loop; ours
+	 * gets through, also to a thread the lot (which blocks it) starts.
+	 */
 	sigfillset(&all);
 	sigdelset(&all, HK_POOL_SIGNAL);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&w->tid, &attr, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
