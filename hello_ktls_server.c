@@ -5,9 +5,12 @@
  * It listens on all IPv4 and IPv6 addresses, requires and verifies a
  * client certificate, offloads TLS to the kernel, reads the client's
  * message and answers it (or echoes everything with --echo). Each client
- * has its own thread, which waits on its socket alone (a whole-handshake
- * deadline, then an idle deadline), so a slow client never holds up the
- * others; --once serves a single client in the main thread.
+ * is served on a thread of its own, which waits on its socket alone (a
+ * whole-handshake deadline, then an idle deadline), so a slow client
+ * never holds up the others; a client idle after its handshake, once the
+ * kernel holds both directions, waits without a thread in the pool's
+ * parking lot until its request comes (hk_pool.h); --once serves a
+ * single client in the main thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -365,7 +368,7 @@ struct client {
 	struct hk_set *set;
 	atomic_int *stop; /* the connection's own (hk_pool.h) */
 	struct conn c;
-	struct hk_counters counters;
+	struct hk_counters *counters; /* --stats (4 kB): NULL without */
 	struct hk_audit_conn ac;
 	struct hk_authz az;
 	struct hk_reload_conn live, *listed; /* --reauthorize's entry */
@@ -381,6 +384,11 @@ client_new(const struct server *srv, const char *peer, atomic_int *stop)
 
 	if (cl == NULL)
 		return NULL;
+	if (srv->cfg->stats &&
+	    (cl->counters = calloc(1, sizeof(*cl->counters))) == NULL) {
+		free(cl);
+		return NULL;
+	}
 	cl->srv = srv;
 	cl->set = hk_reload_acquire(srv->reload);
 	cl->stop = stop;
@@ -410,7 +418,7 @@ client_begin(struct client *cl, int fd)
 		return -1;
 	conn_set_interrupt(&cl->c, cl->stop);
 	started =
-	    hk_session_start(&cl->c, cfg, "Client", &cl->az, &cl->counters);
+	    hk_session_start(&cl->c, cfg, "Client", &cl->az, cl->counters);
 	audit_revocation(&cl->ac, &cl->c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
 	if ((cl->verified = SSL_is_init_finished(cl->c.ssl)))
@@ -475,7 +483,7 @@ client_exchange(struct client *cl)
 	}
 	if (exchange(&cl->c, cfg, cl->srv->rootfd,
 		cl->az.decided ? &cl->az.decision : NULL, buf) == 0) {
-		hk_session_end(&cl->c, cfg, &cl->counters);
+		hk_session_end(&cl->c, cfg, cl->counters);
 		ret = 0;
 	}
 	free(buf);
@@ -515,6 +523,7 @@ client_end(struct client *cl, int ret)
 		audit_end(&cl->ac, c, cl->verified, why, cl->slot);
 	conn_free(c);
 	hk_set_release(cl->set);
+	free(cl->counters);
 	free(cl);
 	hk_print_peer(NULL);
 	return ret;

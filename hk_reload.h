@@ -112,7 +112,8 @@ struct hk_reload_conn {
 
 /*
  * Any thread: the calling thread's connection, whose client is peer and
- * which ends when *stop is set and the thread gets HK_POOL_SIGNAL.
+ * which ends when *stop is set and the thread that holds it (this one
+ * until hk_reload_conn_thread says another) gets HK_POOL_SIGNAL.
  */
 void hk_reload_conn_add(struct hk_reload *r, struct hk_reload_conn *c,
     X509 *peer, atomic_int *stop);
