@@ -34,20 +34,41 @@
 /* sock_diag's reason, short enough to leave room in c->unconfirmed. */
 #define DIAG_ERR_MAX 136
 
+/* The socket's send and receive timeouts, in ms (0: none). */
 static void
-set_timeout(int fd, int secs)
+arm(struct conn *c, long long ms)
 {
-	struct timeval tv = { .tv_sec = secs, .tv_usec = 0 };
+	struct timeval tv = { .tv_sec = (time_t)(ms / 1000),
+		.tv_usec = (suseconds_t)(ms % 1000) * 1000 };
 
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	c->armed_ms = ms;
+}
+
+/* Every wait from now on: secs (a conn_park's rest no longer counts). */
+static void
+set_timeout(struct conn *c, int secs)
+{
+	c->set_ms = secs * 1000LL;
+	c->idle_from = 0;
+	arm(c, c->set_ms);
+}
+
+static long long
+mono_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
 void
 conn_set_timeout(struct conn *c, int secs)
 {
 	c->idle = secs;
-	set_timeout(c->fd, secs);
+	set_timeout(c, secs);
 }
 
 void
@@ -56,7 +77,7 @@ conn_set_deadline(struct conn *c, time_t when, const char *why)
 	c->deadline = when;
 	c->deadline_why = why;
 	if (when == 0)
-		set_timeout(c->fd, c->idle);
+		set_timeout(c, c->idle);
 }
 
 /* Milliseconds until the deadline (0 once past it), -1 without one. */
@@ -101,28 +122,47 @@ deadline_hit(struct conn *c)
 }
 
 /*
- * Before a wait: the socket's timeout is the idle timeout, or the time
- * left until the deadline where that is shorter. The deadline is
- * wall-clock (a certificate's notAfter), so it is measured anew before
- * every wait. -1 if it has passed already.
+ * Before a wait: the socket's timeout is the idle timeout (what is left
+ * of it after conn_park), or the time left until the deadline where
+ * that is shorter. The deadline is wall-clock (a certificate's
+ * notAfter), so it is measured anew before every wait. -1 if it has
+ * passed already.
  */
 static int
 deadline_arm(struct conn *c)
 {
-	struct timeval tv;
-	long long ms = deadline_ms(c);
+	long long ms = deadline_ms(c), idle = c->idle * 1000LL, wait;
 
-	if (ms < 0)
-		return 0;
-	if (ms <= DEADLINE_SLACK_MS)
+	if (ms >= 0 && ms <= DEADLINE_SLACK_MS)
 		return deadline_hit(c) ? -1 : 0;
-	if (c->idle > 0 && ms > c->idle * 1000LL)
-		ms = c->idle * 1000LL;
-	tv.tv_sec = (time_t)(ms / 1000);
-	tv.tv_usec = (suseconds_t)(ms % 1000) * 1000;
-	setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (c->idle_from != 0 && idle > 0) {
+		idle -= mono_ms() - c->idle_from;
+		if (idle < 1)
+			idle = 1; /* 0 would be no timeout at all */
+	}
+	c->idle_from = 0;
+	if (ms >= 0)
+		wait = c->idle > 0 && ms > idle ? idle : ms;
+	else if (idle != c->idle * 1000LL)
+		wait = idle;
+	else
+		wait = c->set_ms;
+	if (wait != c->armed_ms)
+		arm(c, wait);
 	return 0;
+}
+
+long long
+conn_park(struct conn *c)
+{
+	long long now = mono_ms(), ms = deadline_ms(c), end = 0;
+
+	c->idle_from = now;
+	if (c->idle > 0)
+		end = now + c->idle * 1000LL;
+	if (ms >= 0 && (end == 0 || now + ms < end))
+		end = now + ms;
+	return end;
 }
 
 int
@@ -135,7 +175,7 @@ conn_init(struct conn *c, SSL_CTX *ctx, int fd, int timeout,
 	c->fd = fd;
 	c->timeout = timeout;
 	c->timeout_opt = timeout_opt;
-	set_timeout(fd, timeout);
+	set_timeout(c, timeout);
 	/* A server thread serves client after client: start with no errors. */
 	ERR_clear_error();
 	if ((c->ssl = SSL_new(ctx)) == NULL ||
@@ -513,6 +553,9 @@ conn_read(struct conn *c, void *buf, size_t len)
 	if (deadline_arm(c) < 0)
 		return -1;
 	if (ktls_active(c->k, KTLS_RX)) {
+		/* A flag set while no thread held it (hk_pool_park): now. */
+		if (stop_check(c) < 0)
+			return -1;
 		/* Told to stop is not a TLS failure: close_notify still goes. */
 		if ((r = ktls_read(c->k, buf, len)) < 0 && stop_check(c) == 0 &&
 		    !deadline_hit(c))
@@ -761,7 +804,7 @@ conn_close(struct conn *c)
 	clean = !c->failed && (c->ssl_freed || SSL_is_init_finished(c->ssl)) &&
 	    send_close_notify(c) == 0;
 	shutdown(c->fd, SHUT_WR);
-	set_timeout(c->fd, CLOSE_LINGER_SECS);
+	set_timeout(c, CLOSE_LINGER_SECS);
 	if (clean) {
 		/* The peer's close_notify; it is not an error if it is late. */
 		while (conn_read(c, buf, sizeof(buf)) > 0)

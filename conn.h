@@ -39,6 +39,8 @@ struct conn {
 	const atomic_int *interrupt; /* see conn_set_interrupt */
 	/* conn_set_timeout's seconds, conn_set_deadline's time (0: none). */
 	int idle;
+	long long idle_from; /* conn_park's time (CLOCK_MONOTONIC ms), 0 */
+	long long set_ms, armed_ms; /* the last timeout set; the socket's */
 	time_t deadline;
 	const char *deadline_why;
 	unsigned long long
@@ -91,6 +93,16 @@ void conn_set_timeout(struct conn *c, int secs);
  * error, and conn_close still sends close_notify. 0 removes it.
  */
 void conn_set_deadline(struct conn *c, time_t when, const char *why);
+
+/*
+ * Before the connection waits without a thread (hk_pool_park): when its
+ * next wait would end, the idle timeout or the deadline
+ * (CLOCK_MONOTONIC milliseconds, 0: never). The next wait then waits
+ * only what is left of the idle timeout, so that a connection parked for
+ * part of it ends as one that waited all of it on a thread, with the
+ * same error.
+ */
+long long conn_park(struct conn *c);
 
 /*
  * The TLS handshake, in the role of the SSL_CTX, finished within the

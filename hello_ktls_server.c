@@ -5,9 +5,12 @@
  * It listens on all IPv4 and IPv6 addresses, requires and verifies a
  * client certificate, offloads TLS to the kernel, reads the client's
  * message and answers it (or echoes everything with --echo). Each client
- * has its own thread, which waits on its socket alone (a whole-handshake
- * deadline, then an idle deadline), so a slow client never holds up the
- * others; --once serves a single client in the main thread.
+ * is served on a thread of its own, which waits on its socket alone (a
+ * whole-handshake deadline, then an idle deadline), so a slow client
+ * never holds up the others; a client idle after its handshake, once the
+ * kernel holds both directions, waits without a thread in the pool's
+ * parking lot until its request comes (hk_pool.h); --once serves a
+ * single client in the main thread.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -354,100 +357,226 @@ reauthorized(const struct conn *c, const char *peer, const char *why,
 }
 
 /*
- * One client, with the identity set current when it came (its
- * generation in every audit line), held until it leaves: a reload never
- * changes a connection already open; --reauthorize may end it.
+ * One client, from accept to close, with the identity set current when
+ * it came (its generation in every audit line), held until it leaves: a
+ * reload never changes a connection already open; --reauthorize may end
+ * it. On the heap, so that an idle one waits parked, without a thread
+ * (hk_pool_park): a few kB, the request buffer only once it is served.
  */
-static int
-serve(const struct server *srv, int fd, const char *peer, atomic_int *stop)
-{
-	const struct hk_config *cfg = srv->cfg;
-	struct hk_set *set = hk_reload_acquire(srv->reload);
+struct client {
+	const struct server *srv;
+	struct hk_set *set;
+	atomic_int *stop; /* the connection's own (hk_pool.h) */
 	struct conn c;
-	struct hk_counters counters;
-	struct hk_audit_conn ac = { .generation = set->generation };
-	struct hk_authz az = { .policy = set->policy };
-	struct hk_reload_conn live, *listed = NULL;
-	char *buf = NULL, why[CONN_ERR_MAX], local[INET6_ADDRSTRLEN + 16];
-	char head[HK_SUMMARY_HEAD_MAX] = "";
-	int ret = -1, started, verified = 0, closed, slot = -1;
+	struct hk_counters *counters; /* --stats (4 kB): NULL without */
+	struct hk_audit_conn ac;
+	struct hk_authz az;
+	struct hk_reload_conn live, *listed; /* --reauthorize's entry */
+	int verified, slot;
+	char head[HK_SUMMARY_HEAD_MAX]; /* --quiet */
+	char peer[INET6_ADDRSTRLEN + 16];
+};
 
-	hk_print_peer(peer);
+static struct client *
+client_new(const struct server *srv, const char *peer, atomic_int *stop)
+{
+	struct client *cl = calloc(1, sizeof(*cl));
+
+	if (cl == NULL)
+		return NULL;
+	if (srv->cfg->stats &&
+	    (cl->counters = calloc(1, sizeof(*cl->counters))) == NULL) {
+		free(cl);
+		return NULL;
+	}
+	cl->srv = srv;
+	cl->set = hk_reload_acquire(srv->reload);
+	cl->stop = stop;
+	cl->c.fd = -1;
+	cl->ac.generation = cl->set->generation;
+	cl->az.policy = cl->set->policy;
+	cl->slot = -1;
+	snprintf(cl->peer, sizeof(cl->peer), "%s", peer);
+	return cl;
+}
+
+/* Accepted to past the handshake and kTLS; 0, or -1 with cl->c's error. */
+static int
+client_begin(struct client *cl, int fd)
+{
+	const struct hk_config *cfg = cl->srv->cfg;
+	char local[INET6_ADDRSTRLEN + 16];
+	int started;
+
+	hk_print_peer(cl->peer);
 	hk_say("Client connected");
-	if (hk_audit_accepted(srv->audit, &ac, peer,
+	if (hk_audit_accepted(cl->srv->audit, &cl->ac, cl->peer,
 		local_name(fd, local, sizeof(local))) < 0)
 		hk_warn("audit log: %s", strerror(errno));
-	if (conn_init(&c, set->ctx, fd, cfg->handshake_timeout,
+	if (conn_init(&cl->c, cl->set->ctx, fd, cfg->handshake_timeout,
 		"--handshake-timeout") < 0)
-		goto out;
-	conn_set_interrupt(&c, stop);
-	started = hk_session_start(&c, cfg, "Client", &az, &counters);
-	audit_revocation(&ac, &c);
+		return -1;
+	conn_set_interrupt(&cl->c, cl->stop);
+	started =
+	    hk_session_start(&cl->c, cfg, "Client", &cl->az, cl->counters);
+	audit_revocation(&cl->ac, &cl->c);
 	/* Verified, then maybe refused by --ktls require: still allowed. */
-	if ((verified = SSL_is_init_finished(c.ssl)))
-		audit_verified(&ac, &c, &az, &slot);
+	if ((cl->verified = SSL_is_init_finished(cl->c.ssl)))
+		audit_verified(&cl->ac, &cl->c, &cl->az, &cl->slot);
 	if (cfg->quiet)
-		hk_print_summary_head(&c, head, sizeof(head));
+		hk_print_summary_head(&cl->c, cl->head, sizeof(cl->head));
 	if (started < 0)
-		goto out;
+		return -1;
 	if (cfg->reauthorize) {
-		hk_reload_conn_add(srv->reload, &live,
-		    SSL_get0_peer_certificate(c.ssl), stop);
-		listed = &live;
+		hk_reload_conn_add(cl->srv->reload, &cl->live,
+		    SSL_get0_peer_certificate(cl->c.ssl), cl->stop);
+		cl->listed = &cl->live;
 	}
-	conn_set_timeout(&c, cfg->idle_timeout);
+	conn_set_timeout(&cl->c, cfg->idle_timeout);
 	/* The handshake's deep frames are done: an idle client keeps less. */
 	hk_pool_trim_stack();
-	if ((buf = malloc(BUF_SIZE)) == NULL) {
-		conn_seterr(&c, "out of memory");
-		goto out;
-	}
 	/*
 	 * Nothing more is read from the SSL (--reauthorize holds its own
-	 * reference to the certificate): an idle client keeps less. After
-	 * the buffer, which would otherwise take the freed, resident, heap
-	 * while idle instead of pages it never touches.
+	 * reference to the certificate): an idle client keeps less.
 	 */
-	hk_session_free_ssl(&c);
-	if (exchange(&c, cfg, srv->rootfd, az.decided ? &az.decision : NULL,
-		buf) < 0)
-		goto out;
-	hk_session_end(&c, cfg, &counters);
-	ret = 0;
-out:
+	hk_session_free_ssl(&cl->c);
+	return 0;
+}
+
+/*
+ * Wait for the request without a thread: only once the kernel holds
+ * both directions (no SSL left to read through) and nothing has come
+ * yet. 0 if parked: cl is the pool's then (resume_client).
+ */
+static int
+client_park(struct client *cl)
+{
+	struct pollfd pf = { .fd = cl->c.fd, .events = POLLIN };
+	struct hk_reload *r = cl->srv->reload;
+
+	if (cl->c.ssl != NULL || poll(&pf, 1, 0) != 0)
+		return -1;
+	/* From now on a --reauthorize refusal signals the lot. */
+	if (cl->listed != NULL)
+		hk_reload_conn_thread(r, cl->listed, hk_pool_lot_thread());
+	hk_print_peer(NULL);
+	if (hk_pool_park(cl->c.fd, conn_park(&cl->c), cl) == 0)
+		return 0;
+	if (cl->listed != NULL)
+		hk_reload_conn_thread(r, cl->listed, pthread_self());
+	hk_print_peer(cl->peer);
+	return -1;
+}
+
+/* The request and its answer; 0, or -1 with cl->c's error. */
+static int
+client_exchange(struct client *cl)
+{
+	const struct hk_config *cfg = cl->srv->cfg;
+	char *buf;
+	int ret = -1;
+
+	/* Only now: a parked client holds no 64 KiB buffer. */
+	if ((buf = malloc(BUF_SIZE)) == NULL) {
+		conn_seterr(&cl->c, "out of memory");
+		return -1;
+	}
+	if (exchange(&cl->c, cfg, cl->srv->rootfd,
+		cl->az.decided ? &cl->az.decision : NULL, buf) == 0) {
+		hk_session_end(&cl->c, cfg, cl->counters);
+		ret = 0;
+	}
+	free(buf);
+	return ret;
+}
+
+/* The end of a client served (ret 0) or not: said, audited, freed. */
+static int
+client_end(struct client *cl, int ret)
+{
+	const struct hk_config *cfg = cl->srv->cfg;
+	struct hk_reload_conn *listed = cl->listed;
+	struct conn *c = &cl->c;
+	char why[CONN_ERR_MAX];
+	int closed;
+
 	if (listed != NULL)
-		hk_reload_conn_remove(srv->reload, listed);
+		hk_reload_conn_remove(cl->srv->reload, listed);
 	if (ret < 0)
-		say_end(&c, listed, peer, why, sizeof(why));
+		say_end(c, listed, cl->peer, why, sizeof(why));
 	/* Also after a refusal of ours (--ktls require): end TLS cleanly. */
-	closed = conn_close(&c);
+	closed = conn_close(c);
 	if (listed != NULL && listed->why[0] != '\0')
-		reauthorized(&c, peer, listed->why, closed);
+		reauthorized(c, cl->peer, listed->why, closed);
 	else if (closed == 0 && ret == 0)
 		hk_say("Connection closed");
 	else if (ret == 0)
-		hk_warn("client %s: served, but no clean close: %s", peer,
-		    conn_error(&c));
+		hk_warn("client %s: served, but no clean close: %s", cl->peer,
+		    conn_error(c));
 	if (ret == 0)
 		snprintf(why, sizeof(why), "%s",
-		    closed == 0 ? "close_notify" : conn_error(&c));
+		    closed == 0 ? "close_notify" : conn_error(c));
 	if (cfg->quiet)
-		hk_print_summary(&c, head, why);
+		hk_print_summary(c, cl->head, why);
 	/* A denied client's last line was access-denied. */
-	if (!az.decided || az.decision.allow)
-		audit_end(&ac, &c, verified, why, slot);
-	free(buf);
-	conn_free(&c);
-	hk_set_release(set);
+	if (!cl->az.decided || cl->az.decision.allow)
+		audit_end(&cl->ac, c, cl->verified, why, cl->slot);
+	conn_free(c);
+	hk_set_release(cl->set);
+	free(cl->counters);
+	free(cl);
 	hk_print_peer(NULL);
 	return ret;
+}
+
+/*
+ * One client on this thread; may_park: an idle one may wait in the
+ * pool's lot (not --once, which has no pool). 0 when served (or parked).
+ */
+static int
+serve(const struct server *srv, int fd, const char *peer, atomic_int *stop,
+    int may_park)
+{
+	struct client *cl = client_new(srv, peer, stop);
+	int ret;
+
+	if (cl == NULL) {
+		hk_warn("client %s: out of memory", peer);
+		close(fd);
+		return -1;
+	}
+	if ((ret = client_begin(cl, fd)) == 0) {
+		if (may_park && client_park(cl) == 0)
+			return 0;
+		ret = client_exchange(cl);
+	}
+	return client_end(cl, ret);
 }
 
 /* A client's thread (hk_pool.h). */
 static void
 serve_client(void *arg, int fd, const char *peer, atomic_int *stop)
 {
-	serve(arg, fd, peer, stop);
+	serve(arg, fd, peer, stop, 1);
+}
+
+/*
+ * A parked client back on a thread: its request came (or its peer left,
+ * or its time ran out, or it must stop; the exchange's first read says
+ * which, as it would have on a thread: conn_park).
+ */
+static void
+resume_client(void *arg, void *state, enum hk_pool_wake why, atomic_int *stop)
+{
+	const struct server *srv = arg;
+	struct client *cl = state;
+
+	(void)why;
+	hk_print_peer(cl->peer);
+	if (cl->listed != NULL)
+		hk_reload_conn_thread(srv->reload, cl->listed, pthread_self());
+	conn_set_interrupt(&cl->c, stop);
+	client_end(cl, client_exchange(cl));
 }
 
 /* A client not served (--max-connections): said, audited, closed. */
@@ -563,8 +692,8 @@ serve_forever(struct server *srv, int lfd)
 	int fd, left;
 
 	if (!cfg->once &&
-	    (pool = hk_pool_new(cfg->max_connections, serve_client, srv)) ==
-		NULL) {
+	    (pool = hk_pool_new(cfg->max_connections, serve_client,
+		 resume_client, srv)) == NULL) {
 		hk_warn("out of memory");
 		return 1;
 	}
@@ -587,7 +716,7 @@ serve_forever(struct server *srv, int lfd)
 		peer_name(&ss, peer, sizeof(peer));
 		if (cfg->once) {
 			close(lfd);
-			return serve(srv, fd, peer, &stopping) == 0 ? 0 : 1;
+			return serve(srv, fd, peer, &stopping, 0) == 0 ? 0 : 1;
 		}
 		if (hk_pool_spawn(pool, fd, peer, err, sizeof(err)) < 0)
 			refuse(srv, fd, peer, err);

@@ -11,12 +11,20 @@
  *
  * Each thread gets a stack of ours, so that the pool decides how much
  * memory stays mapped; and at shutdown a repeated SIGUSR1 with each
- * thread's stop flag set ends whatever call it is blocked in. The flag
- * is the thread's own, so that one client can be ended alone the same
- * way (hello_ktls_server's --reauthorize); it is cleared before the
- * thread takes its next client.
+ * client's stop flag set ends whatever call it is blocked in. The flag
+ * is the connection's own, so that one client can be ended alone the
+ * same way (hello_ktls_server's --reauthorize).
+ *
+ * An idle connection need not hold a thread (its stack, glibc's
+ * per-thread cache, OpenSSL's per-thread state: some 30 kB): the client
+ * function parks it (hk_pool_park) and the thread takes the next client.
+ * The parking lot's one thread waits in epoll for all of them and hands
+ * each, once readable, past its deadline or told to stop, back to a
+ * thread. The open count (--max-connections, the shutdown's drain) is
+ * of connections, parked ones included.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <signal.h>
@@ -26,6 +34,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 
 #ifdef __GLIBC__
@@ -44,6 +54,8 @@
 #define SPARE_THREADS 32
 /* What `top -H` and /proc/PID/task/ show of a client's thread. */
 #define THREAD_NAME "hk-client"
+/* ... and of the parking lot's (not a client's: tests count those). */
+#define LOT_NAME "hk-parked"
 /*
  * hk_pool_trim_stack keeps this much stack below its caller's frame: the
  * frames of its own calls (madvise) must not be in what it discards;
@@ -54,10 +66,22 @@
 #define STOP_TICKS 100
 
 enum worker_state {
-	W_BUSY, /* serving fd */
+	W_BUSY, /* serving job */
 	W_IDLE, /* waiting for the next client */
 	W_QUIT, /* told to end */
 	W_GONE  /* ended: to be joined */
+};
+
+/* One connection, from hk_pool_spawn until its function returns unparked. */
+struct job {
+	int fd;
+	char peer[64];
+	atomic_int stop;    /* this client must end now (hk_pool_fn) */
+	void *state;        /* hk_pool_park's */
+	long long deadline; /* hk_pool_park's, 0: none */
+	enum hk_pool_wake why;
+	int resumed;             /* hk_pool_resume_fn next, not hk_pool_fn */
+	struct job *prev, *next; /* the lot's, or the ready queue (next) */
 };
 
 struct worker {
@@ -66,37 +90,78 @@ struct worker {
 	void *stack;
 	pthread_cond_t wake; /* state left W_IDLE */
 	enum worker_state state;
-	int fd;
-	atomic_int stop; /* this client must end now (hk_pool_fn) */
-	char peer[64];
+	struct job *job; /* W_BUSY: what it serves; NULL once parked */
+	int parked;      /* its function parked the job */
 	struct worker *next;
 };
 
 struct hk_pool {
 	hk_pool_fn *fn;
+	hk_pool_resume_fn *resume;
 	void *arg;
 	int max;
-	pthread_mutex_t lock; /* the workers' states and the counts */
+	pthread_mutex_t lock; /* all below but the spare stacks' release */
 	struct worker *workers;
 	int busy;
 	int idle;
+	int open; /* connections: served, parked, or waiting for a thread */
 	void *spare[SPARE_THREADS]; /* stacks of joined threads, for reuse */
 	int nspare;
-	int dirty;         /* clients came and went since the last release */
-	time_t idle_since; /* when the last client went */
+	int dirty;            /* clients came and went since the last release */
+	long long idle_since; /* when the last thread went idle (ms) */
+	/* The parking lot: its thread waits in epoll for the parked. */
+	int epfd, evfd; /* evfd: wakes it (a park, a stop, the end) */
+	pthread_t lot;
+	int lot_quit;
+	int scan_stop;           /* look at the parked jobs' stop flags */
+	long long next_deadline; /* the earliest parked one's, 0: none */
+	struct job *parked;
+	struct job *ready, *ready_tail; /* resumed, no thread yet */
 };
 
-static time_t
-now_secs(void)
+static long long
+now_ms(void)
 {
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec;
+	return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static void *lot_main(void *arg);
+
+/* Its thread starts with every signal blocked; epoll_pwait lets ours in. */
+static int
+lot_start(struct hk_pool *p)
+{
+	struct epoll_event ev = { .events = EPOLLIN, .data.ptr = NULL };
+	sigset_t all, old;
+	int err;
+
+	if ((p->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		return -1;
+	if ((p->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    epoll_ctl(p->epfd, EPOLL_CTL_ADD, p->evfd, &ev) < 0) {
+		if (p->evfd >= 0)
+			close(p->evfd);
+		close(p->epfd);
+		return -1;
+	}
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	err = pthread_create(&p->lot, NULL, lot_main, p);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (err != 0) {
+		close(p->evfd);
+		close(p->epfd);
+		return -1;
+	}
+	pthread_setname_np(p->lot, LOT_NAME);
+	return 0;
 }
 
 struct hk_pool *
-hk_pool_new(int max, hk_pool_fn *fn, void *arg)
+hk_pool_new(int max, hk_pool_fn *fn, hk_pool_resume_fn *resume, void *arg)
 {
 	struct hk_pool *p;
 
@@ -108,20 +173,45 @@ hk_pool_new(int max, hk_pool_fn *fn, void *arg)
 	}
 	p->max = max;
 	p->fn = fn;
+	p->resume = resume;
 	p->arg = arg;
+	if (lot_start(p) < 0) {
+		pthread_mutex_destroy(&p->lock);
+		free(p);
+		return NULL;
+	}
 	return p;
 }
 
 /* This thread's stack when it is one of a pool's (hk_pool_trim_stack). */
 static _Thread_local void *my_stack;
 
-/* With the lock held: one client done; wait for the next, or end. */
+/* This thread's worker when it is one of a pool's (hk_pool_park). */
+static _Thread_local struct worker *my_worker;
+
+/* With the lock held: the oldest resumed job still without a thread. */
+static struct job *
+ready_pop(struct hk_pool *p)
+{
+	struct job *j = p->ready;
+
+	if (j != NULL && (p->ready = j->next) == NULL)
+		p->ready_tail = NULL;
+	return j;
+}
+
+/*
+ * With the lock held: one client done (or parked); a resumed one that
+ * waits for a thread is next, else wait for the next client, or end.
+ */
 static void
 worker_rest(struct hk_pool *p, struct worker *w)
 {
-	if (--p->busy == 0)
-		p->idle_since = now_secs();
 	p->dirty = 1;
+	if ((w->job = ready_pop(p)) != NULL)
+		return;
+	if (--p->busy == 0)
+		p->idle_since = now_ms();
 	if (p->idle >= SPARE_THREADS) {
 		w->state = W_QUIT;
 		return;
@@ -138,13 +228,26 @@ worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct hk_pool *p = w->pool;
+	struct job *j;
 
 	my_stack = w->stack;
+	my_worker = w;
 	pthread_mutex_lock(&p->lock);
 	while (w->state == W_BUSY) {
+		j = w->job;
 		pthread_mutex_unlock(&p->lock);
-		p->fn(p->arg, w->fd, w->peer, &w->stop);
+		if (j->resumed)
+			p->resume(p->arg, j->state, j->why, &j->stop);
+		else
+			p->fn(p->arg, j->fd, j->peer, &j->stop);
 		pthread_mutex_lock(&p->lock);
+		/* Parked, j is the lot's (and maybe resumed already). */
+		if (w->parked)
+			w->parked = 0;
+		else {
+			free(j);
+			p->open--;
+		}
 		worker_rest(p, w);
 	}
 	w->state = W_GONE;
@@ -191,10 +294,13 @@ start_thread(struct hk_pool *p, struct worker *w)
 		return errno;
 	pthread_attr_init(&attr);
 	pthread_attr_setstack(&attr, w->stack, THREAD_STACK);
-	/* Process signals (SIGINT, SIGTERM) stay with the accept loop. */
+	/*
+	 * Process signals (SIGINT, SIGTERM) stay with the accept loop; ours
+	 * gets through, also to a thread the lot (which blocks it) starts.
+	 */
 	sigfillset(&all);
 	sigdelset(&all, HK_POOL_SIGNAL);
-	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
 	err = pthread_create(&w->tid, &attr, worker_main, w);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
@@ -228,81 +334,234 @@ hk_pool_trim_stack(void)
 		madvise(lo, (size_t)(top - lo), MADV_DONTNEED);
 }
 
-/* With the lock held: give fd to a waiting thread; 0 if none waits. */
+/* With the lock held: a new thread for j; 0 or an errno. */
 static int
-hand_over(struct hk_pool *p, int fd, const char *peer)
+spawn_new(struct hk_pool *p, struct job *j)
+{
+	struct worker *w;
+	int e;
+
+	if ((w = calloc(1, sizeof(*w))) == NULL)
+		return ENOMEM;
+	if ((e = pthread_cond_init(&w->wake, NULL)) != 0) {
+		free(w);
+		return e;
+	}
+	w->pool = p;
+	w->job = j;
+	w->state = W_BUSY;
+	if ((e = start_thread(p, w)) != 0) {
+		pthread_cond_destroy(&w->wake);
+		free(w);
+		return e;
+	}
+	p->busy++;
+	w->next = p->workers;
+	p->workers = w;
+	return 0;
+}
+
+/* With the lock held: j to a waiting thread, or a new one; 0 or an errno. */
+static int
+give(struct hk_pool *p, struct job *j)
 {
 	struct worker *w;
 
 	for (w = p->workers; w != NULL; w = w->next) {
 		if (w->state != W_IDLE)
 			continue;
-		w->fd = fd;
-		snprintf(w->peer, sizeof(w->peer), "%s", peer);
-		/* Whoever ended the last client is done with this flag. */
-		atomic_store(&w->stop, 0);
+		w->job = j;
 		w->state = W_BUSY;
 		p->busy++;
 		pthread_cond_signal(&w->wake);
-		return 1;
+		return 0;
 	}
-	return 0;
-}
-
-static int
-spawn_new(struct hk_pool *p, int fd, const char *peer, char *err, size_t errlen)
-{
-	struct worker *w;
-	int e;
-
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		snprintf(err, errlen, "out of memory");
-		return -1;
-	}
-	if ((e = pthread_cond_init(&w->wake, NULL)) != 0) {
-		snprintf(err, errlen, "cannot start a thread: %s", strerror(e));
-		free(w);
-		return -1;
-	}
-	w->pool = p;
-	w->fd = fd;
-	w->state = W_BUSY;
-	snprintf(w->peer, sizeof(w->peer), "%s", peer);
-	pthread_mutex_lock(&p->lock);
-	p->busy++;
-	w->next = p->workers;
-	p->workers = w;
-	if ((e = start_thread(p, w)) != 0) {
-		p->workers = w->next;
-		p->busy--;
-		pthread_mutex_unlock(&p->lock);
-		snprintf(err, errlen, "cannot start a thread: %s", strerror(e));
-		pthread_cond_destroy(&w->wake);
-		free(w);
-		return -1;
-	}
-	pthread_mutex_unlock(&p->lock);
-	return 0;
+	return spawn_new(p, j);
 }
 
 int
 hk_pool_spawn(struct hk_pool *p, int fd, const char *peer, char *err,
     size_t errlen)
 {
-	int n = hk_pool_reap(p);
+	int n = hk_pool_reap(p), e;
+	struct job *j;
 
 	if (n >= p->max) {
 		snprintf(err, errlen, "%d connections open (--max-connections)",
 		    n);
 		return -1;
 	}
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	j->fd = fd;
+	snprintf(j->peer, sizeof(j->peer), "%s", peer);
 	pthread_mutex_lock(&p->lock);
-	if (hand_over(p, fd, peer)) {
+	if ((e = give(p, j)) == 0)
+		p->open++;
+	pthread_mutex_unlock(&p->lock);
+	if (e != 0) {
+		snprintf(err, errlen, "cannot start a thread: %s", strerror(e));
+		free(j);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+lot_wake(struct hk_pool *p)
+{
+	uint64_t one = 1;
+
+	if (write(p->evfd, &one, sizeof(one)) < 0) {
+		/* Full (it never is: the lot reads it): it wakes anyway. */
+	}
+}
+
+int
+hk_pool_park(int fd, long long deadline, void *state)
+{
+	struct worker *w = my_worker;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP };
+	struct hk_pool *p;
+	struct job *j;
+	int wake = 0;
+
+	if (w == NULL || (j = w->job) == NULL || w->pool->resume == NULL)
+		return -1;
+	p = w->pool;
+	ev.data.ptr = j;
+	pthread_mutex_lock(&p->lock);
+	if (epoll_ctl(p->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
 		pthread_mutex_unlock(&p->lock);
-		return 0;
+		return -1;
+	}
+	j->fd = fd;
+	j->state = state;
+	j->deadline = deadline;
+	j->prev = NULL;
+	if ((j->next = p->parked) != NULL)
+		p->parked->prev = j;
+	p->parked = j;
+	/* An earlier deadline than the lot waits for; a stop it missed. */
+	if (deadline != 0 &&
+	    (p->next_deadline == 0 || deadline < p->next_deadline)) {
+		p->next_deadline = deadline;
+		wake = 1;
+	}
+	if (atomic_load(&j->stop)) {
+		p->scan_stop = 1;
+		wake = 1;
+	}
+	w->job = NULL;
+	w->parked = 1;
+	pthread_mutex_unlock(&p->lock);
+	if (wake)
+		lot_wake(p);
+	return 0;
+}
+
+pthread_t
+hk_pool_lot_thread(void)
+{
+	return my_worker != NULL ? my_worker->pool->lot : pthread_self();
+}
+
+/*
+ * With the lock held: j leaves the lot for a thread; when none can be
+ * started, it waits for the next thread that finishes a client (or
+ * hk_pool_reap).
+ */
+static void
+unpark(struct hk_pool *p, struct job *j, enum hk_pool_wake why)
+{
+	epoll_ctl(p->epfd, EPOLL_CTL_DEL, j->fd, NULL);
+	if (j->prev != NULL)
+		j->prev->next = j->next;
+	else
+		p->parked = j->next;
+	if (j->next != NULL)
+		j->next->prev = j->prev;
+	j->why = why;
+	j->resumed = 1;
+	j->next = NULL;
+	if (give(p, j) == 0)
+		return;
+	if (p->ready_tail != NULL)
+		p->ready_tail->next = j;
+	else
+		p->ready = j;
+	p->ready_tail = j;
+}
+
+/*
+ * With the lock held: resume the parked jobs whose stop flag is set
+ * (when one may be: scan_stop) or whose deadline has passed (when the
+ * earliest has). Returns the epoll timeout until the next deadline.
+ */
+static int
+lot_sweep(struct hk_pool *p)
+{
+	long long now = now_ms(), next = 0;
+	struct job *j, *nx;
+
+	if (p->scan_stop ||
+	    (p->next_deadline != 0 && now >= p->next_deadline)) {
+		p->scan_stop = 0;
+		for (j = p->parked; j != NULL; j = nx) {
+			nx = j->next;
+			if (atomic_load(&j->stop))
+				unpark(p, j, HK_POOL_STOPPED);
+			else if (j->deadline != 0 && now >= j->deadline)
+				unpark(p, j, HK_POOL_TIMEOUT);
+			else if (j->deadline != 0 &&
+			    (next == 0 || j->deadline < next))
+				next = j->deadline;
+		}
+		p->next_deadline = next;
+	}
+	if (p->next_deadline == 0)
+		return -1;
+	return p->next_deadline - now > INT_MAX ? INT_MAX :
+						  (int)(p->next_deadline - now);
+}
+
+/*
+ * The parking lot: one epoll for every parked connection. HK_POOL_SIGNAL
+ * is let in only while it waits, so one sent for a stop flag (by
+ * hk_pool_stop, or --reauthorize) is never lost between the look at the
+ * flags and the wait.
+ */
+static void *
+lot_main(void *arg)
+{
+	struct hk_pool *p = arg;
+	struct epoll_event ev[64];
+	sigset_t mask;
+	uint64_t n;
+	int i, k, timeout;
+
+	sigfillset(&mask);
+	sigdelset(&mask, HK_POOL_SIGNAL);
+	pthread_mutex_lock(&p->lock);
+	while (!p->lot_quit) {
+		timeout = lot_sweep(p);
+		pthread_mutex_unlock(&p->lock);
+		k = epoll_pwait(p->epfd, ev, 64, timeout, &mask);
+		pthread_mutex_lock(&p->lock);
+		if (k < 0) /* the signal: a stop flag was set */
+			p->scan_stop = 1;
+		for (i = 0; i < k; i++) {
+			if (ev[i].data.ptr == NULL) {
+				if (read(p->evfd, &n, sizeof(n)) < 0)
+					continue; /* another wake read it */
+			} else
+				unpark(p, ev[i].data.ptr, HK_POOL_READY);
+		}
 	}
 	pthread_mutex_unlock(&p->lock);
-	return spawn_new(p, fd, peer, err, errlen);
+	return NULL;
 }
 
 /* With the lock held: tell the waiting threads to end. */
@@ -346,7 +605,7 @@ take_gone(struct hk_pool *p)
 static int
 idle_release(struct hk_pool *p)
 {
-	if (!p->dirty || p->busy > 0 || now_secs() - p->idle_since < 1)
+	if (!p->dirty || p->busy > 0 || now_ms() - p->idle_since < 1000)
 		return 0;
 	if (p->workers != NULL) {
 		quit_idle(p);
@@ -356,35 +615,67 @@ idle_release(struct hk_pool *p)
 	return 1;
 }
 
+/* With the lock held: resumed jobs no thread could be started for. */
+static void
+retry_ready(struct hk_pool *p)
+{
+	struct job *j;
+
+	while ((j = ready_pop(p)) != NULL)
+		if (give(p, j) != 0) {
+			j->next = p->ready;
+			p->ready = j;
+			if (p->ready_tail == NULL)
+				p->ready_tail = j;
+			return;
+		}
+}
+
 int
 hk_pool_reap(struct hk_pool *p)
 {
 	struct worker *gone, *w;
-	int busy, release;
+	int open, release;
 
 	pthread_mutex_lock(&p->lock);
+	retry_ready(p);
 	gone = take_gone(p);
-	busy = p->busy;
+	open = p->open;
 	release = idle_release(p);
 	pthread_mutex_unlock(&p->lock);
 	while ((w = gone) != NULL) {
 		gone = w->next;
 		pthread_join(w->tid, NULL);
-		stack_release(p, w->stack);
 		pthread_cond_destroy(&w->wake);
+		pthread_mutex_lock(&p->lock);
+		stack_release(p, w->stack);
+		pthread_mutex_unlock(&p->lock);
 		free(w);
 	}
 	if (release) {
+		pthread_mutex_lock(&p->lock);
 		while (p->nspare > 0)
 			munmap(p->spare[--p->nspare], THREAD_STACK);
+		pthread_mutex_unlock(&p->lock);
 #ifdef __GLIBC__
 		malloc_trim(0);
 #endif
 	}
-	return busy;
+	return open;
 }
 
-/* Signal every thread still serving a client, with its stop flag set. */
+static void
+set_stop(struct job *list)
+{
+	for (; list != NULL; list = list->next)
+		atomic_store(&list->stop, 1);
+}
+
+/*
+ * Signal every thread still serving a client, with its stop flag set;
+ * the parked and those waiting for a thread get theirs, and the lot
+ * resumes the parked.
+ */
 static void
 kick_busy(struct hk_pool *p, int stop)
 {
@@ -392,14 +683,20 @@ kick_busy(struct hk_pool *p, int stop)
 
 	pthread_mutex_lock(&p->lock);
 	for (w = p->workers; w != NULL; w = w->next) {
-		if (w->state != W_BUSY)
+		if (w->state != W_BUSY || w->job == NULL)
 			continue;
 		if (stop)
-			atomic_store(&w->stop, 1);
+			atomic_store(&w->job->stop, 1);
 		else
 			pthread_kill(w->tid, HK_POOL_SIGNAL);
 	}
+	if (stop) {
+		set_stop(p->parked);
+		set_stop(p->ready);
+	}
+	p->scan_stop = 1;
 	pthread_mutex_unlock(&p->lock);
+	lot_wake(p);
 }
 
 /*
@@ -431,7 +728,12 @@ hk_pool_free(struct hk_pool *p)
 
 	if (p == NULL)
 		return;
-	/* Only once no client is served (hk_pool_stop): end the waiting. */
+	pthread_mutex_lock(&p->lock);
+	p->lot_quit = 1;
+	pthread_mutex_unlock(&p->lock);
+	lot_wake(p);
+	pthread_join(p->lot, NULL);
+	/* Only once no client is open (hk_pool_stop): end the waiting. */
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		quit_idle(p);
@@ -444,6 +746,8 @@ hk_pool_free(struct hk_pool *p)
 	}
 	while (p->nspare > 0)
 		munmap(p->spare[--p->nspare], THREAD_STACK);
+	close(p->evfd);
+	close(p->epfd);
 	pthread_mutex_destroy(&p->lock);
 	free(p);
 }

@@ -566,6 +566,15 @@ hk_reload_conn_add(struct hk_reload *r, struct hk_reload_conn *c, X509 *peer,
 }
 
 void
+hk_reload_conn_thread(struct hk_reload *r, struct hk_reload_conn *c,
+    pthread_t thread)
+{
+	pthread_mutex_lock(&r->live_lock);
+	c->thread = thread;
+	pthread_mutex_unlock(&r->live_lock);
+}
+
+void
 hk_reload_conn_remove(struct hk_reload *r, struct hk_reload_conn *c)
 {
 	pthread_mutex_lock(&r->live_lock);

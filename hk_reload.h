@@ -112,10 +112,18 @@ struct hk_reload_conn {
 
 /*
  * Any thread: the calling thread's connection, whose client is peer and
- * which ends when *stop is set and the thread gets HK_POOL_SIGNAL.
+ * which ends when *stop is set and the thread that holds it (this one
+ * until hk_reload_conn_thread says another) gets HK_POOL_SIGNAL.
  */
 void hk_reload_conn_add(struct hk_reload *r, struct hk_reload_conn *c,
     X509 *peer, atomic_int *stop);
+
+/*
+ * Any thread: the thread that now holds c's connection (a parked one's
+ * is the pool's lot; hk_pool.h), the one to signal from now on.
+ */
+void hk_reload_conn_thread(struct hk_reload *r, struct hk_reload_conn *c,
+    pthread_t thread);
 
 /*
  * Any thread: off the list, before the thread ends; then c->why (""

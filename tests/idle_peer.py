@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """tests/idle_peer.py - hold many idle mTLS connections to a server.
 
-    python3 tests/idle_peer.py PORT N [CONCURRENCY] [LIMIT]
+    python3 tests/idle_peer.py PORT N [CONCURRENCY] [LIMIT] [serve]
 
 Run in a directory with ca-cert.pem, client-cert.pem and client-key.pem
 (make_test_certs.sh). Opens N connections to 127.0.0.1:PORT, at most
@@ -10,7 +10,9 @@ handshake; then sends nothing. The TLS 1.3 tickets are left unread in the
 socket: the server is then past its handshake and waiting for a request,
 which is what an idle client costs it. Prints "held K failed F" once all
 attempts are done, then holds the connections until its stdin ends
-(the caller closes its end of a pipe), and closes them all at once.
+(the caller closes its end of a pipe), and closes them all at once;
+with "serve", each then sends a hello first, reads the answer and closes
+with close_notify, and "served K" says how many got one.
 LIMIT (300) seconds bounds the whole run: nothing hangs.
 """
 import asyncio
@@ -18,7 +20,19 @@ import ssl
 import sys
 
 
-async def main(port, n, conc):
+async def hello(r, w):
+    try:
+        w.write(b"Hello from an idle peer")
+        await w.drain()
+        got = await asyncio.wait_for(r.read(4096), 30)
+        w.close()
+        await asyncio.wait_for(w.wait_closed(), 10)
+        return len(got) > 0
+    except (OSError, ssl.SSLError, asyncio.TimeoutError):
+        return False
+
+
+async def main(port, n, conc, serve):
     ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH,
                                      cafile="ca-cert.pem")
     ctx.load_cert_chain("client-cert.pem", "client-key.pem")
@@ -42,6 +56,10 @@ async def main(port, n, conc):
         print("error %dx %s" % (k, e), flush=True)
     loop = asyncio.get_running_loop()
     await loop.run_in_executor(None, sys.stdin.read)
+    if serve:
+        ok = await asyncio.gather(*(hello(r, w) for r, w in conns))
+        print("served %d" % sum(ok), flush=True)
+        return
     for _, w in conns:
         w.transport.abort()
 
@@ -50,8 +68,9 @@ if __name__ == "__main__":
     port, n = int(sys.argv[1]), int(sys.argv[2])
     conc = int(sys.argv[3]) if len(sys.argv) > 3 else 100
     limit = float(sys.argv[4]) if len(sys.argv) > 4 else 300
+    serve = len(sys.argv) > 5 and sys.argv[5] == "serve"
     try:
-        asyncio.run(asyncio.wait_for(main(port, n, conc), limit))
+        asyncio.run(asyncio.wait_for(main(port, n, conc, serve), limit))
     except asyncio.TimeoutError:
         print("idle_peer: gave up after %g s" % limit, flush=True)
         sys.exit(1)

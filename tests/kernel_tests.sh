@@ -390,6 +390,7 @@ test_shutdown_ktls() {
 		stop_server
 		return
 	fi
+	check "TLS $v SIGTERM: the idle client waits parked" no_threads_left
 	t0=$SECONDS
 	kill -TERM "$SRV_PID"
 	wait "$SRV_PID" || rc=$?
@@ -662,6 +663,109 @@ test_policy_ktls() {
 	    test "$(grep -c 'Allowed: rule testorg' "$SRV_LOG")" -eq 2
 }
 
+# no_threads_left: up to 10 s until the server has no client thread
+# (hk-client) left: its open kTLS connections all wait parked (the
+# threads end a second after their last client).
+no_threads_left() {
+	local i
+	server_proc || return 1
+	for ((i = 0; i < 200; i++)); do
+		[ "$(client_threads "$SRV_PROC")" -eq 0 ] && return 0
+		nap 0.05
+	done
+	return 1
+}
+
+# Idle clients past their handshake on kTLS hold no thread: 20 held
+# (tests/idle_peer.py), the server's client threads all end while they
+# stay open; then each sends its hello and is answered on a thread again.
+test_parked_ktls() {
+	local v=$1 name="TLS $1 idle kTLS clients" log hold hf n
+	start_server --ktls require --tls-version "$v"
+	new_log log idle
+	hold=$WORK/parked.hold
+	rm -f "$hold" && mkfifo "$hold"
+	timeout 120 python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" 20 20 100 serve \
+	    <"$hold" >"$log" 2>&1 &
+	exec {hf}>"$hold"
+	if ! wait_long "$log" "held 20 failed 0" 60 ||
+	    ! wait_count "$SRV_LOG" "OpenSSL connection freed" 20 30; then
+		fail "$name" "20 idle clients did not connect" "$log" "$SRV_LOG"
+	elif no_threads_left; then
+		pass "$name: 20 open, parked, no client thread left"
+	else
+		fail "$name: parked" "$(client_threads "$SRV_PROC") client threads for 20 idle clients" "$SRV_LOG"
+	fi
+	n=$(grep -c "Received from client: Hello from an idle peer" "$SRV_LOG")
+	exec {hf}>&-
+	if wait_long "$log" "served 20" 60 &&
+	    wait_count "$SRV_LOG" "Connection closed" 20 10 &&
+	    wait_count "$SRV_LOG" "Received from client: Hello from an idle peer" 20 10 &&
+	    [ "$n" -eq 0 ]; then
+		pass "$name: then each sends its hello: 20 answered, closed cleanly"
+	else
+		fail "$name: served after parking" "see the logs" "$log" "$SRV_LOG"
+	fi
+	stop_server
+}
+
+# --idle-timeout while parked: the connection ends when it would have on
+# a thread, with the same line as one that timed out on its thread
+# (an --echo client idle after its first line, which is not parked).
+test_parked_idle_timeout() {
+	local v=$1 name="TLS $1 --idle-timeout while parked" p1 p2 t0 l1 l2
+	start_server --ktls require --tls-version "$v" --echo --idle-timeout 3
+	new_log p1 parked
+	new_log p2 echoing
+	timeout 60 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 >"$p1" 2>&1 &
+	timeout 60 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 30 hi >"$p2" 2>&1 &
+	if ! wait_long "$p1" ready 30 || ! wait_long "$p2" "got: hi" 30; then
+		fail "$name" "the clients did not connect" "$p1" "$p2" "$SRV_LOG"
+		stop_server
+		return
+	fi
+	t0=$SECONDS
+	wait_count "$SRV_LOG" "timed out waiting for the peer" 2 15
+	l1=$(grep "timed out waiting for the peer" "$SRV_LOG" | head -n 1)
+	l2=$(grep "timed out waiting for the peer" "$SRV_LOG" | sed -n 2p)
+	if [ -n "$l2" ] && [ "${l1#*client 127.0.0.1:[0-9]*: }" = "${l2#*client 127.0.0.1:[0-9]*: }" ] &&
+	    [ $((SECONDS - t0)) -le 6 ]; then
+		pass "$name: ended after 3 s, the same line as on a thread: ${l1#*client 127.0.0.1:[0-9]*: }"
+	else
+		fail "$name" "lines '$l1' / '$l2' after $((SECONDS - t0)) s" "$SRV_LOG" "$p1" "$p2"
+	fi
+	stop_server
+}
+
+# --reauthorize with the refused client parked: the lot gets the signal,
+# the connection is resumed and ends with close_notify, as on a thread.
+test_parked_reauthorize() {
+	local name="--reauthorize a parked kTLS connection" a peer d
+	a=$WORK/parked-reauth.audit
+	pki_copy && issue rc1 --cn rc1 || { fail "$name" "setup" "$WORK/setup.log"; return; }
+	d=$WORK/pki/rc1peer
+	mkdir -p "$d" && ln -sf ../rc1-cert.pem "$d/client-cert.pem" &&
+	    ln -sf ../rc1-key.pem "$d/client-key.pem" && ln -sf ../ca-cert.pem "$d/ca-cert.pem"
+	start_server --ktls require --crl crl.pem --audit "$a" --reauthorize
+	new_log peer parked
+	(cd "$d" && exec timeout 90 python3 "$HK_ROOT/tests/waiting_peer.py" "$PORT" 60) >"$peer" 2>&1 &
+	if ! wait_long "$peer" ready 30 || ! no_threads_left; then
+		fail "$name" "the client is not parked" "$peer" "$SRV_LOG"
+	else
+		bash "$SETUP" -o . revoke rc1 >>"$WORK/setup.log" 2>&1
+		if wait_long "$SRV_LOG" "Reauthorize: 1 of 1 open connection refused" 10 &&
+		    wait_for_line "$SRV_LOG" "closed: reauthorize: certificate revoked (close_notify sent)" &&
+		    wait_long "$peer" close_notify 10 &&
+		    wait_for_line "$a" '"event.action":"connection-closed","event.outcome":"failure","event.reason":"reauthorize: certificate revoked"'; then
+			pass "$name: ended with close_notify, logged and audited with the reason"
+		else
+			fail "$name" "see the logs" "$peer" "$SRV_LOG" "$a"
+		fi
+	fi
+	stop_server
+	cd "$HK_CERTS" || exit 1
+}
+
 # --close-at-expiry with kTLS: a client whose certificate lives 20 s
 # holds a connection open and sends nothing; at its notAfter the server's
 # blocked read wakes, and its close_notify goes through kTLS TX (sendmsg
@@ -686,6 +790,7 @@ test_close_at_expiry_ktls() {
 	(cd "$d/peer" && exec timeout 90 python3 "$HK_ROOT/tests/waiting_peer.py" \
 	    "$PORT" 60) >"$peer" 2>&1 &
 	wait_long "$peer" ready 30
+	check "TLS $v --close-at-expiry: the idle client waits parked" no_threads_left
 	wait_long "$peer" close_notify 45
 	if both_active "$SRV_LOG" && has "$SRV_LOG" "client certificate expired" &&
 	    [ "$(tail -n 1 "$peer")" = close_notify ] && [ "$EPOCHSECONDS" -ge "$na" ] &&
@@ -723,6 +828,10 @@ test_ocsp_revoked 1.3
 RELOAD_LIVE=/dev/shm/hk-reload.$$ test_reload_rotate require
 rm -rf "/dev/shm/hk-reload.$$"
 test_reload_reauthorize_crl require --reauthorize
+test_parked_reauthorize
+test_parked_ktls 1.2
+test_parked_ktls 1.3
+test_parked_idle_timeout 1.3
 for v in 1.2 1.3; do
 	test_openssl_ktls_conf "$v" require
 	test_openssl_ktls_conf "$v" auto

@@ -104,7 +104,8 @@ wait_for_line() {
 client_threads() {
 	local f name n=0
 	for f in /proc/"$1"/task/*/comm; do
-		read -r name <"$f" 2>/dev/null && [ "$name" = hk-client ] && n=$((n + 1))
+		# A thread may end between the glob and the read.
+		{ read -r name <"$f"; } 2>/dev/null && [ "$name" = hk-client ] && n=$((n + 1))
 	done
 	echo "$n"
 }
