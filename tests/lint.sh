@@ -25,6 +25,8 @@ SUPPRESS=(--suppress=nullPointerRedundantCheck:ktls_derive.c)
 #   UndefinedBinaryOperatorResult: ss_family / nl_pid of a sockaddr that
 #     getsockname()/accept4()/recvfrom() filled; the analyzer does not
 #     model those calls as writing their address argument.
+#   CallAndMessage (hk_serve_conn.c): the same, for the port of that
+#     sockaddr in hk_peer_name, called from hk_local_name.
 #   NonNullParamChecker (ktls_nic.c): gstring_copy() is reached only with
 #     a gs that ethtool_strings() allocated; the analyzer invents a path
 #     where gs->data is NULL.
@@ -34,6 +36,8 @@ ktls_keys.c clang-analyzer-valist.Uninitialized
 ktls_query.c clang-analyzer-valist.Uninitialized
 mtls_policy.c clang-analyzer-valist.Uninitialized
 hello_ktls_server.c clang-analyzer-core.UndefinedBinaryOperatorResult
+hk_serve_conn.c clang-analyzer-core.UndefinedBinaryOperatorResult
+hk_serve_conn.c clang-analyzer-core.CallAndMessage
 ktls_diag.c clang-analyzer-core.UndefinedBinaryOperatorResult
 ktls_nic.c clang-analyzer-core.NonNullParamChecker
 '
