@@ -16,8 +16,9 @@
 #       `openssl s_time -reuse` vs `-new`, with the resumptions counted
 #       and the server's CPU per connection;
 #   (f) full mTLS handshakes against ours vs nginx from the distribution
-#       (ssl_verify_client on, two workers, no session reuse), TLS 1.3
-#       and 1.2: handshakes per second and server CPU per handshake;
+#       (ssl_verify_client on, two workers), TLS 1.3 and 1.2, ours with
+#       --quiet: session tickets off on both, then on on both; handshakes
+#       per second and server CPU per handshake;
 #   (m) server memory per idle mTLS connection: N held by
 #       tests/idle_peer.py, on the host (userspace) and in the kTLS guest,
 #       and a new client's time meanwhile;
@@ -962,6 +963,10 @@ print_m() {
 	echo "<= 32 kB per connection after the switch to kTLS; 10,000 held on the host."
 	echo "Failed handshakes: host $(get m_host_failed), guest $(get m_ktls_failed); server client threads"
 	echo "while held: host $(get m_host_threads), guest $(get m_ktls_threads); kTLS RX sockets in the guest: $(get m_ktls_tls_rx)."
+	echo "On kTLS (both directions in the kernel, OpenSSL's connection freed) an idle"
+	echo "client waits in the pool's parking lot without a thread of its own; the"
+	echo "threads counted there are spare pool threads, which end a second after"
+	echo "the last busy one. In userspace each idle client keeps its thread and SSL."
 	echo
 }
 
