@@ -202,49 +202,65 @@ served(void)
 	return n;
 }
 
-/* Wait until n clients have started; 0 if they did not in time. */
+/* What a wait below waits for: the pool (may be NULL) and a number. */
+struct until {
+	struct hk_pool *p;
+	int n;
+};
+
 static int
-wait_served(int n)
+served_reached(const struct until *u)
+{
+	return served() >= u->n;
+}
+
+static int
+busy_is(const struct until *u)
+{
+	return hk_pool_reap(u->p) == u->n;
+}
+
+static int
+threads_are(const struct until *u)
+{
+	hk_pool_reap(u->p); /* joins the ended, ends the idle in time */
+	return threads() == u->n;
+}
+
+/* Poll done(u) until it holds; 0 if it did not within ms. */
+static int
+wait_until(int (*done)(const struct until *), struct until u, long ms)
 {
 	struct timespec t0;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (served() < n)
-		if (ms_since(&t0) > WAIT_MS)
+	while (!done(&u))
+		if (ms_since(&t0) > ms)
 			return 0;
 		else
 			nap();
 	return 1;
+}
+
+/* Until n clients have started; 0 if they did not in time. */
+static int
+wait_served(int n)
+{
+	return wait_until(served_reached, (struct until){ NULL, n }, WAIT_MS);
 }
 
 /* Reap until busy clients are left; 0 if that did not come in time. */
 static int
 wait_busy(struct hk_pool *p, int busy)
 {
-	struct timespec t0;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (hk_pool_reap(p) != busy)
-		if (ms_since(&t0) > WAIT_MS)
-			return 0;
-		else
-			nap();
-	return 1;
+	return wait_until(busy_is, (struct until){ p, busy }, WAIT_MS);
 }
 
-/* Reap until the process has n threads; 0 if it did not in time. */
+/* Reap until the process has n threads (idle ones end after 1 s). */
 static int
 wait_threads(struct hk_pool *p, int n)
 {
-	struct timespec t0;
-
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	while (hk_pool_reap(p), threads() != n)
-		if (ms_since(&t0) > 3000 + WAIT_MS)
-			return 0;
-		else
-			nap();
-	return 1;
+	return wait_until(threads_are, (struct until){ p, n }, 3000 + WAIT_MS);
 }
 
 /* A new client for the pool: its fd; the test keeps *hold, the writer. */
