@@ -196,9 +196,13 @@ reload_step(const struct hk_server *srv)
 	hk_metrics_reload(1, (unsigned)counts.generation);
 	if (!srv->cfg->reauthorize)
 		return;
-	refused = hk_reload_reauthorize(srv->reload, &open);
-	hk_say("Reauthorize: %d of %d open connection%s refused", refused, open,
-	    open == 1 ? "" : "s");
+	if ((refused = hk_reload_reauthorize(srv->reload, &open)) < 0)
+		hk_warn("reauthorize: out of memory: the %d open connection%s "
+			"not checked",
+		    open, open == 1 ? " was" : "s were");
+	else
+		hk_say("Reauthorize: %d of %d open connection%s refused",
+		    refused, open, open == 1 ? "" : "s");
 }
 
 /*

@@ -61,6 +61,7 @@ struct hk_reload {
 	atomic_ullong generation, ok, failed;
 	pthread_mutex_t live_lock;
 	struct hk_reload_conn *live;
+	unsigned long long next_id; /* under live_lock: each entry's id */
 };
 
 static long long
@@ -558,6 +559,7 @@ hk_reload_conn_add(struct hk_reload *r, struct hk_reload_conn *c, X509 *peer,
 	c->stop = stop;
 	c->thread = pthread_self();
 	pthread_mutex_lock(&r->live_lock);
+	c->id = ++r->next_id;
 	c->next = r->live;
 	if (r->live != NULL)
 		r->live->prev = c;
@@ -611,27 +613,92 @@ refusal(const struct hk_set *s, X509 *peer, char *why, size_t len)
 	SSL_free(probe);
 }
 
+/* One listed connection's client, checked without the list's lock. */
+struct recheck {
+	unsigned long long id;
+	X509 *peer;
+	char why[MTLS_POLICY_REASON_MAX + 32];
+};
+
+/*
+ * With live_lock held: the listed connections not yet refused, each
+ * client's certificate with a reference of its own; NULL when there are
+ * none or no memory (*n says which: 0, or how many there are).
+ */
+static struct recheck *
+recheck_list(struct hk_reload *r, size_t *n)
+{
+	struct hk_reload_conn *c;
+	struct recheck *list;
+	size_t k = 0;
+
+	*n = 0;
+	for (c = r->live; c != NULL; c = c->next)
+		if (c->why[0] == '\0')
+			(*n)++;
+	if (*n == 0 || (list = calloc(*n, sizeof(*list))) == NULL)
+		return NULL;
+	for (c = r->live; c != NULL; c = c->next) {
+		if (c->why[0] != '\0')
+			continue;
+		list[k].id = c->id;
+		if (c->peer != NULL && X509_up_ref(c->peer))
+			list[k].peer = c->peer;
+		k++;
+	}
+	return list;
+}
+
+/* With live_lock held: the entry with this id, if it is still listed. */
+static struct hk_reload_conn *
+listed(struct hk_reload *r, unsigned long long id)
+{
+	struct hk_reload_conn *c;
+
+	for (c = r->live; c != NULL && c->id != id; c = c->next)
+		;
+	return c;
+}
+
+/*
+ * The checks (which may wait on --ocsp queries) run without live_lock,
+ * on a list taken under it: connections that end meanwhile are not held
+ * up, and those gone by the end are passed over by id (an entry's memory
+ * may be another connection's by then).
+ */
 int
 hk_reload_reauthorize(struct hk_reload *r, int *open)
 {
 	struct hk_set *s = hk_reload_acquire(r);
 	struct hk_reload_conn *c;
+	struct recheck *list;
+	size_t i, n;
 	int refused = 0;
 
-	*open = 0;
 	pthread_mutex_lock(&r->live_lock);
-	for (c = r->live; c != NULL; c = c->next) {
-		if (c->why[0] != '\0')
+	list = recheck_list(r, &n);
+	pthread_mutex_unlock(&r->live_lock);
+	*open = (int)n;
+	if (list == NULL) {
+		hk_set_release(s);
+		return n == 0 ? 0 : -1;
+	}
+	for (i = 0; i < n; i++)
+		refusal(s, list[i].peer, list[i].why, sizeof(list[i].why));
+	pthread_mutex_lock(&r->live_lock);
+	for (i = 0; i < n; i++) {
+		if (list[i].why[0] == '\0' ||
+		    (c = listed(r, list[i].id)) == NULL || c->why[0] != '\0')
 			continue;
-		(*open)++;
-		refusal(s, c->peer, c->why, sizeof(c->why));
-		if (c->why[0] == '\0')
-			continue;
+		snprintf(c->why, sizeof(c->why), "%s", list[i].why);
 		refused++;
 		atomic_store(c->stop, 1);
 		pthread_kill(c->thread, HK_POOL_SIGNAL);
 	}
 	pthread_mutex_unlock(&r->live_lock);
+	for (i = 0; i < n; i++)
+		X509_free(list[i].peer);
+	free(list);
 	hk_set_release(s);
 	return refused;
 }

@@ -103,7 +103,8 @@ hk_reload_step(struct hk_reload *r, char *msg, size_t len);
  * when a reload refused its client.
  */
 struct hk_reload_conn {
-	X509 *peer; /* the client's certificate (a reference) */
+	X509 *peer;            /* the client's certificate (a reference) */
+	unsigned long long id; /* unique among the entries ever listed */
 	atomic_int *stop;
 	pthread_t thread;
 	char why[MTLS_POLICY_REASON_MAX + 32];
@@ -135,8 +136,9 @@ void hk_reload_conn_remove(struct hk_reload *r, struct hk_reload_conn *c);
  * After HK_RELOAD_OK: every listed connection's client checked against
  * the new set (its certificate verified with the new CRLs, the new
  * policy's decision); those refused get why, *stop and the signal.
- * Returns how many were refused; *open says how many were checked. May
- * block on --ocsp queries.
+ * Returns how many were refused, -1 when out of memory; *open says how
+ * many were checked. May block on --ocsp queries, but never holds up
+ * the listed connections meanwhile (they may end, and others be listed).
  */
 int hk_reload_reauthorize(struct hk_reload *r, int *open);
 

@@ -393,6 +393,56 @@ test_crl_audit() {
 	stop_server
 }
 
+# --reauthorize with --ocsp: after a reload the open connections' clients
+# are asked about again (a new context, a new OCSP cache), here through a
+# proxy that takes 3 s. Connections that end meanwhile must not wait for
+# those queries (the re-checks held the list's lock through them).
+test_reauthorize_slow() {
+	local policy=$WORK/reauth.policy hold hf log cn n0
+	cn=$(openssl x509 -in client-cert.pem -noout -subject -nameopt sep_multiline,utf8 |
+	    sed -n 's/^ *CN=//p')
+	printf 'allow clients {\n    subject.CN = %s\n}\n' "$cn" >"$policy"
+	start_peer "$PROXY_PORT" "$RESP_PORT" 3
+	start_server --ocsp-url "http://127.0.0.1:$PROXY_PORT/" --ocsp-timeout 10s \
+	    --reauthorize --policy "$policy" --ktls off
+	new_log log idle
+	hold=$WORK/reauth.hold
+	rm -f "$hold" && mkfifo "$hold"
+	timeout 120 python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" 2 2 100 serve \
+	    <"$hold" >"$log" 2>&1 &
+	exec {hf}>"$hold"
+	# Held by the client once its side is done; the server's side waits
+	# for the OCSP answer (3 s) before it lets each in.
+	if ! wait_long "$log" "held 2 failed 0" 30 ||
+	    ! wait_count "$SRV_LOG" "Allowed: rule clients" 2 15; then
+		fail "--reauthorize with a slow --ocsp: two idle clients" "they did not connect" "$log" "$SRV_LOG"
+		exec {hf}>&-
+		stop_server
+		stop_peers
+		start_responder "$RESP_PORT"
+		return
+	fi
+	n0=$(grep -c '^request' "$PEER_LOG")
+	printf '# changed\n' >>"$policy"
+	server_proc && kill -HUP "$SRV_PROC"
+	wait_for_line "$SRV_LOG" "Reloaded configuration (generation 2)"
+	# A re-check is on the proxy now (3 s); the clients leave meanwhile.
+	wait_count "$PEER_LOG" "request" $((n0 + 1)) 10
+	exec {hf}>&-
+	if wait_count "$SRV_LOG" "Connection closed" 2 1 &&
+	    ! has "$SRV_LOG" "Reauthorize:"; then
+		pass "--reauthorize with a slow --ocsp: clients leaving meanwhile close at once"
+	else
+		fail "--reauthorize with a slow --ocsp: clients leaving meanwhile close at once" \
+		    "not both closed within 1 s of leaving, before the re-checks' end" "$SRV_LOG"
+	fi
+	check "... and the re-checks end: none refused" wait_long "$SRV_LOG" \
+	    "Reauthorize: 0 of 2 open connections refused" 10
+	stop_server
+	stop_peers
+	start_responder "$RESP_PORT"
+}
+
 # A responder named by a host name whose name server never answers: the
 # lookup is bounded by --ocsp-timeout like the rest of the query, though
 # resolv.conf's own bound here is 4 s x 2 attempts. In a mount and network
@@ -455,6 +505,7 @@ test_aia_and_slow
 test_nonce
 test_signers
 test_crl_audit
+test_reauthorize_slow
 run_dns_part
 if [ -x "$HK_ROOT/tests/test_ocsp" ]; then
 	# The unit test against the same responder: the OCSP decision and
