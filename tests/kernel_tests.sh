@@ -680,14 +680,10 @@ no_threads_left() {
 # (tests/idle_peer.py), the server's client threads all end while they
 # stay open; then each sends its hello and is answered on a thread again.
 test_parked_ktls() {
-	local v=$1 name="TLS $1 idle kTLS clients" log hold hf n
+	local v=$1 name="TLS $1 idle kTLS clients" log n
 	start_server --ktls require --tls-version "$v"
 	new_log log idle
-	hold=$WORK/parked.hold
-	rm -f "$hold" && mkfifo "$hold"
-	timeout 120 python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" 20 20 100 serve \
-	    <"$hold" >"$log" 2>&1 &
-	exec {hf}>"$hold"
+	idle_clients 20 "$log"
 	if ! wait_long "$log" "held 20 failed 0" 60 ||
 	    ! wait_count "$SRV_LOG" "OpenSSL connection freed" 20 30; then
 		fail "$name" "20 idle clients did not connect" "$log" "$SRV_LOG"
@@ -697,7 +693,7 @@ test_parked_ktls() {
 		fail "$name: parked" "$(client_threads "$SRV_PROC") client threads for 20 idle clients" "$SRV_LOG"
 	fi
 	n=$(grep -c "Received from client: Hello from an idle peer" "$SRV_LOG")
-	exec {hf}>&-
+	idle_clients_go
 	if wait_long "$log" "served 20" 60 &&
 	    wait_count "$SRV_LOG" "Connection closed" 20 10 &&
 	    wait_count "$SRV_LOG" "Received from client: Hello from an idle peer" 20 10 &&

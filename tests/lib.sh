@@ -275,6 +275,21 @@ start_error() {
 	fi
 }
 
+# idle_clients N LOG: N mTLS clients (tests/idle_peer.py ... serve) that
+# hold their connections past the handshake, sending nothing, until
+# idle_clients_go; then each sends a hello, reads the answer and closes
+# with close_notify. LOG gets "held N failed F", later "served K".
+idle_clients() {
+	local hold=$WORK/idle.$$.hold
+	rm -f "$hold" && mkfifo "$hold" || return 1
+	timeout 120 python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" "$1" "$1" 100 serve \
+	    <"$hold" >"$2" 2>&1 &
+	exec {IDLE_FD}>"$hold"
+	rm -f "$hold"
+}
+
+idle_clients_go() { exec {IDLE_FD}>&-; }
+
 # relay_checks WANT COMMAND...: run a checker that prints "ok - NAME" and
 # "FAIL - NAME: WHY" lines; each becomes a pass or a fail here, its other
 # lines are shown. A checker that crashes, or checks other than WANT

@@ -398,7 +398,7 @@ test_crl_audit() {
 # proxy that takes 3 s. Connections that end meanwhile must not wait for
 # those queries (the re-checks held the list's lock through them).
 test_reauthorize_slow() {
-	local policy=$WORK/reauth.policy hold hf log cn n0
+	local policy=$WORK/reauth.policy log cn n0
 	cn=$(openssl x509 -in client-cert.pem -noout -subject -nameopt sep_multiline,utf8 |
 	    sed -n 's/^ *CN=//p')
 	printf 'allow clients {\n    subject.CN = %s\n}\n' "$cn" >"$policy"
@@ -406,17 +406,13 @@ test_reauthorize_slow() {
 	start_server --ocsp-url "http://127.0.0.1:$PROXY_PORT/" --ocsp-timeout 10s \
 	    --reauthorize --policy "$policy" --ktls off
 	new_log log idle
-	hold=$WORK/reauth.hold
-	rm -f "$hold" && mkfifo "$hold"
-	timeout 120 python3 "$HK_ROOT/tests/idle_peer.py" "$PORT" 2 2 100 serve \
-	    <"$hold" >"$log" 2>&1 &
-	exec {hf}>"$hold"
+	idle_clients 2 "$log"
 	# Held by the client once its side is done; the server's side waits
 	# for the OCSP answer (3 s) before it lets each in.
 	if ! wait_long "$log" "held 2 failed 0" 30 ||
 	    ! wait_count "$SRV_LOG" "Allowed: rule clients" 2 15; then
 		fail "--reauthorize with a slow --ocsp: two idle clients" "they did not connect" "$log" "$SRV_LOG"
-		exec {hf}>&-
+		idle_clients_go
 		stop_server
 		stop_peers
 		start_responder "$RESP_PORT"
@@ -428,7 +424,7 @@ test_reauthorize_slow() {
 	wait_for_line "$SRV_LOG" "Reloaded configuration (generation 2)"
 	# A re-check is on the proxy now (3 s); the clients leave meanwhile.
 	wait_count "$PEER_LOG" "request" $((n0 + 1)) 10
-	exec {hf}>&-
+	idle_clients_go
 	if wait_count "$SRV_LOG" "Connection closed" 2 1 &&
 	    ! has "$SRV_LOG" "Reauthorize:"; then
 		pass "--reauthorize with a slow --ocsp: clients leaving meanwhile close at once"
