@@ -192,7 +192,6 @@ lookup_main(void *arg)
 static struct lookup *
 lookup_new(const char *host, const char *port)
 {
-	pthread_condattr_t ca;
 	struct lookup *l;
 
 	if (strlen(host) >= sizeof(l->host) ||
@@ -202,10 +201,7 @@ lookup_new(const char *host, const char *port)
 	memcpy(l->host, host, strlen(host) + 1);
 	memcpy(l->port, port, strlen(port) + 1);
 	pthread_mutex_init(&l->lock, NULL);
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&l->done_cv, &ca);
-	pthread_condattr_destroy(&ca);
+	ocsp_cond_init(&l->done_cv); /* resolve() waits until a deadline */
 	return l;
 }
 

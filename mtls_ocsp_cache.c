@@ -42,21 +42,27 @@ now_mono(void)
 	return ts.tv_sec;
 }
 
+void
+ocsp_cond_init(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
 struct ocsp_cache *
 ocsp_cache_new(size_t max)
 {
 	struct ocsp_cache *c = calloc(1, sizeof(*c));
-	pthread_condattr_t ca;
 
 	if (c == NULL)
 		return NULL;
 	c->max = max;
 	pthread_mutex_init(&c->lock, NULL);
-	/* Deadlines on the monotonic clock: a clock step changes nothing. */
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&c->done, &ca);
-	pthread_condattr_destroy(&ca);
+	ocsp_cond_init(&c->done);
 	return c;
 }
 

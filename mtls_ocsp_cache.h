@@ -7,6 +7,8 @@
 #ifndef MTLS_OCSP_CACHE_H
 #define MTLS_OCSP_CACHE_H
 
+#include <pthread.h>
+
 #include "mtls.h"
 
 /* What a responder said of one certificate, or why it said nothing. */
@@ -19,6 +21,12 @@ struct ocsp_answer {
 #define OCSP_KEY_LEN 32 /* SHA-256 of the DER cert id */
 
 struct ocsp_cache;
+
+/*
+ * A condition variable whose timed waits count on CLOCK_MONOTONIC, as
+ * the OCSP deadlines do: a step of the wall clock changes nothing.
+ */
+void ocsp_cond_init(pthread_cond_t *cv);
 
 /* An empty cache of at most max entries; NULL out of memory. */
 struct ocsp_cache *ocsp_cache_new(size_t max);
